@@ -1,0 +1,101 @@
+"""Merge the workers' per-second deltas into run totals and a per-second series.
+
+The n-th message of every worker covers the same second (all workers share
+the start time and report on the same absolute schedule), so the series is
+merged by message index.  A second is reduced to a few numbers as soon as
+every worker still running has delivered it, so memory stays flat however
+long the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadgen.metrics import Totals, latency_ms, summarize
+
+
+@dataclass
+class WorkerState:
+    index: int
+    messages: int = 0
+    requests: int = 0
+    elapsed_s: float = 0.0
+    cpu_s: float = 0.0
+    reconnects: int = 0
+    done: bool = False     # sent its final message
+    lost: str = ""         # why it ended without one
+
+
+@dataclass
+class Aggregate:
+    endpoint_names: list[str]
+    workers: list[WorkerState]
+    totals: list[Totals] = field(init=False)
+    intervals: list[dict[str, Any]] = field(default_factory=list)
+    _pending: dict[int, tuple[Totals, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.totals = [Totals() for _ in self.endpoint_names]
+
+    def add(self, message: dict[str, Any]) -> None:
+        """Merge one interval or final message from a worker."""
+        state = self.workers[message["worker"]]
+        state.messages += 1
+        state.elapsed_s = message["elapsed_s"]
+        state.cpu_s = message["cpu_s"]
+        state.reconnects = message["reconnects"]
+        second, length = self._pending.get(state.messages, (Totals(), 0.0))
+        for totals, wire in zip(self.totals, message["endpoints"]):
+            totals.add_wire(wire)
+            second.add_wire(wire)
+        state.requests += sum(sum(w["codes"].values()) + sum(w["errors"].values())
+                              for w in message["endpoints"])
+        span = message["elapsed_s"] - (state.messages - 1)
+        self._pending[state.messages] = (second, max(length, min(1.0, span)))
+        if message["type"] == "final":
+            state.done = True
+        self._close_seconds()
+
+    def lose(self, index: int, why: str) -> None:
+        self.workers[index].lost = why
+        self._close_seconds()
+
+    def finish(self) -> None:
+        """Reduce whatever seconds are still pending (the run is over)."""
+        for k in sorted(self._pending):
+            self._reduce(k)
+
+    def _close_seconds(self) -> None:
+        running = [w.messages for w in self.workers if not w.done and not w.lost]
+        complete_upto = min(running) if running else max(self._pending, default=0)
+        for k in sorted(self._pending):
+            if k <= complete_upto:
+                self._reduce(k)
+
+    def _reduce(self, k: int) -> None:
+        second, length = self._pending.pop(k)
+        lat = latency_ms(second.hist)
+        self.intervals.append({
+            "t": round(k - 1 + length, 3),
+            "requests": second.requests,
+            "errors": sum(second.errors.values()),
+            "rps": second.requests / length if length > 0 else 0.0,
+            "latency_ms": {key: lat[key] for key in ("p50", "p90", "p99", "max")},
+        })
+
+    @property
+    def duration_s(self) -> float:
+        return max((w.elapsed_s for w in self.workers), default=0.0)
+
+    def all_totals(self) -> Totals:
+        merged = Totals()
+        for totals in self.totals:
+            merged.merge(totals)
+        return merged
+
+    def summaries(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        duration = self.duration_s
+        endpoints = [{"endpoint": name, **summarize(t, duration)}
+                     for name, t in zip(self.endpoint_names, self.totals)]
+        return summarize(self.all_totals(), duration), endpoints

@@ -1,0 +1,230 @@
+"""The hot path: one kept-alive connection, prebuilt request bytes, C-parsed responses.
+
+urllib3's ``urlopen`` costs ~200 µs a request (http.client and email header
+parsing), so it is used only for what it does well: connecting (DNS, TLS,
+socket options such as TCP_NODELAY) and owning the pool.  Each request here is
+one ``sendall`` of bytes built once, and the response is framed by httptools
+(llhttp).  Bodies are drained and counted, never kept.
+
+Only imported inside worker processes, after gevent has monkey-patched.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import httptools
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+# Error kinds, in the order the report lists them.
+CONNECT, TIMEOUT, WRITE, READ, PROTOCOL = "connect", "timeout", "write", "read", "protocol"
+ERROR_KINDS = (CONNECT, TIMEOUT, WRITE, READ, PROTOCOL)
+
+_RECV_SIZE = 65536
+
+
+class RequestError(Exception):
+    """A request that got no complete HTTP response; ``kind`` is one of ERROR_KINDS."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(kind, detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class _Framer:
+    """httptools callbacks that only track where one response ends.
+
+    ``on_header`` watches for Content-Length / Transfer-Encoding because
+    httptools does not expose llhttp_finish(): at EOF we must tell a
+    close-delimited body (complete) from a framed one cut short (an error).
+    """
+
+    __slots__ = ("headers_done", "done", "framed", "keep_alive", "parser")
+
+    def __init__(self) -> None:
+        self.headers_done = False
+        self.done = False
+        self.framed = False
+        self.keep_alive = False
+        self.parser = httptools.HttpResponseParser(self)
+
+    def reset(self) -> None:
+        self.headers_done = self.done = self.framed = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) in (14, 17):
+            lower = name.lower()
+            if lower == b"content-length" or lower == b"transfer-encoding":
+                self.framed = True
+
+    def on_headers_complete(self) -> None:
+        # llhttp forgets the keep-alive verdict once the message completes.
+        self.headers_done = True
+        self.keep_alive = self.parser.should_keep_alive()
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+def build_request(method: str, host_header: str, path: str,
+                  headers: list[tuple[str, str]], body: bytes) -> bytes:
+    """The full request, built once per endpoint and written as-is for every send."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}"]
+    names = {name.lower() for name, _ in headers}
+    if "user-agent" not in names:
+        lines.append("User-Agent: loadgen")
+    if "accept" not in names:
+        lines.append("Accept: */*")
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def make_pool(scheme: str, host: str, port: int, size: int, timeout: float,
+              insecure: bool) -> urllib3.HTTPConnectionPool:
+    """A urllib3 pool that hands out connections; it owns DNS, TLS and socket options."""
+    t = urllib3.Timeout(connect=timeout, read=timeout)
+    if scheme == "https":
+        extra: dict[str, Any] = {"cert_reqs": "CERT_NONE", "assert_hostname": False} if insecure else {}
+        return urllib3.HTTPSConnectionPool(host, port, maxsize=size, block=False, timeout=t, **extra)
+    return urllib3.HTTPConnectionPool(host, port, maxsize=size, block=False, timeout=t)
+
+
+class Connection:
+    """One kept-alive connection and its response parser.
+
+    ``request`` sends prebuilt bytes and returns ``(status, bytes_in)`` or
+    raises RequestError.  A kept-alive connection the server closed before
+    answering (zero bytes back) is reopened and the request written once
+    more: the server never saw it, so counts stay exact.
+    """
+
+    def __init__(self, pool: urllib3.HTTPConnectionPool, timeout: float) -> None:
+        self.pool = pool
+        self.timeout = timeout
+        self.conn = pool._get_conn()
+        self.sock: Any = None
+        self.framer = _Framer()
+        self.fresh = True          # no response read on this socket yet
+        self.reconnects = 0
+        self.buf = bytearray(_RECV_SIZE)
+        self.view = memoryview(self.buf)
+
+    def open(self) -> None:
+        """Connect (or reconnect); failures raise RequestError(CONNECT)."""
+        self.close()
+        try:
+            self.conn.connect()
+        except (OSError, Urllib3Error) as exc:
+            self.conn.close()
+            raise RequestError(CONNECT, _describe(exc)) from None
+        self.sock = self.conn.sock
+        self.sock.settimeout(self.timeout)
+        self.framer = _Framer()
+        self.fresh = True
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.conn.close()
+            self.sock = None
+
+    def release(self) -> None:
+        """Hand the connection back to urllib3's pool (which closes it on pool.close())."""
+        self.close()
+        self.pool._put_conn(self.conn)
+
+    def request(self, data: bytes, head: bool) -> tuple[int, int]:
+        if self.sock is None:
+            self.open()
+        try:
+            return self._exchange(data, head)
+        except _StaleConnection:
+            self.reconnects += 1
+            self.open()
+            return self._exchange(data, head)
+
+    def _exchange(self, data: bytes, head: bool) -> tuple[int, int]:
+        sock = self.sock
+        framer = self.framer
+        framer.reset()
+        parser = framer.parser
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            self.close()
+            raise RequestError(TIMEOUT, "write timed out") from None
+        except OSError as exc:
+            if not self.fresh:
+                raise _StaleConnection() from None
+            self.close()
+            raise RequestError(WRITE, _describe(exc)) from None
+        received = 0
+        deadline = 0.0
+        recv_into = sock.recv_into
+        view = self.view
+        try:
+            while True:
+                n = recv_into(view)
+                if n == 0:
+                    return self._at_eof(framer, parser, received)
+                received += n
+                parser.feed_data(view[:n])
+                if framer.done or (head and framer.headers_done):
+                    break
+                if not deadline:   # a slow or large response: bound its total time
+                    deadline = time.monotonic() + self.timeout
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                sock.settimeout(left)
+        except TimeoutError:
+            self.close()
+            raise RequestError(TIMEOUT, f"no complete response in {self.timeout:g}s") from None
+        except httptools.HttpParserError as exc:
+            self.close()
+            raise RequestError(PROTOCOL, _describe(exc)) from None
+        except OSError as exc:
+            if received == 0 and not self.fresh:
+                raise _StaleConnection() from None
+            self.close()
+            raise RequestError(READ, _describe(exc)) from None
+        if deadline:
+            sock.settimeout(self.timeout)
+        self.fresh = False
+        status = parser.get_status_code()
+        if not framer.keep_alive:
+            self.close()
+        elif head:  # llhttp still expects the body a HEAD answer announces
+            self.framer = _Framer()
+        return status, received
+
+    def _at_eof(self, framer: _Framer, parser: httptools.HttpResponseParser,
+                received: int) -> tuple[int, int]:
+        """The server closed: a close-delimited body ends here; anything else is an error."""
+        if received == 0 and not self.fresh:
+            raise _StaleConnection()
+        self.close()
+        if framer.headers_done and not framer.framed:
+            return parser.get_status_code(), received
+        raise RequestError(READ, "connection closed before the response was complete")
+
+
+class _StaleConnection(Exception):
+    """A reused connection was closed by the server before it answered."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def classify_socket_error(exc: BaseException) -> str:
+    """Error kind of an exception raised outside ``request`` (e.g. while connecting)."""
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return TIMEOUT
+    return CONNECT

@@ -1,0 +1,192 @@
+"""The plan of a run: frozen dataclasses, parsing and validation of user input.
+
+Pure standard library on purpose: worker processes unpickle these before they
+monkey-patch gevent, so nothing here may import sockets, ssl or urllib3.
+Every validation error is a ``ConfigError`` whose message is the one line the
+CLI prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: method and header names
+
+
+class ConfigError(ValueError):
+    """Bad input: the message is shown to the user as-is, exit status 2."""
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """'30s', '2m', '1h', '250ms' or plain seconds; must be positive."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ConfigError(f"{what}: {text!r} is not a duration (examples: 30s, 2m, 500ms)")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{what}: must be greater than zero, got {text!r}")
+    return seconds
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """'Name: value' -> (name, value); rejects anything that would corrupt the request."""
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not _TOKEN.match(name):
+        raise ConfigError(f"--header: {text!r} is not of the form 'Name: value'")
+    if "\r" in value or "\n" in value:
+        raise ConfigError(f"--header: the value of {name!r} contains a line break")
+    return name, value
+
+
+def parse_method(text: str) -> str:
+    method = text.strip().upper()
+    if not _TOKEN.match(method):
+        raise ConfigError(f"--method: {text!r} is not an HTTP method")
+    return method
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the load goes: scheme, host, port and the URL's base path."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"--url: {url!r} is not a valid URL ({exc})") from None
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError(f"--url: scheme must be http or https, got {url!r}")
+        if not parts.hostname:
+            raise ConfigError(f"--url: {url!r} has no host")
+        if port == 0:
+            raise ConfigError(f"--url: port 0 is not a valid target port in {url!r}")
+        default = 443 if parts.scheme == "https" else 80
+        return cls(parts.scheme, parts.hostname, port or default, parts.path.rstrip("/"))
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.host_header}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One request blueprint; its ``name`` ("GET /path") keys every per-endpoint figure."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def head(self) -> bool:
+        return self.method == "HEAD"
+
+
+def normalize_path(path: str) -> str:
+    path = path.strip()
+    if not path:
+        raise ConfigError("--endpoint: empty path")
+    if any(c.isspace() for c in path):
+        raise ConfigError(f"--endpoint: {path!r} contains white space")
+    return path if path.startswith("/") else "/" + path
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, validated.  ``headers`` may carry secrets: never saved."""
+
+    url: str
+    target: Target
+    endpoints: tuple[Endpoint, ...]
+    requests: int | None
+    duration_s: float | None
+    concurrency: int
+    workers: int
+    timeout_s: float
+    insecure: bool = False
+    auth: bool = False
+    username: str = "user"
+    login_endpoint: str = "/api/auth/login"
+    token_field: str = "access_token"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def public(self) -> dict[str, object]:
+        """The config as saved in results: no password, token or header values."""
+        return {
+            "url": self.url,
+            "endpoints": [e.name for e in self.endpoints],
+            "requests": self.requests,
+            "duration_s": self.duration_s,
+            "concurrency": self.concurrency,
+            "workers": self.workers,
+            "timeout_s": self.timeout_s,
+            "insecure": self.insecure,
+            "auth": self.auth,
+            "username": self.username if self.auth else None,
+            "login_endpoint": self.login_endpoint if self.auth else None,
+            "header_names": [name for name, _ in self.headers],
+            "body_bytes": {e.name: len(e.body) for e in self.endpoints if e.body},
+        }
+
+
+def split(total: int, parts: int) -> list[int]:
+    """Divide ``total`` into ``parts`` integers that differ by at most one and sum exactly."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One worker process's share of the run; picklable for the spawn start method.
+
+    ``first_ticket``/``tickets`` give the worker a contiguous range of global
+    request indices; index ``i`` goes to endpoint ``i % len(endpoints)``, so
+    endpoints get exactly even shares whatever the split across workers.
+    """
+
+    index: int
+    target: Target
+    endpoints: tuple[Endpoint, ...]
+    connections: int
+    first_ticket: int
+    tickets: int | None
+    duration_s: float | None
+    timeout_s: float
+    insecure: bool
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+def plan_workers(config: RunConfig) -> list[WorkerPlan]:
+    """Split requests and connections exactly across ``config.workers`` processes."""
+    n = config.workers
+    conns = split(config.concurrency, n)
+    tickets = split(config.requests, n) if config.requests is not None else [None] * n
+    plans, first = [], 0
+    for i in range(n):
+        plans.append(WorkerPlan(i, config.target, config.endpoints, conns[i], first,
+                                tickets[i], config.duration_s, config.timeout_s,
+                                config.insecure, config.headers))
+        first += tickets[i] or 0
+    return plans

@@ -1,0 +1,171 @@
+"""Spawn the worker processes, start them together, merge what they send, stop them.
+
+No statistics here (that is ``aggregate``) and no gevent: the coordinator
+never monkey-patches.  It survives a dead or silent worker: the others'
+data is kept and the run is marked failed, naming the worker and why.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable
+
+import orjson
+
+from loadgen.aggregate import Aggregate, WorkerState
+from loadgen.config import RunConfig, plan_workers
+from loadgen.worker import process_main
+
+READY_TIMEOUT_S = 30.0
+SILENCE_LIMIT_S = 5.0
+START_DELAY_S = 0.05
+
+
+@dataclass
+class Outcome:
+    status: str                   # complete | interrupted | failed
+    aggregate: Aggregate
+    problems: list[str]
+
+
+class _Handle:
+    def __init__(self, index: int, process: Any, conn: Connection) -> None:
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self.last_heard = time.monotonic()
+        self.open = True
+
+
+class Coordinator:
+    def __init__(self, config: RunConfig, headers: tuple[tuple[str, str], ...] = (),
+                 on_interval: Callable[[Aggregate], None] | None = None) -> None:
+        self.config = config
+        self.extra_headers = headers
+        self.on_interval = on_interval
+        self.interrupts = 0
+        self.problems: list[str] = []
+
+    def run(self) -> Outcome:
+        plans = plan_workers(self.config)
+        if self.extra_headers:
+            plans = [_with_headers(p, self.extra_headers) for p in plans]
+        names = [e.name for e in self.config.endpoints]
+        agg = Aggregate(names, [WorkerState(p.index) for p in plans])
+        ctx = mp.get_context("spawn")
+        handles = []
+        for plan in plans:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=process_main, args=(child, plan),
+                               name=f"loadgen-worker-{plan.index}", daemon=True)
+            proc.start()
+            child.close()
+            handles.append(_Handle(plan.index, proc, parent))
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            if self._await_ready(handles, agg):
+                at = time.monotonic() + START_DELAY_S
+                for h in handles:
+                    self._send(h, {"type": "start", "at": at})
+                self._collect(handles, agg)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            for h in handles:
+                if h.process.is_alive():
+                    h.process.kill()
+                h.process.join(2)
+        agg.finish()
+        if self.problems or any(w.lost for w in agg.workers):
+            status = "failed"
+        elif self.interrupts:
+            status = "interrupted"
+        else:
+            status = "complete"
+        return Outcome(status, agg, self.problems)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.interrupts += 1
+
+    def _send(self, h: _Handle, message: dict[str, Any]) -> None:
+        try:
+            h.conn.send_bytes(orjson.dumps(message))
+        except OSError:
+            pass  # its death is noticed by the collect loop
+
+    def _await_ready(self, handles: list[_Handle], agg: Aggregate) -> bool:
+        waiting = {h.conn: h for h in handles}
+        deadline = time.monotonic() + READY_TIMEOUT_S + self.config.timeout_s
+        while waiting:
+            if self.interrupts or time.monotonic() > deadline:
+                self.problems.append("workers did not become ready in time"
+                                     if not self.interrupts else "interrupted before start")
+                return False
+            for conn in wait(list(waiting), timeout=0.2):
+                h = waiting.pop(conn)
+                message = self._receive(h, agg)
+                if message is None or message.get("type") != "ready":
+                    self._lose(h, agg)
+                    return False
+        return True
+
+    def _collect(self, handles: list[_Handle], agg: Aggregate) -> None:
+        stop_sent = False
+        while any(h.open for h in handles):
+            if self.interrupts and not stop_sent:
+                for h in handles:
+                    self._send(h, {"type": "stop"})
+                stop_sent = True
+            if self.interrupts > 1:
+                self.problems.append("stopped at once by a second interrupt")
+                return
+            live = {h.conn: h for h in handles if h.open}
+            for conn in wait(list(live), timeout=0.25):
+                h = live[conn]
+                message = self._receive(h, agg)
+                if message is None:
+                    self._lose(h, agg)
+                elif message["type"] in ("interval", "final"):
+                    agg.add(message)
+                    if message["type"] == "final":
+                        h.open = False
+                    elif self.on_interval:
+                        self.on_interval(agg)
+                elif message["type"] == "error":
+                    self.problems.append(f"worker {h.index} failed: {message['message']}")
+                    self._lose(h, agg, reported=True)
+            now = time.monotonic()
+            for h in handles:
+                if h.open and now - h.last_heard > SILENCE_LIMIT_S + 1.0:
+                    h.process.kill()
+                    self._lose(h, agg, why=f"silent for more than {SILENCE_LIMIT_S:g}s; killed")
+
+    def _receive(self, h: _Handle, agg: Aggregate) -> dict[str, Any] | None:
+        try:
+            data = h.conn.recv_bytes()
+        except (EOFError, OSError):
+            return None
+        h.last_heard = time.monotonic()
+        return orjson.loads(data)
+
+    def _lose(self, h: _Handle, agg: Aggregate, why: str = "", reported: bool = False) -> None:
+        h.open = False
+        if not why:
+            h.process.join(1)
+            code = h.process.exitcode
+            if code is not None and code < 0:
+                why = f"killed by {signal.Signals(-code).name}"
+            else:
+                why = f"exited with status {code}" if code is not None else "stopped answering"
+        agg.lose(h.index, why)
+        if not reported:
+            self.problems.append(f"worker {h.index} (pid {h.process.pid}) lost: {why}")
+
+
+def _with_headers(plan: Any, headers: tuple[tuple[str, str], ...]) -> Any:
+    from dataclasses import replace
+
+    return replace(plan, headers=(*plan.headers, *headers))

@@ -1,0 +1,151 @@
+"""HDR histograms and counters: recorded in workers, merged in the coordinator.
+
+Every histogram in loadgen has one layout (1 µs .. 60 s, 3 significant
+digits) so that merging takes hdrhistogram's fast C path and stays exact.
+Latencies longer than the layout are recorded at the top and counted as
+``overflow`` so they are never silently lost.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000
+SIGNIFICANT_DIGITS = 3
+PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0),
+               ("p99", 99.0), ("p999", 99.9))
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def decode_histogram(encoded: str | bytes) -> HdrHistogram:
+    """Decode a histogram sent by a worker or saved in a results file."""
+    hist = new_histogram()
+    if encoded:
+        hist.decode_and_add(encoded)
+    return hist
+
+
+class Tally:
+    """What one worker records for one endpoint during one interval.
+
+    Swapped for a fresh one every interval (a new histogram is ~10x cheaper
+    than ``reset``), so the wire carries deltas and nothing is counted twice.
+    """
+
+    __slots__ = ("hist", "codes", "errors", "bytes_in", "bytes_out", "overflow")
+
+    def __init__(self) -> None:
+        self.hist = new_histogram()
+        self.codes: dict[int, int] = {}
+        self.errors: dict[str, int] = {}
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.overflow = 0
+
+    def record(self, status: int, latency_us: int, bytes_in: int, bytes_out: int) -> None:
+        if not self.hist.record_value(latency_us):
+            self.overflow += 1
+            self.hist.record_value(HIGHEST_US)
+        self.codes[status] = self.codes.get(status, 0) + 1
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+
+    def error(self, kind: str, bytes_out: int) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.bytes_out += bytes_out
+
+    @property
+    def requests(self) -> int:
+        return sum(self.codes.values()) + sum(self.errors.values())
+
+    def to_wire(self) -> dict[str, Any]:
+        hist = self.hist
+        return {
+            "hist": hist.encode().decode("ascii") if hist.get_total_count() else "",
+            "codes": {str(k): v for k, v in self.codes.items()},
+            "errors": self.errors,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "overflow": self.overflow,
+        }
+
+
+@dataclass
+class Totals:
+    """Merged counts for one endpoint (or all of them) in the coordinator."""
+
+    hist: HdrHistogram = field(default_factory=new_histogram)
+    codes: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    overflow: int = 0
+
+    def add_wire(self, wire: dict[str, Any]) -> None:
+        if wire["hist"]:
+            self.hist.decode_and_add(wire["hist"])
+        self._add_counts(wire["codes"], wire["errors"], wire["bytes_in"],
+                         wire["bytes_out"], wire["overflow"])
+
+    def merge(self, other: Totals) -> None:
+        self.hist.add(other.hist)
+        self._add_counts(other.codes, other.errors, other.bytes_in, other.bytes_out,
+                         other.overflow)
+
+    def _add_counts(self, codes: dict[str, int], errors: dict[str, int], bytes_in: int,
+                    bytes_out: int, overflow: int) -> None:
+        self.codes.update(codes)
+        self.errors.update(errors)
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        self.overflow += overflow
+
+    @property
+    def requests(self) -> int:
+        return sum(self.codes.values()) + sum(self.errors.values())
+
+    @property
+    def successes(self) -> int:
+        return sum(n for code, n in self.codes.items() if 200 <= int(code) < 300)
+
+
+def latency_ms(hist: HdrHistogram) -> dict[str, float | None]:
+    """min/mean/percentiles/max in milliseconds; None throughout when nothing was recorded."""
+    keys = ["min", "mean", *(name for name, _ in PERCENTILES), "max"]
+    if hist.get_total_count() == 0:
+        return dict.fromkeys(keys)
+    values = hist.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+    out: dict[str, float | None] = {"min": hist.get_min_value() / 1000.0,
+                                    "mean": round(hist.get_mean_value() / 1000.0, 4)}
+    for name, p in PERCENTILES:
+        out[name] = values[p] / 1000.0
+    out["max"] = hist.get_max_value() / 1000.0
+    return out
+
+
+def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
+    """The summary block (S) of the results document."""
+    requests = totals.requests
+    successes = totals.successes
+    return {
+        "requests": requests,
+        "successes": successes,
+        "failures": requests - successes,
+        "success_rate": successes / requests if requests else 0.0,
+        "rps": requests / duration_s if duration_s > 0 else 0.0,
+        "duration_s": round(duration_s, 6),
+        "latency_ms": latency_ms(totals.hist),
+        "status_codes": dict(sorted(totals.codes.items())),
+        "errors": {k: v for k, v in sorted(totals.errors.items()) if v},
+        "bytes_in": totals.bytes_in,
+        "bytes_out": totals.bytes_out,
+        "latency_overflow": totals.overflow,
+    }
