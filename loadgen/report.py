@@ -132,14 +132,15 @@ def format_number(value: float | None, thousands: bool = False) -> str:
 
 
 def format_percent(rate: float | None, requests: int, successes: int) -> str:
-    """Success rate with one decimal; never rounds a partial failure up to "100.0"."""
+    """Success rate with one decimal; a partial failure never shows as "100.0" nor a
+    partial success as "0.0", since those two values are the ones users act on."""
     if not requests or rate is None:
         return MISSING
     text = f"{rate * 100:.1f}"
     if text == "100.0" and successes < requests:
-        return "99.9"
+        return ">99.9"
     if text == "0.0" and successes > 0:
-        return "0.1"
+        return "<0.1"
     return text
 
 
