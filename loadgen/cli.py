@@ -6,7 +6,6 @@ exit status 2; a run that broke exits 3 with partial results still saved.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 from typing import Any, NoReturn
@@ -124,6 +123,33 @@ def serve(host: str, port: int) -> None:
         serve_target(host, port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+@cli.command()
+@click.option("--requests", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--save", type=click.Path(dir_okay=False), default="loadgen-demo.json",
+              show_default=True)
+@click.option("--output-image", type=click.Path(dir_okay=False), default="loadgen-demo.png",
+              show_default=True)
+def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
+    """Start the built-in target on a free port and load-test the seed's endpoints."""
+    from loadgen.demo import builtin_target
+    from loadgen.session import run_session
+
+    with builtin_target() as url:
+        click.echo(f"Built-in target at {url}")
+        opts = {**_run_defaults(), "url": url, "requests": requests, "concurrency": concurrency,
+                "endpoints": ["/api/health", "/api/dataset/summary", "/api/dataset/transform"],
+                "save": save, "visualize": True, "output_image": output_image}
+        status = run_session(build_config(opts), opts)
+    sys.exit(status)
+
+
+def _run_defaults() -> dict[str, Any]:
+    """Every ``run`` option at its default, as Click would pass them."""
+    ctx = click.Context(run)
+    return {p.name: p.get_default(ctx) for p in run.params if p.name}
 
 
 def main() -> None:
