@@ -1,0 +1,11 @@
+"""Built-in demo/test target server for loadgen.
+
+It stands in for the "BiztelAI API" used by the seed script, plus a handful of
+httpbin-style utility routes (``/delay``, ``/status``, ``/bytes``,
+``/chunked``, ``/close``) and exact request counters (``/__stats``,
+``/__reset``) so load runs can be checked against what the server really saw.
+
+This package root deliberately imports nothing: the load-generator
+coordinator must never import gevent, and ``loadgen.target.server`` only
+monkey-patches and imports gevent inside :func:`loadgen.target.server.serve`.
+"""

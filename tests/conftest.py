@@ -1,0 +1,113 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import selectors
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TARGET_READY_PREFIX = "loadgen target listening on "
+TARGET_START_TIMEOUT_S = 15.0
+
+
+@dataclass
+class TargetServer:
+    """A running ``python -m loadgen.target.server`` subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _call(self, method: str, path: str) -> dict[str, Any]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            conn.request(method, path)
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status == 200, (response.status, body)
+            return json.loads(body)
+        finally:
+            conn.close()
+
+    def stats(self) -> dict[str, Any]:
+        """The server's exact counters: ``{"requests", "paths", "methods"}`` (``/__stats``)."""
+        return self._call("GET", "/__stats")
+
+    def reset(self) -> None:
+        """Zero the server's counters (``POST /__reset``, itself not counted)."""
+        self._call("POST", "/__reset")
+
+
+def start_target_server(log_path: Path, host: str = "127.0.0.1") -> TargetServer:
+    """Start the target on a free port; return once it has announced its port.
+
+    Readiness is the announcement line itself (printed after bind/listen), so
+    there is no polling or sleeping; the selector only bounds the wait in case
+    the server hangs before printing.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loadgen.target.server", "--host", host, "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=REPO_ROOT,
+            env=env,
+        )
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        ready = selector.select(timeout=TARGET_START_TIMEOUT_S)
+    line = proc.stdout.readline().decode() if ready else ""
+    if not line.startswith(TARGET_READY_PREFIX):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(
+            f"target server did not start: stdout={line!r} stderr={log_path.read_text()!r}"
+        )
+    port = int(line.strip().rsplit(":", 1)[1])
+    return TargetServer(proc=proc, host=host, port=port, log_path=log_path)
+
+
+def stop_target_server(server: TargetServer) -> None:
+    """Terminate (then, if needed, kill) the server process."""
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+    if server.proc.stdout is not None:
+        server.proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetServer]:
+    """One built-in target server for the whole session, on 127.0.0.1 and a free port.
+
+    Yields an object with ``.url``, ``.port``, ``.stats()`` and ``.reset()``.
+    Tests that check exact counts should call ``.reset()`` first.
+    """
+    server = start_target_server(tmp_path_factory.mktemp("target") / "server.log")
+    try:
+        yield server
+    finally:
+        stop_target_server(server)
