@@ -100,9 +100,10 @@ class Coordinator:
         waiting = {h.conn: h for h in handles}
         deadline = time.monotonic() + READY_TIMEOUT_S + self.config.timeout_s
         while waiting:
-            if self.interrupts or time.monotonic() > deadline:
-                self.problems.append("workers did not become ready in time"
-                                     if not self.interrupts else "interrupted before start")
+            if self.interrupts:
+                return False
+            if time.monotonic() > deadline:
+                self.problems.append("workers did not become ready in time")
                 return False
             for conn in wait(list(waiting), timeout=0.2):
                 h = waiting.pop(conn)

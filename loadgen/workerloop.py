@@ -18,6 +18,7 @@ import traceback
 from typing import Any
 
 import gevent
+from gevent.event import Event
 
 from loadgen.channel import Channel, ChannelClosed
 from loadgen.client import Connection, RequestError, build_request, make_pool
@@ -46,6 +47,7 @@ class Worker:
         self.finished_at = 0.0
         self.cpu0 = 0.0
         self.connections: list[Connection] = []
+        self.finished = Event()
 
     # -- the hot loop -----------------------------------------------------------------
     def closed_loop(self, conn: Connection) -> None:
@@ -92,7 +94,8 @@ class Worker:
         gevent.spawn(self._control)
         reporter = gevent.spawn(self._report_intervals)
         gevent.joinall([gevent.spawn(self.closed_loop, c) for c in self.connections])
-        reporter.kill()
+        self.finished.set()  # not kill(): that could cut a frame half-written to the pipe
+        reporter.join()
         self._send_interval(final=True)
         for conn in self.connections:
             conn.release()
@@ -116,8 +119,7 @@ class Worker:
 
     def _report_intervals(self) -> None:
         k = 1
-        while True:
-            gevent.sleep(max(0.0, self.start + k * INTERVAL_S - time.perf_counter()))
+        while not self.finished.wait(max(0.0, self.start + k * INTERVAL_S - time.perf_counter())):
             self._send_interval(final=False)
             k += 1
 
