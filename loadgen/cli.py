@@ -148,8 +148,8 @@ def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
 
 def _run_defaults() -> dict[str, Any]:
     """Every ``run`` option at its default, as Click would pass them."""
-    ctx = click.Context(run)
-    return {p.name: p.get_default(ctx) for p in run.params if p.name}
+    with run.make_context("run", []) as ctx:
+        return dict(ctx.params)
 
 
 def main() -> None:

@@ -257,3 +257,14 @@ def test_chart_is_a_real_png(target_server, tmp_path: Path) -> None:
     assert run.status == 0, run.stderr
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(image) in run.stdout
+
+
+def test_demo_runs_against_the_builtin_target(tmp_path: Path) -> None:
+    run = loadgen("demo", "--requests", "60", "--save", str(tmp_path / "d.json"),
+                  "--output-image", str(tmp_path / "d.png"))
+    assert run.status == 0, run.stderr
+    assert "All endpoints" in run.stdout
+    assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
+    import orjson
+    doc = orjson.loads((tmp_path / "d.json").read_bytes())
+    assert doc["summary"]["requests"] == 60 and doc["summary"]["successes"] == 60
