@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadgen.metrics import Totals, latency_ms, summarize
+from loadgen.metrics import Totals, latency_ms, new_histogram, summarize
+
+CPU_LIMIT_PERCENT = 90.0      # a worker this busy is measuring itself, not the server
+LATENESS_LIMIT_MS = 5.0       # gevent timers are ~1 ms late at p99 when the process has room
 
 
 @dataclass
@@ -23,6 +26,9 @@ class WorkerState:
     elapsed_s: float = 0.0
     cpu_s: float = 0.0
     reconnects: int = 0
+    connections: int = 0
+    waited: int = 0
+    cpu_percent_max: float = 0.0
     done: bool = False     # sent its final message
     lost: str = ""         # why it ended without one
 
@@ -37,14 +43,23 @@ class Aggregate:
 
     def __post_init__(self) -> None:
         self.totals = [Totals() for _ in self.endpoint_names]
+        self.lateness = new_histogram()
 
     def add(self, message: dict[str, Any]) -> None:
         """Merge one interval or final message from a worker."""
         state = self.workers[message["worker"]]
         state.messages += 1
+        span = message["elapsed_s"] - state.elapsed_s
+        if span >= 0.5:  # CPU share over a (nearly) whole second; shorter tails are noise
+            busy = 100.0 * (message["cpu_s"] - state.cpu_s) / span
+            state.cpu_percent_max = max(state.cpu_percent_max, busy)
         state.elapsed_s = message["elapsed_s"]
         state.cpu_s = message["cpu_s"]
         state.reconnects = message["reconnects"]
+        state.connections = message["connections"]
+        state.waited = message["waited"]
+        if message["lateness"]:
+            self.lateness.decode_and_add(message["lateness"])
         second, length = self._pending.get(state.messages, (Totals(), 0.0))
         for totals, wire in zip(self.totals, message["endpoints"]):
             totals.add_wire(wire)
@@ -83,6 +98,25 @@ class Aggregate:
             "rps": second.requests / length if length > 0 else 0.0,
             "latency_ms": {key: lat[key] for key in ("p50", "p90", "p99", "max")},
         })
+
+    def generator_verdict(self) -> dict[str, Any]:
+        """Whether loadgen itself was the bottleneck, with the figures behind the verdict."""
+        late = self.lateness
+        lateness = {"p50": late.get_value_at_percentile(50) / 1000.0,
+                    "p99": late.get_value_at_percentile(99) / 1000.0,
+                    "max": late.get_max_value() / 1000.0} if late.get_total_count() else None
+        cpu = max((w.cpu_percent_max for w in self.workers), default=0.0)
+        reasons = []
+        if lateness and lateness["p99"] > LATENESS_LIMIT_MS:
+            reasons.append(f"sends left late: p99 {lateness['p99']:.1f} ms behind schedule "
+                           f"(limit {LATENESS_LIMIT_MS:g} ms)")
+        if cpu >= CPU_LIMIT_PERCENT:
+            reasons.append(f"a worker process used {cpu:.0f}% of a CPU "
+                           f"(limit {CPU_LIMIT_PERCENT:g}%): add --workers or cores")
+        return {"limited": bool(reasons), "reasons": reasons, "lateness_ms": lateness,
+                "cpu_percent_max": round(cpu, 1),
+                "waited_for_connection": sum(w.waited for w in self.workers),
+                "connections": sum(w.connections for w in self.workers)}
 
     @property
     def duration_s(self) -> float:

@@ -63,6 +63,15 @@ def cli() -> None:
 @click.option("--login-endpoint", default="/api/auth/login", show_default=True)
 @click.option("--token-field", default="access_token", show_default=True)
 @click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Open model: total requests per second across all workers; latency is "
+                   "measured from each request's scheduled send time.")
+@click.option("--stage", "stages", multiple=True, metavar="DURATION:RATE",
+              help="Open model: ramp linearly to RATE over DURATION; repeatable.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=None,
+              help="Open model: connections may grow to this when all are busy "
+                   "[default: --concurrency, i.e. requests wait].")
+@click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr.")
 def run(**opts: Any) -> None:
     """Send load to --url and report exact latency percentiles."""
     try:
@@ -79,7 +88,8 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
     target = Target.parse(opts["url"])
     duration = parse_duration(opts["duration"], "--duration") if opts["duration"] else None
     requests = opts["requests"]
-    if requests is None and duration is None:
+    schedule = _schedule(opts, requests, duration)
+    if requests is None and duration is None and schedule is None:
         requests = DEFAULT_REQUESTS
     body = _read_body(opts["data"], opts["data_file"])
     method = parse_method(opts["method"]) if opts["method"] else ("POST" if body else "GET")
@@ -96,7 +106,22 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
         timeout_s=parse_duration(opts["timeout"], "--timeout"), insecure=opts["insecure"],
         auth=opts["auth"], username=opts["username"],
         login_endpoint=normalize_path(opts["login_endpoint"]), token_field=opts["token_field"],
-        headers=headers)
+        headers=headers, schedule=schedule,
+        max_connections=max(concurrency, opts["max_connections"] or 0))
+
+
+def _schedule(opts: dict[str, Any], requests: int | None, duration: float | None) -> Any:
+    """The open model's send schedule, or None for the closed model."""
+    from loadgen.pacer import build_schedule, parse_stage
+
+    stages = [parse_stage(text) for text in opts["stages"]]
+    if opts["rate"] is None and not stages:
+        if opts["max_connections"] is not None:
+            raise ConfigError("--max-connections needs --rate or --stage (the open model)")
+        return None
+    if not stages and requests is None and duration is None:
+        raise ConfigError("--rate needs --duration or --requests to end the run")
+    return build_schedule(opts["rate"], stages, duration)
 
 
 def _read_body(data: str | None, data_file: str | None) -> bytes:
@@ -150,6 +175,19 @@ def _run_defaults() -> dict[str, Any]:
     """Every ``run`` option at its default, as Click would pass them."""
     with run.make_context("run", []) as ctx:
         return dict(ctx.params)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--visualize", is_flag=True, help="Draw the charts.")
+@click.option("--output-image", type=click.Path(dir_okay=False), default=None,
+              help="Where the chart goes [default: FILE with .png].")
+@click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
+def report(file: str, visualize: bool, output_image: str | None, as_json: bool) -> None:
+    """Re-render the table, JSON and charts of a saved run."""
+    from loadgen.reportcmd import report_command
+
+    sys.exit(report_command(file, visualize, output_image, as_json))
 
 
 def main() -> None:

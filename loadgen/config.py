@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -131,6 +132,12 @@ class RunConfig:
     login_endpoint: str = "/api/auth/login"
     token_field: str = "access_token"
     headers: tuple[tuple[str, str], ...] = ()
+    schedule: Any = None                # pacer.Schedule for the open model; None = closed
+    max_connections: int = 0            # open model: connections may grow to this
+
+    @property
+    def model(self) -> str:
+        return "closed" if self.schedule is None else "open"
 
     def public(self) -> dict[str, object]:
         """The config as saved in results: no password, token or header values."""
@@ -148,7 +155,21 @@ class RunConfig:
             "login_endpoint": self.login_endpoint if self.auth else None,
             "header_names": [name for name, _ in self.headers],
             "body_bytes": {e.name: len(e.body) for e in self.endpoints if e.body},
+            "model": self.model,
+            "max_connections": self.max_connections if self.schedule else None,
+            "schedule": _describe_schedule(self.schedule),
         }
+
+
+def _describe_schedule(schedule: Any) -> list[dict[str, float | None]] | None:
+    if schedule is None:
+        return None
+    stages = [{"duration_s": s.duration_s, "start_rate": s.start_rate, "end_rate": s.end_rate}
+              for s in schedule.stages]
+    if schedule.open_ended_rate:
+        stages.append({"duration_s": None, "start_rate": schedule.open_ended_rate,
+                       "end_rate": schedule.open_ended_rate})
+    return stages
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -176,6 +197,10 @@ class WorkerPlan:
     timeout_s: float
     insecure: bool
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    schedule: Any = None            # open model: take global requests index, index+stride, ...
+    stride: int = 1
+    requests_total: int | None = None
+    max_connections: int = 0
 
 
 def plan_workers(config: RunConfig) -> list[WorkerPlan]:
@@ -187,6 +212,7 @@ def plan_workers(config: RunConfig) -> list[WorkerPlan]:
     for i in range(n):
         plans.append(WorkerPlan(i, config.target, config.endpoints, conns[i], first,
                                 tickets[i], config.duration_s, config.timeout_s,
-                                config.insecure, config.headers))
+                                config.insecure, config.headers, config.schedule, n,
+                                config.requests, max(conns[i], split(config.max_connections, n)[i])))
         first += tickets[i] or 0
     return plans

@@ -33,6 +33,11 @@ def decode_histogram(encoded: str | bytes) -> HdrHistogram:
     return hist
 
 
+def encode_histogram(hist: HdrHistogram) -> str:
+    """Base64 HDR payload; "" for an empty histogram (most intervals of idle endpoints)."""
+    return hist.encode().decode("ascii") if hist.get_total_count() else ""
+
+
 class Tally:
     """What one worker records for one endpoint during one interval.
 
@@ -40,10 +45,12 @@ class Tally:
     than ``reset``), so the wire carries deltas and nothing is counted twice.
     """
 
-    __slots__ = ("hist", "codes", "errors", "bytes_in", "bytes_out", "overflow")
+    __slots__ = ("hist", "service", "codes", "errors", "bytes_in", "bytes_out", "overflow")
 
-    def __init__(self) -> None:
+    def __init__(self, open_model: bool = False) -> None:
         self.hist = new_histogram()
+        # open model: ``hist`` is from the intended send time, ``service`` from the actual one
+        self.service = new_histogram() if open_model else None
         self.codes: dict[int, int] = {}
         self.errors: dict[str, int] = {}
         self.bytes_in = 0
@@ -58,6 +65,10 @@ class Tally:
         self.bytes_in += bytes_in
         self.bytes_out += bytes_out
 
+    def record_service(self, service_us: int) -> None:
+        if not self.service.record_value(service_us):
+            self.service.record_value(HIGHEST_US)
+
     def error(self, kind: str, bytes_out: int) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.bytes_out += bytes_out
@@ -67,9 +78,9 @@ class Tally:
         return sum(self.codes.values()) + sum(self.errors.values())
 
     def to_wire(self) -> dict[str, Any]:
-        hist = self.hist
         return {
-            "hist": hist.encode().decode("ascii") if hist.get_total_count() else "",
+            "hist": encode_histogram(self.hist),
+            "service": encode_histogram(self.service) if self.service else None,
             "codes": {str(k): v for k, v in self.codes.items()},
             "errors": self.errors,
             "bytes_in": self.bytes_in,
@@ -83,6 +94,7 @@ class Totals:
     """Merged counts for one endpoint (or all of them) in the coordinator."""
 
     hist: HdrHistogram = field(default_factory=new_histogram)
+    service: HdrHistogram | None = None
     codes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     bytes_in: int = 0
@@ -92,11 +104,20 @@ class Totals:
     def add_wire(self, wire: dict[str, Any]) -> None:
         if wire["hist"]:
             self.hist.decode_and_add(wire["hist"])
+        if wire.get("service") is not None:
+            if self.service is None:
+                self.service = new_histogram()
+            if wire["service"]:
+                self.service.decode_and_add(wire["service"])
         self._add_counts(wire["codes"], wire["errors"], wire["bytes_in"],
                          wire["bytes_out"], wire["overflow"])
 
     def merge(self, other: Totals) -> None:
         self.hist.add(other.hist)
+        if other.service is not None:
+            if self.service is None:
+                self.service = new_histogram()
+            self.service.add(other.service)
         self._add_counts(other.codes, other.errors, other.bytes_in, other.bytes_out,
                          other.overflow)
 
@@ -135,7 +156,7 @@ def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
     """The summary block (S) of the results document."""
     requests = totals.requests
     successes = totals.successes
-    return {
+    summary: dict[str, Any] = {
         "requests": requests,
         "successes": successes,
         "failures": requests - successes,
@@ -149,3 +170,6 @@ def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
         "bytes_out": totals.bytes_out,
         "latency_overflow": totals.overflow,
     }
+    if totals.service is not None:
+        summary["service_time_ms"] = latency_ms(totals.service)
+    return summary

@@ -15,6 +15,7 @@ import orjson
 
 from loadgen import __version__
 from loadgen.aggregate import Aggregate
+from loadgen.metrics import encode_histogram
 
 SCHEMA = "loadgen/1"
 
@@ -28,7 +29,8 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
     summary, endpoints = agg.summaries()
     for entry, share in zip(endpoints, _endpoint_concurrency(config, len(endpoints))):
         entry["concurrency"] = share
-    return {
+    verdict = agg.generator_verdict()
+    doc = {
         "schema": SCHEMA,
         "tool": f"loadgen {__version__}",
         "status": status,
@@ -37,22 +39,27 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
         "config": config,
         "summary": summary,
         "endpoints": endpoints,
-        "histograms": {name: _encode(t.hist) for name, t in zip(agg.endpoint_names, agg.totals)},
+        "model": config.get("model", "closed"),
+        "generator_limited": verdict.pop("limited"),
+        "generator": verdict,
+        "histograms": {name: encode_histogram(t.hist)
+                       for name, t in zip(agg.endpoint_names, agg.totals)},
         "histogram_unit": "us",
         "workers": [{"index": w.index, "requests": w.requests, "cpu_s": w.cpu_s,
-                     "elapsed_s": w.elapsed_s, "reconnects": w.reconnects,
+                     "elapsed_s": w.elapsed_s, "cpu_percent_max": round(w.cpu_percent_max, 1),
+                     "connections": w.connections, "reconnects": w.reconnects,
                      "lost": w.lost or None} for w in agg.workers],
         "intervals": sorted(agg.intervals, key=lambda i: i["t"]),
     }
+    if doc["model"] == "open":
+        doc["service_histograms"] = {name: encode_histogram(t.service) if t.service else ""
+                                     for name, t in zip(agg.endpoint_names, agg.totals)}
+    return doc
 
 
 def _endpoint_concurrency(config: dict[str, Any], n: int) -> list[int]:
     """Connections are shared by all endpoints of a run: each row shows the run's total."""
     return [config.get("concurrency", 0)] * n
-
-
-def _encode(hist: Any) -> str:
-    return hist.encode().decode("ascii") if hist.get_total_count() else ""
 
 
 def write_document(path: str, doc: dict[str, Any]) -> None:

@@ -1,10 +1,17 @@
-"""One worker process's load loop: a greenlet per connection, deltas up the pipe.
+"""One worker process's load loop: greenlets per connection, deltas up the pipe.
 
 Shared-nothing like wrk: each process owns its connections, its tallies and
-its share of the request tickets; the coordinator only merges.  Every second
-(on an absolute schedule, so timer lateness never accumulates) the tallies
-are swapped for fresh ones and the old ones go up the pipe, which makes the
+its share of the requests; the coordinator only merges.  Every second (on an
+absolute schedule, so timer lateness never accumulates) the tallies are
+swapped for fresh ones and the old ones go up the pipe, which keeps the
 coordinator's view at most a second old even if this process is killed.
+
+Two models share everything but the loop itself:
+- closed: each connection sends, reads the whole response, sends again;
+- open (``--rate``/``--stage``): a dispatcher releases requests at their
+  scheduled times into a queue that connections drain.  Latency runs from
+  the *intended* send time (wrk2's coordinated-omission correction); the
+  actual send-to-response time is kept beside it as service time.
 
 Imported only after gevent.monkey.patch_all().
 """
@@ -19,11 +26,12 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
+from gevent.queue import SimpleQueue
 
 from loadgen.channel import Channel, ChannelClosed
 from loadgen.client import Connection, RequestError, build_request, make_pool
 from loadgen.config import WorkerPlan
-from loadgen.metrics import Tally
+from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 
 INTERVAL_S = 1.0
 
@@ -32,24 +40,31 @@ class Worker:
     def __init__(self, plan: WorkerPlan, channel: Channel) -> None:
         self.plan = plan
         self.channel = channel
-        host = plan.target.host_header
-        base = plan.target.base_path
+        self.open_model = plan.schedule is not None
+        host, base = plan.target.host_header, plan.target.base_path
         self.requests = [build_request(e.method, host, base + e.path,
                                        [*plan.headers, *e.headers], e.body)
                          for e in plan.endpoints]
         self.heads = [e.head for e in plan.endpoints]
-        self.tallies = [Tally() for _ in plan.endpoints]
+        self.tallies = self._new_tallies()
+        self.lateness = new_histogram()   # open model: how late the dispatcher released requests
         self.next_ticket = plan.first_ticket
         self.last_ticket = plan.first_ticket + plan.tickets if plan.tickets is not None else -1
         self.stopping = False
-        self.start = 0.0
+        self.start = self.cpu0 = self.finished_at = 0.0
         self.end_at = float("inf")
-        self.finished_at = 0.0
-        self.cpu0 = 0.0
+        self.pool: Any = None
         self.connections: list[Connection] = []
+        self.loops: list[gevent.Greenlet] = []
+        self.queue: SimpleQueue = SimpleQueue()
+        self.idle = 0          # open model: connections waiting for work
+        self.waited = 0        # open model: requests released while every connection was busy
         self.finished = Event()
 
-    # -- the hot loop -----------------------------------------------------------------
+    def _new_tallies(self) -> list[Tally]:
+        return [Tally(self.open_model) for _ in self.plan.endpoints]
+
+    # -- the hot loops ----------------------------------------------------------------
     def closed_loop(self, conn: Connection) -> None:
         """Send, read the whole response, send again: until tickets, time or a stop run out."""
         requests, heads, n_endpoints = self.requests, self.heads, len(self.requests)
@@ -71,12 +86,68 @@ class Worker:
             self.tallies[e].record(status, int((clock() - t0) * 1e6), received, len(data))
         self.finished_at = max(self.finished_at, clock())
 
-    # -- around it --------------------------------------------------------------------
+    def open_loop(self, conn: Connection) -> None:
+        """Take (index, intended time) from the dispatcher's queue until it says stop."""
+        requests, heads, n_endpoints = self.requests, self.heads, len(self.requests)
+        clock, get = time.perf_counter, self.queue.get
+        while True:
+            self.idle += 1
+            item = get()
+            self.idle -= 1
+            if item is None or self.stopping:
+                break
+            k, intended = item
+            e = k % n_endpoints
+            data = requests[e]
+            t0 = clock()
+            try:
+                status, received = conn.request(data, heads[e])
+            except RequestError as err:
+                self.tallies[e].error(err.kind, len(data))
+                gevent.sleep(0)
+                continue
+            t1 = clock()
+            tally = self.tallies[e]
+            tally.record(status, int((t1 - intended) * 1e6), received, len(data))
+            tally.record_service(int((t1 - t0) * 1e6))
+        self.finished_at = max(self.finished_at, clock())
+
+    def dispatch(self) -> None:
+        """Release this worker's requests (index, index+stride, ...) at their scheduled times."""
+        plan, schedule, clock = self.plan, self.plan.schedule, time.perf_counter
+        k, limit, end = plan.index, plan.requests_total, plan.duration_s or float("inf")
+        while not self.stopping and (limit is None or k < limit):
+            due = schedule.time_of(k)
+            if due is None or due >= end:
+                break
+            intended = self.start + due
+            now = clock()
+            if intended > now:
+                gevent.sleep(intended - now)
+                now = clock()
+            self.lateness.record_value(min(int((now - intended) * 1e6), HIGHEST_US))
+            if not self.idle:
+                self.waited += 1
+                if len(self.connections) < plan.max_connections:
+                    self._add_connection()
+            self.queue.put((k, intended))
+            k += plan.stride
+        for _ in self.connections:
+            self.queue.put(None)
+
+    def _add_connection(self) -> None:
+        conn = Connection(self.pool, self.plan.timeout_s)
+        self.connections.append(conn)
+        self.loops.append(gevent.spawn(self.open_loop, conn))
+
+    # -- around them ------------------------------------------------------------------
     def run(self) -> None:
         plan = self.plan
-        pool = make_pool(plan.target.scheme, plan.target.host, plan.target.port,
-                         plan.connections, plan.timeout_s, plan.insecure)
-        self.connections = [Connection(pool, plan.timeout_s) for _ in range(plan.connections)]
+        self.pool = make_pool(plan.target.scheme, plan.target.host, plan.target.port,
+                              max(plan.connections, plan.max_connections), plan.timeout_s,
+                              plan.insecure)
+        self.connections = [Connection(self.pool, plan.timeout_s)
+                            for _ in range(plan.connections)]
         gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
         # Everything allocated so far lives for the whole run: move it out of the
         # collector's sight so full collections stay short and do not stall greenlets.
@@ -93,13 +164,18 @@ class Worker:
             self.end_at = self.start + plan.duration_s
         gevent.spawn(self._control)
         reporter = gevent.spawn(self._report_intervals)
-        gevent.joinall([gevent.spawn(self.closed_loop, c) for c in self.connections])
+        loop = self.open_loop if self.open_model else self.closed_loop
+        self.loops = [gevent.spawn(loop, c) for c in self.connections]
+        if self.open_model:
+            self.dispatch()
+        while self.loops:   # the dispatcher may have added loops
+            self.loops.pop().join()
         self.finished.set()  # not kill(): that could cut a frame half-written to the pipe
         reporter.join()
         self._send_interval(final=True)
         for conn in self.connections:
             conn.release()
-        pool.close()
+        self.pool.close()
 
     def _preconnect(self, conn: Connection) -> None:
         """Open connections before the start so connect time is not in the first latencies."""
@@ -114,6 +190,8 @@ class Worker:
             while True:
                 if self.channel.recv().get("type") == "stop":
                     self.stopping = True
+                    for _ in self.connections:   # wake idle open-model connections
+                        self.queue.put(None)
         except ChannelClosed:
             os._exit(1)
 
@@ -124,7 +202,8 @@ class Worker:
             k += 1
 
     def _send_interval(self, final: bool) -> None:
-        tallies, self.tallies = self.tallies, [Tally() for _ in self.plan.endpoints]
+        tallies, self.tallies = self.tallies, self._new_tallies()
+        lateness, self.lateness = self.lateness, new_histogram()
         now = time.perf_counter()
         end = self.finished_at if final and self.finished_at else now
         message: dict[str, Any] = {
@@ -134,6 +213,9 @@ class Worker:
             "elapsed_s": round(end - self.start, 6),
             "cpu_s": round(time.process_time() - self.cpu0, 6),
             "reconnects": sum(c.reconnects for c in self.connections),
+            "connections": len(self.connections),
+            "waited": self.waited,
+            "lateness": encode_histogram(lateness),
             "endpoints": [t.to_wire() for t in tallies],
         }
         try:
