@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadgen.metrics import Totals, latency_ms, new_histogram, summarize
+from loadgen.metrics import Totals, latency_ms, new_histogram, percentiles_us, summarize
 
 CPU_LIMIT_PERCENT = 90.0      # a worker this busy is measuring itself, not the server
 LATENESS_LIMIT_MS = 5.0       # gevent timers are ~1 ms late at p99 when the process has room
@@ -101,10 +101,11 @@ class Aggregate:
 
     def generator_verdict(self) -> dict[str, Any]:
         """Whether loadgen itself was the bottleneck, with the figures behind the verdict."""
-        late = self.lateness
-        lateness = {"p50": late.get_value_at_percentile(50) / 1000.0,
-                    "p99": late.get_value_at_percentile(99) / 1000.0,
-                    "max": late.get_max_value() / 1000.0} if late.get_total_count() else None
+        late, lateness = self.lateness, None
+        if late.get_total_count():
+            p50, p99 = percentiles_us(late, [50.0, 99.0])
+            lateness = {"p50": p50 / 1000.0, "p99": p99 / 1000.0,
+                        "max": late.get_max_value() / 1000.0}
         cpu = max((w.cpu_percent_max for w in self.workers), default=0.0)
         reasons = []
         if lateness and lateness["p99"] > LATENESS_LIMIT_MS:

@@ -130,11 +130,12 @@ class Coordinator:
                 if message is None:
                     self._lose(h, agg)
                 elif message["type"] in ("interval", "final"):
+                    seconds = len(agg.intervals)
                     agg.add(message)
                     if message["type"] == "final":
                         h.open = False
-                    elif self.on_interval:
-                        self.on_interval(agg)
+                    if self.on_interval and len(agg.intervals) > seconds:
+                        self.on_interval(agg)   # once per merged second, not per message
                 elif message["type"] == "error":
                     self.problems.append(f"worker {h.index} failed: {message['message']}")
                     self._lose(h, agg, reported=True)

@@ -13,8 +13,10 @@ from typing import Any
 
 import click
 
+from loadgen.aggregate import Aggregate
 from loadgen.config import RunConfig
 from loadgen.coordinator import Coordinator
+from loadgen.progress import Progress
 from loadgen.preflight import PreflightError, check_reachable, login
 from loadgen.report import render_table
 from loadgen.results import build_document, write_document
@@ -33,7 +35,19 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
         click.echo(f"loadgen: {exc}", err=True)
         return exc.status
     started = dt.datetime.now(dt.timezone.utc)
-    outcome = Coordinator(config, headers).run()
+    progress = Progress(opts.get("quiet", False), config.requests, config.duration_s)
+    save = opts["save"]
+
+    def every_second(agg: Aggregate) -> None:
+        progress.update(agg.intervals)
+        if save:  # a complete document every second: a killed run still leaves evidence
+            try:
+                write_document(save, build_document(config.public(), agg, "running", [], started))
+            except OSError:
+                pass  # reported once, by the final save below
+
+    outcome = Coordinator(config, headers, every_second).run()
+    progress.close()
     doc = build_document(config.public(), outcome.aggregate, outcome.status,
                          outcome.problems, started)
     click.echo(render_table(doc))
