@@ -90,6 +90,8 @@ class Aggregate:
 
     def _reduce(self, k: int) -> None:
         second, length = self._pending.pop(k)
+        if length <= 0 and second.requests == 0:
+            return  # a final message sent just after a second boundary it had nothing for
         lat = latency_ms(second.hist)
         self.intervals.append({
             "t": round(k - 1 + length, 3),

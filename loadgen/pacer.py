@@ -32,6 +32,8 @@ class Stage:
 
     def time_of(self, m: float) -> float:
         """Seconds into the stage at which ``m`` requests have become due."""
+        if m <= 0:
+            return 0.0
         r0, r1, d = self.start_rate, self.end_rate, self.duration_s
         a = (r1 - r0) / (2.0 * d)  # cumulative(t) = r0*t + a*t^2
         if abs(a) < 1e-12:
