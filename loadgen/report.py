@@ -28,21 +28,110 @@ HEADERS: tuple[str, ...] = (
     ("Endpoint", "Requests", "Concurrency", "Success %", "Req/s")
     + tuple(header for header, _ in LATENCY_COLUMNS)
 )
+# The uncorrected block is for comparing against the corrected tail, so it keeps only the
+# columns where coordinated omission shows (the middle and the tail).
+SERVICE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Median (ms)", "p50"),
+    ("P90 (ms)", "p90"),
+    ("P99 (ms)", "p99"),
+    ("P99.9 (ms)", "p999"),
+    ("Max (ms)", "max"),
+)
+CORRECTED_CAPTION = "Latency, corrected (from intended send time):"
+SERVICE_CAPTION = "Service time (uncorrected, from actual send):"
+BANNER_MARK = "!!"
+LIMITED_OPEN = ("GENERATOR LIMITED: loadgen could not keep the requested rate; "
+                "these numbers describe loadgen's limit, not the server's")
+LIMITED_CLOSED = ("GENERATOR LIMITED: loadgen itself was the bottleneck; "
+                  "these numbers describe loadgen's limit, not the server's")
+STATUS_WORDS = {"running": "running (in progress: numbers so far)"}
 
 
 def render_table(doc: dict[str, Any]) -> str:
-    """The whole report: header line, table, then status codes and errors.
+    """The whole report: [banner], header line, table(s), then status codes and errors.
 
     The summary lines sit under the table because that is where the eye
-    lands after scanning the rows.
+    lands after scanning the rows.  The generator banner comes first of all:
+    a run that measured loadgen instead of the server must not be read as a
+    result.  Open-model runs get a caption saying which latency the main
+    table shows, and a second, uncorrected table, because the gap between the
+    two is the queueing the closed model would have hidden.
     """
     summary = doc.get("summary") or {}
-    lines = [_header_line(doc)]
+    lines = generator_banner(doc)
+    lines.append(_header_line(doc))
+    lines += _generator_lines(doc)
     lines += [f"Problem: {p}" for p in doc.get("problems") or []]
-    lines += ["", _table(doc), ""]
+    lines.append("")
+    if is_open_model(doc):
+        lines.append(CORRECTED_CAPTION)
+    lines += [_table(doc), ""]
+    if has_service_time(doc):
+        lines += [SERVICE_CAPTION, _service_table(doc), ""]
     lines.append(_status_codes_line(summary.get("status_codes") or {}))
     lines.append(_errors_line(summary.get("errors") or {}))
     return "\n".join(lines) + "\n"
+
+
+def is_open_model(doc: dict[str, Any]) -> bool:
+    """Open-model documents say so; service times also imply it, in case ``model`` is absent."""
+    return doc.get("model") == "open" or has_service_time(doc)
+
+
+def has_service_time(doc: dict[str, Any]) -> bool:
+    """Whether any S block carries the uncorrected latency (absent in closed-model runs)."""
+    blocks = [doc.get("summary") or {}, *(doc.get("endpoints") or [])]
+    return any(isinstance(b, dict) and b.get("service_time_ms") for b in blocks)
+
+
+def generator_banner(doc: dict[str, Any]) -> list[str]:
+    """Framed lines that cannot be missed when loadgen, not the server, set the numbers.
+
+    Empty unless ``generator_limited`` is true.  Every line starts with the same
+    mark so that grepping a log for it finds the whole warning.
+    """
+    if not doc.get("generator_limited"):
+        return []
+    generator = doc.get("generator") or {}
+    headline = LIMITED_OPEN if is_open_model(doc) else LIMITED_CLOSED
+    body = [f"{BANNER_MARK} {headline}"]
+    body += [f"{BANNER_MARK}   - {reason}" for reason in generator.get("reasons") or []]
+    figures = _generator_figures(generator)
+    if figures:
+        body.append(f"{BANNER_MARK}   ({figures})")
+    rule = "!" * max(len(line) for line in body)
+    return [rule, *body, rule]
+
+
+def _generator_lines(doc: dict[str, Any]) -> list[str]:
+    """In the open model, say that loadgen kept up, with the figures that show it.
+
+    Closed-model runs have no schedule to keep, so the line would only be noise there;
+    a limited run already has its banner.
+    """
+    generator = doc.get("generator")
+    if doc.get("generator_limited") or not isinstance(generator, dict) or not is_open_model(doc):
+        return []
+    figures = _generator_figures(generator)
+    if doc.get("generator_limited") is False:
+        return ["Generator: kept the schedule" + (f" ({figures})" if figures else "")]
+    return [f"Generator: {figures}"] if figures else []
+
+
+def _generator_figures(generator: dict[str, Any]) -> str:
+    """The measurements behind the generator verdict, in the units the reasons use."""
+    parts = []
+    lateness = generator.get("lateness_ms")
+    if isinstance(lateness, dict):
+        parts.append("send lateness " + ", ".join(
+            f"{key} {format_number(lateness.get(key))} ms" for key in ("p50", "p99", "max")))
+    cpu = generator.get("cpu_percent_max")
+    if isinstance(cpu, (int, float)):
+        parts.append(f"worker CPU max {cpu:.0f}%")
+    waited = generator.get("waited_for_connection")
+    if isinstance(waited, int) and waited:
+        parts.append(f"{waited:,} send{'s' if waited > 1 else ''} waited for a free connection")
+    return "; ".join(parts)
 
 
 def _header_line(doc: dict[str, Any]) -> str:
@@ -50,11 +139,35 @@ def _header_line(doc: dict[str, Any]) -> str:
     summary = doc.get("summary") or {}
     url = (doc.get("config") or {}).get("url", "?")
     status = doc.get("status", "unknown")
+    status = STATUS_WORDS.get(status, status)
     requests = summary.get("requests", 0)
     duration = summary.get("duration_s") or 0.0
     rps = summary.get("rps") or 0.0
+    model = f" | {_model_words(doc)}" if is_open_model(doc) else ""
     return (f"Run {status}: {url} | {requests:,} requests in {format_seconds(duration)}"
-            f" | {format_number(rps, thousands=True)} req/s")
+            f" | {format_number(rps, thousands=True)} req/s{model}")
+
+
+def _model_words(doc: dict[str, Any]) -> str:
+    """"open model" plus the target rate, so achieved and requested rates sit side by side."""
+    rates = target_rates(doc)
+    if not rates:
+        return "open model"
+    low, high = min(rates), max(rates)
+    if low == high:
+        return f"open model, target {format_number(low, thousands=True)} req/s"
+    return (f"open model, target {format_number(low, thousands=True)}"
+            f"..{format_number(high, thousands=True)} req/s")
+
+
+def target_rates(doc: dict[str, Any]) -> list[float]:
+    """Every rate named in the saved schedule (config.schedule stages); [] when unknown."""
+    stages = (doc.get("config") or {}).get("schedule")
+    if not isinstance(stages, list):
+        return []
+    return [float(stage[key]) for stage in stages if isinstance(stage, dict)
+            for key in ("start_rate", "end_rate")
+            if isinstance(stage.get(key), (int, float))]
 
 
 def _table(doc: dict[str, Any]) -> str:
@@ -66,6 +179,18 @@ def _table(doc: dict[str, Any]) -> str:
             for e in endpoints]
     total = _row(ALL_ENDPOINTS, doc.get("summary") or {}, default_conc)
     return _layout(HEADERS, rows, total)
+
+
+def _service_table(doc: dict[str, Any]) -> str:
+    """Uncorrected latency per endpoint, same row order and totals row as the main table."""
+    headers = ("Endpoint", *(header for header, _ in SERVICE_COLUMNS))
+
+    def row(name: str, s: dict[str, Any]) -> list[str]:
+        service = s.get("service_time_ms") or {}
+        return [name, *(format_number(service.get(key)) for _, key in SERVICE_COLUMNS)]
+
+    rows = [row(e.get("endpoint", "?"), e) for e in doc.get("endpoints") or []]
+    return _layout(headers, rows, row(ALL_ENDPOINTS, doc.get("summary") or {}))
 
 
 def _row(name: str, s: dict[str, Any], concurrency: Any) -> list[str]:

@@ -1,0 +1,157 @@
+"""``loadgen report FILE``: re-render a saved run (table, JSON, charts) without re-running it.
+
+Everything a user can hand us here is untrusted: a file from another tool, a
+run still being written, a hand-edited document.  Each such case ends as one
+line on stderr and exit status 2, the same contract as bad input to ``run``;
+a traceback would suggest a bug in loadgen when the problem is the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadgen.report import render_table
+from loadgen.results import ResultsError, read_document
+
+EXIT_OK, EXIT_INPUT = 0, 2
+#: Keys of an S block the renderers read as numbers (or null).
+NUMERIC_BLOCK_KEYS = ("requests", "successes", "rps", "duration_s", "success_rate")
+
+
+def report_command(path: str, visualize: bool, output_image: str | None,
+                   as_json: bool) -> int:
+    """Print the saved run's table (or the document as JSON) and optionally draw its charts.
+
+    The chart message goes to stderr with ``--json`` so that stdout stays one
+    parseable JSON document (``loadgen report run.json --json | jq``).
+    """
+    try:
+        doc = read_document(path)
+        check_document(doc, path, charts=visualize or output_image is not None)
+    except ResultsError as exc:
+        return _fail(str(exc))
+    if as_json:
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_table(doc) + "\n")
+    sys.stdout.flush()
+    if visualize or output_image is not None:
+        image = output_image or default_image_path(path)
+        from loadgen.charts import draw_summary
+
+        try:
+            draw_summary(doc, image)
+        except OSError as exc:
+            return _fail(f"cannot write chart to {image}: {exc.strerror or exc}")
+        print(f"Chart saved to {image}", file=sys.stderr if as_json else sys.stdout)
+    return EXIT_OK
+
+
+def default_image_path(results_path: str) -> str:
+    """The results file's name with ``.png``, next to it: ``runs/a.json`` -> ``runs/a.png``.
+
+    A results file that already ends in ``.png`` gets ``.png`` appended instead,
+    so the chart never overwrites the run it was drawn from.
+    """
+    source = Path(results_path)
+    image = source.with_suffix(".png") if source.suffix else source.with_name(source.name + ".png")
+    if image == source:
+        image = source.with_name(source.name + ".png")
+    return str(image)
+
+
+def check_document(doc: dict[str, Any], path: str, charts: bool) -> None:
+    """Raise ResultsError when the parts the renderers read have the wrong shape.
+
+    ``read_document`` checks the schema tag and the top-level keys; this goes
+    one level down (types of blocks, numbers, histogram payloads), because a
+    document can be hand-edited or written by something imitating loadgen.
+    Histograms are decoded only when charts will be drawn: the table never
+    reads them, so a damaged one should not stop it.
+    """
+    problem = _shape_problem(doc) or (_histogram_problem(doc) if charts else None)
+    if problem:
+        raise ResultsError(f"{path} is not a valid loadgen results file: {problem}")
+
+
+def _shape_problem(doc: dict[str, Any]) -> str | None:
+    """The first structural problem found, as words for the user; None when sound."""
+    for key, kind in (("config", dict), ("generator", dict), ("problems", list),
+                      ("intervals", list), ("service_histograms", dict)):
+        if doc.get(key) is not None and not isinstance(doc[key], kind):
+            return f"{key!r} is not {'an object' if kind is dict else 'a list'}"
+    if not isinstance(doc["status"], str):
+        return "'status' is not a string"
+    if not isinstance(doc["histograms"], dict):
+        return "'histograms' is not an object"
+    if not isinstance(doc["endpoints"], list):
+        return "'endpoints' is not a list"
+    blocks = [("summary", doc["summary"])]
+    blocks += [(f"endpoints[{i}]", e) for i, e in enumerate(doc["endpoints"])]
+    for where, block in blocks:
+        problem = _block_problem(block)
+        if problem:
+            return f"{where}: {problem}"
+    for i, interval in enumerate(doc.get("intervals") or []):
+        if not isinstance(interval, dict) or not _is_number(interval.get("t")):
+            return f"intervals[{i}] has no time 't'"
+        if not _numbers_or_null(interval.get("latency_ms") or {}):
+            return f"intervals[{i}]: 'latency_ms' holds a non-number"
+    return None
+
+
+def _block_problem(block: Any) -> str | None:
+    """What is wrong with one S block (summary or endpoint entry), if anything."""
+    if not isinstance(block, dict):
+        return "not an object"
+    for key in NUMERIC_BLOCK_KEYS:
+        if block.get(key) is not None and not _is_number(block[key]):
+            return f"{key!r} is not a number"
+    for key in ("latency_ms", "service_time_ms"):
+        value = block.get(key)
+        if value is not None and not (isinstance(value, dict) and _numbers_or_null(value)):
+            return f"{key!r} is not an object of numbers"
+    for key in ("status_codes", "errors"):
+        value = block.get(key)
+        if value is not None and not (isinstance(value, dict)
+                                      and all(_is_int(n) for n in value.values())):
+            return f"{key!r} is not an object of counts"
+    return None
+
+
+def _histogram_problem(doc: dict[str, Any]) -> str | None:
+    """Decode every histogram once, so a damaged payload is reported by name, not as
+    a traceback from the HDR decoder halfway through drawing."""
+    from loadgen.metrics import decode_histogram
+
+    for key in ("histograms", "service_histograms"):
+        for name, encoded in (doc.get(key) or {}).items():
+            if not isinstance(encoded, str):
+                return f"{key}[{name!r}] is not a string"
+            try:
+                decode_histogram(encoded)
+            except Exception:  # binascii, zlib, struct, HdrLengthException... all mean damaged
+                return f"{key}[{name!r}] is not a valid HDR histogram"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers_or_null(values: dict[str, Any]) -> bool:
+    return all(v is None or _is_number(v) for v in values.values())
+
+
+def _fail(message: str) -> int:
+    """One line on stderr, prefixed like every other loadgen error."""
+    print(f"loadgen: {message}", file=sys.stderr)
+    return EXIT_INPUT
