@@ -8,7 +8,9 @@ CLI prints before exiting with status 2.
 
 from __future__ import annotations
 
+import math
 import re
+from fractions import Fraction
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -95,6 +97,7 @@ class Endpoint:
     path: str
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
+    weight: float = 1.0
 
     @property
     def name(self) -> str:
@@ -155,6 +158,7 @@ class RunConfig:
             "login_endpoint": self.login_endpoint if self.auth else None,
             "header_names": [name for name, _ in self.headers],
             "body_bytes": {e.name: len(e.body) for e in self.endpoints if e.body},
+            "weights": {e.name: e.weight for e in self.endpoints},
             "model": self.model,
             "max_connections": self.max_connections if self.schedule else None,
             "schedule": _describe_schedule(self.schedule),
@@ -172,6 +176,32 @@ def _describe_schedule(schedule: Any) -> list[dict[str, float | None]] | None:
     return stages
 
 
+def endpoint_cycle(weights: list[float], longest: int = 10_000) -> tuple[int, ...]:
+    """The endpoint order that request indices cycle through: index ``i`` uses ``cycle[i % len]``.
+
+    Smooth weighted round-robin (as nginx balances upstreams): each endpoint
+    appears in proportion to its weight, spread out rather than in runs, so
+    any stretch of requests (one worker's share, one second) keeps the mix.
+    Weights become the smallest integers with the same ratios (within 0.1%).
+    """
+    fractions = [Fraction(w).limit_denominator(1000) for w in weights]
+    scale = math.lcm(*(f.denominator for f in fractions))
+    counts = [int(f * scale) for f in fractions]
+    divisor = math.gcd(*counts)
+    counts = [c // divisor for c in counts]
+    if sum(counts) > longest:  # keep the table small; ratios stay within 1/longest
+        total = sum(counts)
+        counts = [max(1, round(c * longest / total)) for c in counts]
+    current, total, cycle = [0] * len(counts), sum(counts), []
+    for _ in range(total):
+        for i, c in enumerate(counts):
+            current[i] += c
+        pick = max(range(len(counts)), key=current.__getitem__)
+        current[pick] -= total
+        cycle.append(pick)
+    return tuple(cycle)
+
+
 def split(total: int, parts: int) -> list[int]:
     """Divide ``total`` into ``parts`` integers that differ by at most one and sum exactly."""
     base, extra = divmod(total, parts)
@@ -183,8 +213,8 @@ class WorkerPlan:
     """One worker process's share of the run; picklable for the spawn start method.
 
     ``first_ticket``/``tickets`` give the worker a contiguous range of global
-    request indices; index ``i`` goes to endpoint ``i % len(endpoints)``, so
-    endpoints get exactly even shares whatever the split across workers.
+    request indices; index ``i`` goes to endpoint ``cycle[i % len(cycle)]``, so
+    endpoints get exact shares whatever the split across workers.
     """
 
     index: int
@@ -199,6 +229,7 @@ class WorkerPlan:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     schedule: Any = None            # open model: take global requests index, index+stride, ...
     stride: int = 1
+    cycle: tuple[int, ...] = (0,)   # endpoint of request i: cycle[i % len(cycle)]
     requests_total: int | None = None
     max_connections: int = 0
 
@@ -209,10 +240,13 @@ def plan_workers(config: RunConfig) -> list[WorkerPlan]:
     conns = split(config.concurrency, n)
     tickets = split(config.requests, n) if config.requests is not None else [None] * n
     plans, first = [], 0
+    cycle = endpoint_cycle([e.weight for e in config.endpoints])
     for i in range(n):
-        plans.append(WorkerPlan(i, config.target, config.endpoints, conns[i], first,
-                                tickets[i], config.duration_s, config.timeout_s,
-                                config.insecure, config.headers, config.schedule, n,
-                                config.requests, max(conns[i], split(config.max_connections, n)[i])))
+        plans.append(WorkerPlan(
+            index=i, target=config.target, endpoints=config.endpoints, connections=conns[i],
+            first_ticket=first, tickets=tickets[i], duration_s=config.duration_s,
+            timeout_s=config.timeout_s, insecure=config.insecure, headers=config.headers,
+            schedule=config.schedule, stride=n, cycle=cycle, requests_total=config.requests,
+            max_connections=max(conns[i], split(config.max_connections, n)[i])))
         first += tickets[i] or 0
     return plans

@@ -108,6 +108,10 @@ class Coordinator:
             for conn in wait(list(waiting), timeout=0.2):
                 h = waiting.pop(conn)
                 message = self._receive(h, agg)
+                if message is not None and message.get("type") == "error":
+                    self.problems.append(f"worker {h.index} failed: {message['message']}")
+                    self._lose(h, agg, reported=True)
+                    return False
                 if message is None or message.get("type") != "ready":
                     self._lose(h, agg)
                     return False

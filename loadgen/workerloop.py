@@ -69,15 +69,15 @@ class Worker:
     # -- the hot loops ----------------------------------------------------------------
     def closed_loop(self, conn: Connection) -> None:
         """Send, read the whole response, send again: until tickets, time or a stop run out."""
-        requests, heads, n_endpoints = self.requests, self.heads, len(self.requests)
-        clock, end_at = time.perf_counter, self.end_at
+        requests, heads, cycle = self.requests, self.heads, self.plan.cycle
+        n_cycle, clock, end_at = len(cycle), time.perf_counter, self.end_at
         while not self.stopping:
             t0 = clock()
             i = self.next_ticket
             if i == self.last_ticket or t0 >= end_at:
                 break
             self.next_ticket = i + 1
-            e = i % n_endpoints
+            e = cycle[i % n_cycle]
             data = requests[e]
             try:
                 status, received = conn.request(data, heads[e])
@@ -90,8 +90,8 @@ class Worker:
 
     def open_loop(self, conn: Connection) -> None:
         """Take (index, intended time) from the dispatcher's queue until it says stop."""
-        requests, heads, n_endpoints = self.requests, self.heads, len(self.requests)
-        clock, get = time.perf_counter, self.queue.get
+        requests, heads, cycle = self.requests, self.heads, self.plan.cycle
+        n_cycle, clock, get = len(cycle), time.perf_counter, self.queue.get
         while True:
             self.idle += 1
             item = get()
@@ -99,7 +99,7 @@ class Worker:
             if item is None or self.stopping:
                 break
             k, intended = item
-            e = k % n_endpoints
+            e = cycle[k % n_cycle]
             data = requests[e]
             t0 = clock()
             try:
