@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -24,21 +24,37 @@ from loadgen.results import build_document, write_document
 EXIT_STATUS = {"complete": 0, "interrupted": 130, "failed": 3}
 
 
+def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
+    """Reachability, then the login: the extra headers every request carries.
+
+    Raises PreflightError (exit 2 for bad input, 3 for a failed login) before any load.
+    """
+    check_reachable(config.target, config.timeout_s)
+    if not config.auth:
+        return ()
+    return (("Authorization", f"Bearer {login(config, password)}"),)
+
+
+def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
+            on_second: Callable[[Aggregate, dt.datetime], None] | None = None) -> dict[str, Any]:
+    """Run the workers once and return the results document."""
+    started = dt.datetime.now(dt.timezone.utc)
+    callback = (lambda agg: on_second(agg, started)) if on_second else None
+    outcome = Coordinator(config, headers, callback).run()
+    return build_document(config.public(), outcome.aggregate, outcome.status,
+                          outcome.problems, started)
+
+
 def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
     try:
-        check_reachable(config.target, config.timeout_s)
-        headers: tuple[tuple[str, str], ...] = ()
-        if config.auth:
-            token = login(config, opts["password"])
-            headers = (("Authorization", f"Bearer {token}"),)
+        headers = prepare(config, opts["password"])
     except PreflightError as exc:
         click.echo(f"loadgen: {exc}", err=True)
         return exc.status
-    started = dt.datetime.now(dt.timezone.utc)
     progress = Progress(opts.get("quiet", False), config.requests, config.duration_s)
     save = opts["save"]
 
-    def every_second(agg: Aggregate) -> None:
+    def every_second(agg: Aggregate, started: dt.datetime) -> None:
         progress.update(agg.intervals)
         if save:  # a complete document every second: a killed run still leaves evidence
             try:
@@ -46,24 +62,23 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
             except OSError:
                 pass  # reported once, by the final save below
 
-    outcome = Coordinator(config, headers, every_second).run()
+    doc = execute(config, headers, every_second)
     progress.close()
-    doc = build_document(config.public(), outcome.aggregate, outcome.status,
-                         outcome.problems, started)
     click.echo(render_table(doc))
-    for problem in outcome.problems:
+    for problem in doc["problems"]:
         click.echo(f"loadgen: {problem}", err=True)
-    if opts["save"]:
+    if save:
         try:
-            write_document(opts["save"], doc)
+            write_document(save, doc)
         except OSError as exc:
-            click.echo(f"loadgen: cannot save results to {opts['save']}: {exc.strerror}", err=True)
+            click.echo(f"loadgen: cannot save results to {save}: {exc.strerror}", err=True)
             return 3
-        click.echo(f"Results saved to {opts['save']}")
+        click.echo(f"Results saved to {save}")
     if opts["visualize"] or opts["output_image"]:
         from loadgen.charts import draw_summary
 
+        started = dt.datetime.fromisoformat(doc["started_at"])
         path = opts["output_image"] or f"loadgen-{started:%Y%m%d-%H%M%S}.png"
         click.echo(f"Chart saved to {draw_summary(doc, path)}")
     sys.stdout.flush()
-    return EXIT_STATUS[outcome.status]
+    return EXIT_STATUS[doc["status"]]
