@@ -6,18 +6,18 @@ exit status 2; a run that broke exits 3 with partial results still saved.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from loadgen import __version__
-from loadgen.config import (ConfigError, Endpoint, RunConfig, Target, normalize_path,
-                            parse_duration, parse_header, parse_method)
+
+from loadgen.config import ConfigError, parse_duration
+from loadgen.options import DEFAULT_REQUESTS, build_config, merge_scenario
 
 EXIT_OK, EXIT_THRESHOLD, EXIT_INPUT, EXIT_BROKEN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-DEFAULT_REQUESTS = 100
 
 
 def fail(message: str, status: int = EXIT_INPUT) -> NoReturn:
@@ -31,38 +31,54 @@ def cli() -> None:
     """loadgen: multiprocess HTTP load generator with exact HDR percentiles."""
 
 
+def _options(*decorators: Any) -> Any:
+    """Apply a group of Click options (shared by run and capacity) in reading order."""
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+    return apply
+
+
+TARGET_OPTIONS = _options(
+    click.option("--url", default="http://localhost:5000", show_default=True,
+                 help="Base URL of the API."),
+    click.option("--endpoint", "endpoints", multiple=True, default=["/api/health"],
+                 show_default=True,
+                 help="Path to test; repeat for several (requests are spread evenly)."),
+    click.option("--auth", is_flag=True, help="Log in first and send the JWT as a Bearer token."),
+    click.option("--username", default="user", show_default=True),
+    click.option("--password", default="user123", envvar="LOADGEN_PASSWORD", show_default=True,
+                 help="Password for --auth (or set LOADGEN_PASSWORD)."),
+    click.option("--save", type=click.Path(dir_okay=False), default=None,
+                 help="Write the results as JSON to this file."),
+    click.option("--visualize", is_flag=True, help="Draw the charts (PNG)."),
+    click.option("--output-image", type=click.Path(dir_okay=False), default=None,
+                 help="Where --visualize writes its PNG."),
+    click.option("--workers", type=click.IntRange(min=1), default=None,
+                 help="Worker processes [default: CPU count, at most the concurrency]."),
+    click.option("--method", default=None, help="HTTP method [default: GET, or POST with a body]."),
+    click.option("--header", "headers", multiple=True, help="'Name: value'; repeatable."),
+    click.option("--data", default=None, help="Request body."),
+    click.option("--data-file", type=click.Path(dir_okay=False), default=None,
+                 help="Read the request body from this file."),
+    click.option("--timeout", default="10s", show_default=True, help="Per-request timeout."),
+    click.option("--login-endpoint", default="/api/auth/login", show_default=True),
+    click.option("--token-field", default="access_token", show_default=True),
+    click.option("--insecure", is_flag=True, help="Do not verify TLS certificates."),
+    click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr."),
+)
+
+
 @cli.command()
-@click.option("--url", default="http://localhost:5000", show_default=True,
-              help="Base URL of the API.")
-@click.option("--endpoint", "endpoints", multiple=True, default=["/api/health"],
-              show_default=True, help="Path to test; repeat for several (requests are spread evenly).")
+@TARGET_OPTIONS
 @click.option("--requests", type=click.IntRange(min=1), default=None,
               help=f"Total requests across all workers [default: {DEFAULT_REQUESTS}, "
                    "or unlimited with --duration].")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
               help="Total connections across all workers.")
-@click.option("--auth", is_flag=True, help="Log in first and send the JWT as a Bearer token.")
-@click.option("--username", default="user", show_default=True)
-@click.option("--password", default="user123", envvar="LOADGEN_PASSWORD", show_default=True,
-              help="Password for --auth (or set LOADGEN_PASSWORD).")
-@click.option("--save", type=click.Path(dir_okay=False), default=None,
-              help="Write the results as JSON to this file.")
-@click.option("--visualize", is_flag=True, help="Draw the charts (PNG).")
-@click.option("--output-image", type=click.Path(dir_okay=False), default=None,
-              help="Where --visualize writes its PNG.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes [default: CPU count, at most the concurrency].")
 @click.option("--duration", default=None, help="Run time, e.g. 30s or 2m (with --requests: "
                                                "whichever ends first).")
-@click.option("--method", default=None, help="HTTP method [default: GET, or POST with a body].")
-@click.option("--header", "headers", multiple=True, help="'Name: value'; repeatable.")
-@click.option("--data", default=None, help="Request body.")
-@click.option("--data-file", type=click.Path(dir_okay=False), default=None,
-              help="Read the request body from this file.")
-@click.option("--timeout", default="10s", show_default=True, help="Per-request timeout.")
-@click.option("--login-endpoint", default="/api/auth/login", show_default=True)
-@click.option("--token-field", default="access_token", show_default=True)
-@click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Open model: total requests per second across all workers; latency is "
                    "measured from each request's scheduled send time.")
@@ -71,10 +87,23 @@ def cli() -> None:
 @click.option("--max-connections", type=click.IntRange(min=1), default=None,
               help="Open model: connections may grow to this when all are busy "
                    "[default: --concurrency, i.e. requests wait].")
-@click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr.")
+@click.option("--threshold", "thresholds", multiple=True,
+              help="Pass/fail condition, e.g. 'p99<200ms', 'errors<1%', 'rps>1000', "
+                   "'GET /api/health: p95<50ms'; any failure exits 1. Repeatable.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Scenario file (TOML); options typed on the command line override it.")
 def run(**opts: Any) -> None:
     """Send load to --url and report exact latency percentiles."""
     try:
+        config_file = opts.pop("config_file")
+        if config_file:
+            from loadgen.scenario import load_scenario
+
+            ctx = click.get_current_context()
+            typed = {name for name in opts
+                     if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                           ParameterSource.ENVIRONMENT)}
+            opts = merge_scenario(opts, load_scenario(config_file), typed)
         config = build_config(opts)
     except ConfigError as exc:
         fail(str(exc))
@@ -83,57 +112,49 @@ def run(**opts: Any) -> None:
     sys.exit(run_session(config, opts))
 
 
-def build_config(opts: dict[str, Any]) -> RunConfig:
-    """Validate every option; raises ConfigError with the line to show."""
-    target = Target.parse(opts["url"])
-    duration = parse_duration(opts["duration"], "--duration") if opts["duration"] else None
-    requests = opts["requests"]
-    schedule = _schedule(opts, requests, duration)
-    if requests is None and duration is None and schedule is None:
-        requests = DEFAULT_REQUESTS
-    body = _read_body(opts["data"], opts["data_file"])
-    method = parse_method(opts["method"]) if opts["method"] else ("POST" if body else "GET")
-    endpoints = tuple(Endpoint(method, normalize_path(p), body) for p in dict.fromkeys(opts["endpoints"]))
-    headers = tuple(parse_header(h) for h in opts["headers"])
-    concurrency = opts["concurrency"]
-    workers = opts["workers"] or os.cpu_count() or 1
-    workers = min(workers, concurrency, requests or workers)
-    if opts["auth"] and not opts["password"]:
-        raise ConfigError("--auth needs a password (--password or LOADGEN_PASSWORD)")
-    return RunConfig(
-        url=opts["url"], target=target, endpoints=endpoints, requests=requests,
-        duration_s=duration, concurrency=concurrency, workers=workers,
-        timeout_s=parse_duration(opts["timeout"], "--timeout"), insecure=opts["insecure"],
-        auth=opts["auth"], username=opts["username"],
-        login_endpoint=normalize_path(opts["login_endpoint"]), token_field=opts["token_field"],
-        headers=headers, schedule=schedule,
-        max_connections=max(concurrency, opts["max_connections"] or 0))
-
-
-def _schedule(opts: dict[str, Any], requests: int | None, duration: float | None) -> Any:
-    """The open model's send schedule, or None for the closed model."""
-    from loadgen.pacer import build_schedule, parse_stage
-
-    stages = [parse_stage(text) for text in opts["stages"]]
-    if opts["rate"] is None and not stages:
-        if opts["max_connections"] is not None:
-            raise ConfigError("--max-connections needs --rate or --stage (the open model)")
-        return None
-    if not stages and requests is None and duration is None:
-        raise ConfigError("--rate needs --duration or --requests to end the run")
-    return build_schedule(opts["rate"], stages, duration)
-
-
-def _read_body(data: str | None, data_file: str | None) -> bytes:
-    if data is not None and data_file is not None:
-        raise ConfigError("--data and --data-file cannot be used together")
-    if data_file is None:
-        return (data or "").encode()
+@cli.command()
+@TARGET_OPTIONS
+@click.option("--slo", "slos", multiple=True, required=True,
+              help="Condition each step must meet, e.g. 'p99<100ms', 'errors<1%'. Repeatable.")
+@click.option("--start-rate", type=click.FloatRange(min=0, min_open=True), default=50,
+              show_default=True, help="First step's rate (req/s); doubled until a step fails.")
+@click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=100_000,
+              show_default=True, help="Never try above this rate.")
+@click.option("--step-duration", default="10s", show_default=True, help="Length of each step.")
+@click.option("--precision", type=click.FloatRange(0.005, 1.0), default=0.05, show_default=True,
+              help="Bisect until the bracket is this narrow (relative).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Connections opened before each step.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Connections may grow to this when all are busy.")
+def capacity(**opts: Any) -> None:
+    """Find the highest constant rate at which the SLOs hold."""
     try:
-        with open(data_file, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise ConfigError(f"--data-file: cannot read {data_file}: {exc.strerror}") from None
+        step_s = parse_duration(opts["step_duration"], "--step-duration")
+        if opts["start_rate"] > opts["max_rate"]:
+            raise ConfigError("--start-rate is above --max-rate")
+        config = build_config({**opts, "rate": opts["start_rate"], "duration": opts["step_duration"],
+                               "thresholds": opts["slos"]})
+    except ConfigError as exc:
+        fail(str(exc))
+    from loadgen.capacitycmd import capacity_command
+
+    sys.exit(capacity_command(config, opts, step_s))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--label", "labels", multiple=True, help="Name for each run [default: file names].")
+@click.option("--visualize", is_flag=True, help="Overlay the runs' charts.")
+@click.option("--output-image", type=click.Path(dir_okay=False), default=None,
+              help="Where the comparison chart goes [default: compare.png].")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(files: tuple[str, ...], labels: tuple[str, ...], visualize: bool,
+            output_image: str | None, as_json: bool) -> None:
+    """Compare saved runs: each metric side by side, with significance tests."""
+    from loadgen.comparecmd import compare_command
+
+    sys.exit(compare_command(list(files), list(labels), visualize, output_image, as_json))
 
 
 @cli.command()

@@ -137,6 +137,7 @@ class RunConfig:
     headers: tuple[tuple[str, str], ...] = ()
     schedule: Any = None                # pacer.Schedule for the open model; None = closed
     max_connections: int = 0            # open model: connections may grow to this
+    thresholds: tuple[Any, ...] = ()    # thresholds.Threshold, checked after the run
 
     @property
     def model(self) -> str:
@@ -159,6 +160,7 @@ class RunConfig:
             "header_names": [name for name, _ in self.headers],
             "body_bytes": {e.name: len(e.body) for e in self.endpoints if e.body},
             "weights": {e.name: e.weight for e in self.endpoints},
+            "thresholds": [t.text for t in self.thresholds],
             "model": self.model,
             "max_connections": self.max_connections if self.schedule else None,
             "schedule": _describe_schedule(self.schedule),

@@ -1,0 +1,110 @@
+"""From Click's option values (and a scenario file) to a validated RunConfig.
+
+Kept apart from the Click declarations so that ``run``, ``capacity`` and
+``demo`` build their configs the same way.  Every problem is a ConfigError
+carrying the one line the CLI prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from loadgen.config import (ConfigError, Endpoint, RunConfig, Target, normalize_path,
+                            parse_duration, parse_header, parse_method)
+
+DEFAULT_REQUESTS = 100
+
+
+def merge_scenario(opts: dict[str, Any], from_file: dict[str, Any],
+                   typed: set[str]) -> dict[str, Any]:
+    """Options the user typed win; the file fills the rest; Click's defaults come last."""
+    merged = dict(opts)
+    for key, value in from_file.items():
+        if key not in typed:
+            merged[key] = value
+    if "endpoints" in typed:      # endpoints typed on the command line replace the file's
+        merged.pop("endpoint_specs", None)
+    return merged
+
+
+def build_config(opts: dict[str, Any]) -> RunConfig:
+    """Validate every option; raises ConfigError with the line to show."""
+    target = Target.parse(opts["url"])
+    duration = parse_duration(opts["duration"], "--duration") if opts.get("duration") else None
+    requests = opts.get("requests")
+    schedule = _schedule(opts, requests, duration)
+    if requests is None and duration is None and schedule is None:
+        requests = DEFAULT_REQUESTS
+    endpoints = _endpoints(opts)
+    headers = tuple(parse_header(h) for h in opts["headers"])
+    concurrency = opts["concurrency"]
+    workers = opts["workers"] or os.cpu_count() or 1
+    workers = min(workers, concurrency, requests or workers)
+    if opts["auth"] and not opts["password"]:
+        raise ConfigError("--auth needs a password (--password or LOADGEN_PASSWORD)")
+    thresholds = _thresholds(opts.get("thresholds") or (), endpoints)
+    return RunConfig(
+        url=opts["url"], target=target, endpoints=endpoints, requests=requests,
+        duration_s=duration, concurrency=concurrency, workers=workers,
+        timeout_s=parse_duration(opts["timeout"], "--timeout"), insecure=opts["insecure"],
+        auth=opts["auth"], username=opts["username"],
+        login_endpoint=normalize_path(opts["login_endpoint"]), token_field=opts["token_field"],
+        headers=headers, schedule=schedule,
+        max_connections=max(concurrency, opts.get("max_connections") or 0),
+        thresholds=thresholds)
+
+
+def _endpoints(opts: dict[str, Any]) -> tuple[Endpoint, ...]:
+    specs = opts.get("endpoint_specs")
+    if specs:
+        return tuple(Endpoint(s["method"], s["path"], s["body"], tuple(s["headers"]),
+                              float(s["weight"])) for s in specs)
+    body = _read_body(opts.get("data"), opts.get("data_file"))
+    method = parse_method(opts["method"]) if opts.get("method") else ("POST" if body else "GET")
+    paths = dict.fromkeys(normalize_path(p) for p in opts["endpoints"])
+    if not paths:
+        raise ConfigError("--endpoint: no endpoint to test")
+    return tuple(Endpoint(method, path, body) for path in paths)
+
+
+def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:
+    """Parsed now, so a typo is bad input before any load, not a failure after it."""
+    if not texts:
+        return ()
+    from loadgen.thresholds import parse_threshold
+
+    names = [e.name for e in endpoints]
+    parsed = tuple(parse_threshold(text) for text in texts)
+    for threshold in parsed:
+        if threshold.endpoint is not None and threshold.endpoint not in names:
+            raise ConfigError(f"threshold {threshold.text!r}: no endpoint "
+                              f"{threshold.endpoint!r} in this run; endpoints: {', '.join(names)}")
+    return parsed
+
+
+def _schedule(opts: dict[str, Any], requests: int | None, duration: float | None) -> Any:
+    """The open model's send schedule, or None for the closed model."""
+    from loadgen.pacer import build_schedule, parse_stage
+
+    stages = [parse_stage(text) for text in opts.get("stages") or ()]
+    rate = opts.get("rate")
+    if rate is None and not stages:
+        if opts.get("max_connections") is not None:
+            raise ConfigError("--max-connections needs --rate or --stage (the open model)")
+        return None
+    if not stages and requests is None and duration is None:
+        raise ConfigError("--rate needs --duration or --requests to end the run")
+    return build_schedule(rate, stages, duration)
+
+
+def _read_body(data: str | None, data_file: str | None) -> bytes:
+    if data is not None and data_file is not None:
+        raise ConfigError("--data and --data-file cannot be used together")
+    if data_file is None:
+        return (data or "").encode()
+    try:
+        with open(data_file, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"--data-file: cannot read {data_file}: {exc.strerror}") from None
