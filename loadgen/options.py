@@ -72,14 +72,10 @@ def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:
     """Parsed now, so a typo is bad input before any load, not a failure after it."""
     if not texts:
         return ()
-    from loadgen.thresholds import parse_threshold
+    from loadgen.thresholds import check_endpoints, parse_thresholds
 
-    names = [e.name for e in endpoints]
-    parsed = tuple(parse_threshold(text) for text in texts)
-    for threshold in parsed:
-        if threshold.endpoint is not None and threshold.endpoint not in names:
-            raise ConfigError(f"threshold {threshold.text!r}: no endpoint "
-                              f"{threshold.endpoint!r} in this run; endpoints: {', '.join(names)}")
+    parsed = tuple(parse_thresholds(texts))
+    check_endpoints(parsed, [e.name for e in endpoints])
     return parsed
 
 

@@ -64,7 +64,12 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
 
     doc = execute(config, headers, every_second)
     progress.close()
+    verdicts = check_thresholds(config, doc)
     click.echo(render_table(doc))
+    if verdicts:
+        from loadgen.thresholds import render_thresholds
+
+        click.echo("\n" + render_thresholds(verdicts))
     for problem in doc["problems"]:
         click.echo(f"loadgen: {problem}", err=True)
     if save:
@@ -81,4 +86,19 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
         path = opts["output_image"] or f"loadgen-{started:%Y%m%d-%H%M%S}.png"
         click.echo(f"Chart saved to {draw_summary(doc, path)}")
     sys.stdout.flush()
-    return EXIT_STATUS[doc["status"]]
+    status = EXIT_STATUS[doc["status"]]
+    if status == 0 and any(not v.passed for v in verdicts):
+        return 1
+    return status
+
+
+def check_thresholds(config: RunConfig, doc: dict[str, Any]) -> list[Any]:
+    """Evaluate the thresholds and record them in the document (saved with the run)."""
+    if not config.thresholds:
+        return []
+    from loadgen.thresholds import evaluate
+
+    verdicts = evaluate(config.thresholds, doc)
+    doc["thresholds"] = [{"threshold": v.threshold.text, "actual": v.actual, "passed": v.passed}
+                         for v in verdicts]
+    return verdicts
