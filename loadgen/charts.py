@@ -432,3 +432,40 @@ def _short(value: float | None) -> str:
     if value >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
+def draw_capacity(doc: dict[str, Any], path: str) -> str:
+    """A capacity search in one PNG: each step's rate against its p99 and error share.
+
+    Steps are drawn in rate order (the bisection visits them out of order), held
+    steps green and failed ones red, with the answer as a vertical line, so the
+    knee the search found is visible and can be judged by eye.
+    """
+    from matplotlib.figure import Figure
+
+    steps = sorted(doc.get("steps") or [], key=lambda s: s["rate"])
+    fig = Figure(figsize=(11, 5), dpi=DPI, layout="constrained")
+    p99_ax, err_ax = fig.subplots(1, 2)
+    rates = [s["rate"] for s in steps]
+    colors = ["#55a868" if s["passed"] else LIMITED_COLOR for s in steps]
+    p99 = [s["p99_ms"] if s["p99_ms"] is not None else math.nan for s in steps]
+    p99_ax.plot(rates, p99, color="#4c72b0", zorder=1)
+    p99_ax.scatter(rates, p99, c=colors, zorder=2)
+    p99_ax.set(title="P99 latency (corrected) by rate", xlabel="Target rate (req/s)",
+               ylabel="P99 latency (ms)")
+    err_ax.plot(rates, [100 * s["error_share"] for s in steps], color="#4c72b0", zorder=1)
+    err_ax.scatter(rates, [100 * s["error_share"] for s in steps], c=colors, zorder=2)
+    err_ax.set(title="Failed requests by rate", xlabel="Target rate (req/s)",
+               ylabel="Failed requests (%)")
+    err_ax.set_ylim(0, max([1.0, *(120 * s["error_share"] for s in steps)]))
+    answer = doc.get("capacity_rps")
+    for ax in (p99_ax, err_ax):
+        if answer:
+            ax.axvline(answer, color="gray", linestyle="--", label=f"capacity ≈ {answer:g} req/s")
+            ax.legend(fontsize=8, frameon=False)
+        if rates and max(rates) / min(rates) > 20:
+            ax.set_xscale("log")
+    url = (doc.get("config") or {}).get("url", "?")
+    fig.suptitle(f"loadgen capacity: {url} | SLOs {', '.join(doc.get('slos') or [])}",
+                 color=LIMITED_COLOR if doc.get("generator_limited") else "black")
+    return _save(fig, path)

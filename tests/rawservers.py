@@ -116,3 +116,21 @@ def silent(server: RawServer, conn: socket.socket) -> None:
     buffer = bytearray()
     while read_request(conn, buffer):
         server.count()
+
+
+def limited(slots: int, service_ms: float) -> Handler:
+    """Keep-alive server with a known capacity: ``slots`` requests in service at once,
+    each taking ``service_ms``, so at most slots / service_ms * 1000 requests/s.
+
+    Requests beyond the slots queue, as in a real server whose workers are busy.
+    """
+    gate = threading.BoundedSemaphore(slots)
+
+    def handler(server: RawServer, conn: socket.socket) -> None:
+        buffer = bytearray()
+        while read_request(conn, buffer):
+            with gate:
+                threading.Event().wait(service_ms / 1000.0)  # the simulated work
+            server.count()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    return handler
