@@ -1,0 +1,40 @@
+"""``loadgen compare A.json B.json [...]`` on the terminal: table or JSON, and overlay charts."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+
+from loadgen.compare import compare_documents, default_labels, load_for_compare, render_comparison
+from loadgen.results import ResultsError
+
+
+def compare_command(files: list[str], labels: list[str], visualize: bool,
+                    output_image: str | None, as_json: bool) -> int:
+    if len(files) < 2:
+        return _bad("compare needs at least two results files")
+    if labels and len(labels) != len(files):
+        return _bad(f"{len(labels)} --label for {len(files)} files: give one per file or none")
+    try:
+        docs = load_for_compare(files)
+    except ResultsError as exc:
+        return _bad(str(exc))
+    names = labels or default_labels(files)
+    comparison = compare_documents(docs, names)
+    if as_json:
+        sys.stdout.write(orjson.dumps(comparison, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        click.echo(render_comparison(comparison))
+    if visualize or output_image:
+        from loadgen.charts import draw_comparison
+
+        path = draw_comparison(docs, names, output_image or "compare.png")
+        click.echo(f"Chart saved to {path}", err=as_json)
+    return 0
+
+
+def _bad(message: str) -> int:
+    click.echo(f"loadgen: {message}", err=True)
+    return 2
