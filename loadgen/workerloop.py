@@ -165,6 +165,7 @@ class Worker:
         if plan.duration_s is not None:
             self.end_at = self.start + plan.duration_s
         gevent.spawn(self._control)
+        gevent.spawn(self._watchdog)
         reporter = gevent.spawn(self._report_intervals)
         loop = self.open_loop if self.open_model else self.closed_loop
         self.loops = [gevent.spawn(loop, c) for c in self.connections]
@@ -196,6 +197,15 @@ class Worker:
                         self.queue.put(None)
         except ChannelClosed:
             os._exit(1)
+
+    def _watchdog(self) -> None:
+        """Time out requests past their deadline (sockets have no timeout of their own)."""
+        period = min(0.1, self.plan.timeout_s / 10)
+        while not self.finished.wait(period):
+            now = time.monotonic()
+            for conn in self.connections:
+                if conn.deadline and now > conn.deadline:
+                    conn.expire()
 
     def _report_intervals(self) -> None:
         k = 1

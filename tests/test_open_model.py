@@ -73,7 +73,9 @@ def test_achieved_rate_within_one_percent(target_server, tmp_path: Path) -> None
     assert doc["model"] == "open" and not doc["generator_limited"], doc["generator"]
     assert doc["summary"]["requests"] == 1200 == target_server.stats()["requests"]
     per_second = [i["requests"] for i in doc["intervals"]]
-    assert len(per_second) == 3 and all(abs(n - 400) <= 4 for n in per_second), per_second
+    # three whole seconds; a response landing just after the 3 s mark makes a tiny 4th
+    assert all(abs(n - 400) <= 4 for n in per_second[:3]), per_second
+    assert sum(per_second[3:]) <= 4, per_second
     assert doc["generator"]["lateness_ms"]["p99"] < 5.0
     assert doc["summary"]["service_time_ms"]["p50"] <= doc["summary"]["latency_ms"]["p50"]
     assert set(doc["service_histograms"]) == {"GET /api/health"}
