@@ -8,10 +8,7 @@ percentiles are skewed) and only ranks, so one outlier second cannot decide.
 
 Only full intervals count (the last second of a run is usually partial, and
 its rps would read low); with fewer than ``MIN_INTERVALS`` the verdict is "too
-short to tell", never a guess.  The test is written here with numpy (exact
-distribution for small tie-free samples, normal approximation with tie and
-continuity corrections otherwise, as scipy's ``mannwhitneyu`` does) so loadgen
-needs no scipy.
+short to tell", never a guess.  The test is scipy's ``mannwhitneyu``.
 
 Per-second samples are not fully independent (a slow minute spans 60 of
 them), so a "significant" verdict on a long run says the runs differ, not by
@@ -20,12 +17,10 @@ how much; the change column says how much.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 
 from loadgen.config import ConfigError
 from loadgen.results import read_document
@@ -33,7 +28,6 @@ from loadgen.results import read_document
 ALPHA = 0.05
 MIN_INTERVALS = 5
 FULL_INTERVAL_S = 0.9
-EXACT_MAX_N = 8  # exact U distribution when a sample is this small and there are no ties
 
 #: (key, label, unit, better, read from an S block, per-interval key tested or None)
 METRICS: tuple[tuple[str, str, str, str, Any, str | None], ...] = (
@@ -70,52 +64,19 @@ def default_labels(paths: Sequence[str]) -> list[str]:
 # --- the Mann-Whitney U test -------------------------------------------------------------
 
 def mann_whitney_u(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Two-sided Mann-Whitney U test: (U of ``y`` over ``x``, p-value).
+    """Two-sided Mann-Whitney U test (scipy): (U of ``y`` over ``x``, p-value).
 
     U counts the pairs in which the ``y`` value is larger (ties count half), so
-    U above ``len(x) * len(y) / 2`` means ``y`` tends to be higher.
+    U above ``len(x) * len(y) / 2`` means ``y`` tends to be higher.  scipy picks
+    the exact distribution for small tie-free samples, the normal approximation
+    with tie and continuity corrections otherwise.
     """
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    m, n = len(a), len(b)
-    values, inverse, counts = np.unique(np.concatenate([a, b]), return_inverse=True,
-                                        return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # average ranks, 1-based
-    u = float(ranks[m:].sum() - n * (n + 1) / 2.0)
-    ties = bool((counts > 1).any())
-    if min(m, n) <= EXACT_MAX_N and not ties:
-        return u, _exact_p(round(u), m, n)
-    return u, _normal_p(u, m, n, counts)
+    from scipy.stats import mannwhitneyu
 
-
-def _normal_p(u: float, m: int, n: int, counts: np.ndarray) -> float:
-    total = m + n
-    tie_term = float((counts.astype(float) ** 3 - counts).sum()) / (total * (total - 1))
-    sigma = math.sqrt(m * n / 12.0 * ((total + 1) - tie_term))
-    if sigma == 0.0:
-        return 1.0  # every value identical: nothing to tell apart
-    z = (abs(u - m * n / 2.0) - 0.5) / sigma
-    return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0)))
-
-
-def _exact_p(u: int, m: int, n: int) -> float:
-    """P-value from the exact null distribution of U (no ties).
-
-    The number of orderings with U = k is the coefficient of q^k in the
-    Gaussian binomial [m+n choose m]_q = prod_i (1 - q^(n+i)) / (1 - q^i),
-    computed with exact integers (the smaller sample is at most 8, so this is
-    at most 16 passes over m*n+1 coefficients).
-    """
-    small, large = sorted((m, n))
-    coef = [1]
-    for i in range(1, small + 1):
-        k = large + i
-        coef = [c - (coef[j - k] if j >= k else 0) for j, c in enumerate(coef + [0] * k)]
-        for j in range(i, len(coef)):      # divide by (1 - q^i)
-            coef[j] += coef[j - i]
-        del coef[len(coef) - i:]
-    total = sum(coef)
-    tail = sum(coef[: min(u, m * n - u) + 1])
-    return min(1.0, 2.0 * tail / total)
+    if len(set(x) | set(y)) == 1:
+        return len(x) * len(y) / 2.0, 1.0   # every value identical: nothing to tell apart
+    result = mannwhitneyu(y, x, alternative="two-sided")
+    return float(result.statistic), float(result.pvalue)
 
 
 # --- the comparison ----------------------------------------------------------------------
