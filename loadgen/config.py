@@ -186,7 +186,8 @@ def endpoint_cycle(weights: list[float], longest: int = 10_000) -> tuple[int, ..
     any stretch of requests (one worker's share, one second) keeps the mix.
     Weights become the smallest integers with the same ratios (within 0.1%).
     """
-    fractions = [Fraction(w).limit_denominator(1000) for w in weights]
+    smallest = min(weights)   # relative to the smallest, so no weight rounds down to zero
+    fractions = [Fraction(w / smallest).limit_denominator(1000) for w in weights]
     scale = math.lcm(*(f.denominator for f in fractions))
     counts = [int(f * scale) for f in fractions]
     divisor = math.gcd(*counts)

@@ -63,3 +63,20 @@ def test_split_is_exact_and_even(total: int, parts: int) -> None:
     shares = split(total, parts)
     assert sum(shares) == total and len(shares) == parts
     assert max(shares) - min(shares) <= 1
+
+
+@given(st.lists(st.floats(min_value=1e-6, max_value=1e6), min_size=1, max_size=6))
+def test_endpoint_cycle_keeps_every_endpoint(weights: list[float]) -> None:
+    from loadgen.config import endpoint_cycle
+
+    cycle = endpoint_cycle(weights)
+    assert set(cycle) == set(range(len(weights)))
+    assert len(cycle) <= 10_000 + len(weights)
+
+
+def test_endpoint_cycle_matches_integer_weights() -> None:
+    from loadgen.config import endpoint_cycle
+
+    cycle = endpoint_cycle([5, 3, 2])
+    assert [cycle.count(i) for i in range(3)] == [5, 3, 2]
+    assert endpoint_cycle([1, 1, 1]) == (0, 1, 2)
