@@ -15,6 +15,7 @@ import socket
 import time
 from typing import Any
 
+import gevent
 import httptools
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -24,6 +25,7 @@ CONNECT, TIMEOUT, WRITE, READ, PROTOCOL = "connect", "timeout", "write", "read",
 ERROR_KINDS = (CONNECT, TIMEOUT, WRITE, READ, PROTOCOL)
 
 _RECV_SIZE = 65536
+_YIELD_EVERY = 1 << 20
 
 
 class RequestError(Exception):
@@ -186,6 +188,7 @@ class Connection:
             self.close()
             raise RequestError(WRITE, _describe(exc)) from None
         received = 0
+        yield_at = _YIELD_EVERY
         recv_into = sock.recv_into
         view = self.view
         try:
@@ -197,6 +200,9 @@ class Connection:
                 parser.feed_data(view[:n])
                 if framer.done or (head and framer.headers_done):
                     break
+                if received > yield_at:   # a huge body always has data ready: let others run
+                    yield_at += _YIELD_EVERY
+                    gevent.sleep(0)
         except httptools.HttpParserError as exc:
             self.close()
             raise RequestError(PROTOCOL, _describe(exc)) from None

@@ -48,6 +48,7 @@ class Coordinator:
         self.extra_headers = headers
         self.on_interval = on_interval
         self.interrupts = 0
+        self.hard_stop = False
         self.problems: list[str] = []
 
     def run(self) -> Outcome:
@@ -83,6 +84,9 @@ class Coordinator:
             status = "failed"
         elif self.interrupts:
             status = "interrupted"
+            if self.hard_stop:
+                self.problems.append("stopped at once by a second Ctrl-C: in-flight requests "
+                                     "and each worker's last partial second are not counted")
         else:
             status = "complete"
         return Outcome(status, agg, self.problems)
@@ -125,7 +129,7 @@ class Coordinator:
                     self._send(h, {"type": "stop"})
                 stop_sent = True
             if self.interrupts > 1:
-                self.problems.append("stopped at once by a second interrupt")
+                self.hard_stop = True   # second Ctrl-C: keep what was merged, wait for nothing
                 return
             live = {h.conn: h for h in handles if h.open}
             for conn in wait(list(live), timeout=0.25):
@@ -145,7 +149,7 @@ class Coordinator:
                     self._lose(h, agg, reported=True)
             now = time.monotonic()
             for h in handles:
-                if h.open and now - h.last_heard > SILENCE_LIMIT_S + 1.0:
+                if h.open and now - h.last_heard > SILENCE_LIMIT_S:
                     h.process.kill()
                     self._lose(h, agg, why=f"silent for more than {SILENCE_LIMIT_S:g}s; killed")
 
