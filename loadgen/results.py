@@ -97,3 +97,127 @@ def read_document(path: str) -> dict[str, Any]:
         if key not in doc:
             raise ResultsError(f"{path} lacks {key!r}: not a complete loadgen results file")
     return doc
+
+
+#: Order of precedence when repeats of a configuration ended differently: the worst one wins.
+_STATUS_SEVERITY = ("failed", "interrupted", "running")
+
+
+def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge repeated runs of one configuration into one results document (schema loadgen/1).
+
+    Why: a benchmark repeats each configuration (interleaved with the others,
+    so machine drift hits all alike) and wants one figure per configuration,
+    not an average of per-run percentiles, which is not a percentile of
+    anything.  The HDR histograms are merged losslessly, so the combined
+    percentiles are exactly those of all the repeats' requests together; counts,
+    status codes, errors and bytes are summed; ``duration_s`` is the summed
+    time under load, so ``rps`` is total requests / total time under load.
+
+    ``intervals`` are concatenated in run order with ``t`` shifted by the
+    earlier runs' durations, so the series continues and ``loadgen compare``'s
+    per-second significance test sees every repeat's seconds as samples.
+    ``status`` is "complete" only if every run was (else the worst status);
+    ``generator_limited`` is true if any run was; ``config`` is the first
+    run's.  The per-run lateness histograms are not saved, so ``generator``
+    holds the worst run's figures.  ``combined_from`` says how many runs went
+    in and ``combined_runs`` what each one was.
+
+    Raises ValueError for no documents, or documents whose endpoint names
+    differ (they are not repeats of one configuration).
+    """
+    from collections import Counter
+
+    from loadgen.metrics import Totals, decode_histogram, summarize
+
+    if not docs:
+        raise ValueError("combine_runs needs at least one results document")
+    names = [e["endpoint"] for e in docs[0]["endpoints"]]
+    for i, doc in enumerate(docs[1:], start=2):
+        other = [e["endpoint"] for e in doc["endpoints"]]
+        if other != names:
+            raise ValueError(f"run {i} has endpoints {other}, run 1 has {names}: "
+                             "not repeats of one configuration")
+    open_model = any("service_histograms" in d for d in docs)
+    totals = [Totals(service=decode_histogram("") if open_model else None) for _ in names]
+    intervals: list[dict[str, Any]] = []
+    workers: list[dict[str, Any]] = []
+    problems: list[str] = []
+    runs: list[dict[str, Any]] = []
+    offset = 0.0
+    for run, doc in enumerate(docs, start=1):
+        histograms = doc.get("histograms") or {}
+        service = doc.get("service_histograms") or {}
+        for name, entry, merged in zip(names, doc["endpoints"], totals):
+            one = Totals(hist=decode_histogram(histograms.get(name, "")),
+                         service=decode_histogram(service.get(name, "")) if open_model else None,
+                         codes=Counter(entry.get("status_codes") or {}),
+                         errors=Counter(entry.get("errors") or {}),
+                         bytes_in=entry.get("bytes_in", 0), bytes_out=entry.get("bytes_out", 0),
+                         overflow=entry.get("latency_overflow", 0))
+            merged.merge(one)
+        duration = float(doc["summary"].get("duration_s") or 0.0)
+        series = sorted(doc.get("intervals") or [], key=lambda i: i["t"])
+        intervals += [{**i, "t": round(i["t"] + offset, 3)} for i in series]
+        # never step back, even if a run's last interval ended after its recorded duration
+        offset += max(duration, series[-1]["t"] if series else 0.0)
+        workers += [{**w, "run": run} for w in doc.get("workers") or []]
+        problems += [f"run {run}: {p}" for p in doc.get("problems") or []]
+        runs.append({"run": run, "started_at": doc.get("started_at"), "status": doc["status"],
+                     "duration_s": duration, "requests": doc["summary"].get("requests"),
+                     "generator_limited": bool(doc.get("generator_limited")),
+                     "thresholds": doc.get("thresholds")})
+    total_duration = sum(r["duration_s"] for r in runs)
+    everything = Totals(service=decode_histogram("") if open_model else None)
+    for merged in totals:
+        everything.merge(merged)
+    concurrency = [e.get("concurrency") for e in docs[0]["endpoints"]]
+    endpoints = [{"endpoint": name, **summarize(t, total_duration), "concurrency": c}
+                 for name, t, c in zip(names, totals, concurrency)]
+    statuses = [d["status"] for d in docs]
+    unfinished = [s for s in statuses if s != "complete"]
+    status = next((s for s in _STATUS_SEVERITY if s in unfinished),
+                  unfinished[0] if unfinished else "complete")
+    combined: dict[str, Any] = {
+        "schema": SCHEMA,
+        "tool": docs[0].get("tool", f"loadgen {__version__}"),
+        "status": status,
+        "problems": problems,
+        "started_at": docs[0].get("started_at"),
+        "config": docs[0].get("config"),
+        "summary": summarize(everything, total_duration),
+        "endpoints": endpoints,
+        "model": docs[0].get("model", "closed"),
+        "generator_limited": any(d.get("generator_limited") for d in docs),
+        "generator": _worst_generator([d.get("generator") or {} for d in docs]),
+        "histograms": {name: encode_histogram(t.hist) for name, t in zip(names, totals)},
+        "histogram_unit": "us",
+        "workers": workers,
+        "intervals": intervals,
+        "combined_from": len(docs),
+        "combined_runs": runs,
+    }
+    if open_model:
+        combined["service_histograms"] = {
+            name: encode_histogram(t.service) if t.service is not None else ""
+            for name, t in zip(names, totals)}
+    return combined
+
+
+def _worst_generator(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The generator block of combined runs: each figure at its worst run, waits summed.
+
+    Lateness percentiles of separate runs cannot be merged (their histograms are
+    not saved), and the question they answer -- was loadgen ever the limit? --
+    is answered by the worst run.
+    """
+    lateness = [b["lateness_ms"] for b in blocks if b.get("lateness_ms")]
+    reasons = [f"run {i}: {r}" for i, b in enumerate(blocks, start=1)
+               for r in b.get("reasons") or []]
+    return {"reasons": reasons,
+            "lateness_ms": ({k: max(x[k] for x in lateness) for k in ("p50", "p99", "max")}
+                            if lateness else None),
+            "cpu_percent_max": max((b.get("cpu_percent_max") or 0.0 for b in blocks),
+                                   default=0.0),
+            "waited_for_connection": sum(b.get("waited_for_connection") or 0 for b in blocks),
+            "connections": max((b.get("connections") or 0 for b in blocks), default=0)}
