@@ -8,6 +8,7 @@ import click
 import orjson
 
 from loadgen.compare import compare_documents, default_labels, load_for_compare, render_comparison
+from loadgen.reportcmd import check_document
 from loadgen.results import ResultsError
 
 
@@ -17,8 +18,11 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
         return _bad("compare needs at least two results files")
     if labels and len(labels) != len(files):
         return _bad(f"{len(labels)} --label for {len(files)} files: give one per file or none")
+    draw = visualize or output_image is not None
     try:
         docs = load_for_compare(files)
+        for doc, path in zip(docs, files):
+            check_document(doc, path, charts=draw)
     except ResultsError as exc:
         return _bad(str(exc))
     names = labels or default_labels(files)
@@ -27,10 +31,14 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
         sys.stdout.write(orjson.dumps(comparison, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         click.echo(render_comparison(comparison))
-    if visualize or output_image:
+    if draw:
         from loadgen.charts import draw_comparison
 
-        path = draw_comparison(docs, names, output_image or "compare.png")
+        path = output_image or "compare.png"
+        try:
+            draw_comparison(docs, names, path)
+        except OSError as exc:
+            return _bad(f"cannot write chart to {path}: {exc.strerror or exc}")
         click.echo(f"Chart saved to {path}", err=as_json)
     return 0
 
