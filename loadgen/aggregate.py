@@ -44,10 +44,12 @@ class Aggregate:
     def __post_init__(self) -> None:
         self.totals = [Totals() for _ in self.endpoint_names]
         self.lateness = new_histogram()
+        # by worker index: a cluster node aggregates only its own share of the global indices
+        self._by_index = {w.index: w for w in self.workers}
 
     def add(self, message: dict[str, Any]) -> None:
         """Merge one interval or final message from a worker."""
-        state = self.workers[message["worker"]]
+        state = self._by_index[message["worker"]]
         state.messages += 1
         span = message["elapsed_s"] - state.elapsed_s
         if span >= 0.5:  # CPU share over a (nearly) whole second; shorter tails are noise
@@ -73,7 +75,7 @@ class Aggregate:
         self._close_seconds()
 
     def lose(self, index: int, why: str) -> None:
-        self.workers[index].lost = why
+        self._by_index[index].lost = why
         self._close_seconds()
 
     def finish(self) -> None:

@@ -92,6 +92,12 @@ TARGET_OPTIONS = _options(
                    "'GET /api/health: p95<50ms'; any failure exits 1. Repeatable.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Scenario file (TOML); options typed on the command line override it.")
+@click.option("--cluster", default=None, metavar="ADDRESS",
+              help="Run on the workers of this Dask scheduler (e.g. tcp://10.0.0.5:8786); "
+                   "needs loadgen[cluster] on every machine.")
+@click.option("--workers-per-node", type=click.IntRange(min=1), default=None,
+              help="With --cluster: worker processes per node [default: its CPU count, "
+                   "shared by the Dask workers on one host].")
 def run(**opts: Any) -> None:
     """Send load to --url and report exact latency percentiles."""
     try:

@@ -138,6 +138,8 @@ class RunConfig:
     schedule: Any = None                # pacer.Schedule for the open model; None = closed
     max_connections: int = 0            # open model: connections may grow to this
     thresholds: tuple[Any, ...] = ()    # thresholds.Threshold, checked after the run
+    cluster: str | None = None          # Dask scheduler address: run on its workers (nodes)
+    workers_per_node: int | None = None  # with cluster: processes per node (default: its CPUs)
 
     @property
     def model(self) -> str:
@@ -164,6 +166,7 @@ class RunConfig:
             "model": self.model,
             "max_connections": self.max_connections if self.schedule else None,
             "schedule": _describe_schedule(self.schedule),
+            **({"cluster": self.cluster} if self.cluster else {}),   # local runs: as before
         }
 
 

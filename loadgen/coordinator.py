@@ -17,7 +17,7 @@ from typing import Any, Callable
 import orjson
 
 from loadgen.aggregate import Aggregate, WorkerState
-from loadgen.config import RunConfig, plan_workers
+from loadgen.config import RunConfig, WorkerPlan, plan_workers
 from loadgen.worker import process_main
 
 READY_TIMEOUT_S = 30.0
@@ -30,6 +30,7 @@ class Outcome:
     status: str                   # complete | interrupted | failed
     aggregate: Aggregate
     problems: list[str]
+    nodes: list[dict[str, Any]] | None = None   # a cluster run: what each node did
 
 
 class _Handle:
@@ -42,23 +43,52 @@ class _Handle:
 
 
 class Coordinator:
+    """Runs worker processes on this machine.
+
+    Locally it plans the whole run itself.  On a cluster node (``loadgen.node``)
+    it is handed that node's share of a plan made centrally (``plans``, with
+    global worker indices), asks ``start_at`` for the monotonic start time once
+    its workers are ready (the node converts a wall-clock start shared by all
+    nodes), and passes every raw worker message, plus a ``lost`` event per
+    lost worker, to ``on_message`` so the central coordinator can merge them.
+    """
+
     def __init__(self, config: RunConfig, headers: tuple[tuple[str, str], ...] = (),
-                 on_interval: Callable[[Aggregate], None] | None = None) -> None:
+                 on_interval: Callable[[Aggregate], None] | None = None, *,
+                 plans: list[WorkerPlan] | None = None,
+                 start_at: Callable[[], float | None] | None = None,
+                 on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.config = config
         self.extra_headers = headers
         self.on_interval = on_interval
+        self.plans = plans
+        self.start_at = start_at
+        self.on_message = on_message
         self.interrupts = 0
         self.hard_stop = False
         self.problems: list[str] = []
+        self.handles: list[_Handle] = []
+
+    def stop(self) -> None:
+        """Stop as a first Ctrl-C does: in-flight requests finish and are counted."""
+        self.interrupts = max(self.interrupts, 1)
+
+    def kill_workers(self) -> None:
+        """Kill every worker process at once (the node's parent is gone: nobody will listen)."""
+        for h in list(self.handles):
+            if h.process.is_alive():
+                h.process.kill()
 
     def run(self) -> Outcome:
-        plans = plan_workers(self.config)
-        if self.extra_headers:
-            plans = [_with_headers(p, self.extra_headers) for p in plans]
+        plans = self.plans
+        if plans is None:
+            plans = plan_workers(self.config)
+            if self.extra_headers:
+                plans = [_with_headers(p, self.extra_headers) for p in plans]
         names = [e.name for e in self.config.endpoints]
         agg = Aggregate(names, [WorkerState(p.index) for p in plans])
         ctx = mp.get_context("spawn")
-        handles = []
+        handles = self.handles
         for plan in plans:
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=process_main, args=(child, plan),
@@ -69,10 +99,13 @@ class Coordinator:
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             if self._await_ready(handles, agg):
-                at = time.monotonic() + START_DELAY_S
-                for h in handles:
-                    self._send(h, {"type": "start", "at": at})
-                self._collect(handles, agg)
+                at = self.start_at() if self.start_at else time.monotonic() + START_DELAY_S
+                if at is None:
+                    self.problems.append("the start was called off")
+                else:
+                    for h in handles:
+                        self._send(h, {"type": "start", "at": at})
+                    self._collect(handles, agg)
         finally:
             signal.signal(signal.SIGINT, previous)
             for h in handles:
@@ -135,6 +168,8 @@ class Coordinator:
             for conn in wait(list(live), timeout=0.25):
                 h = live[conn]
                 message = self._receive(h, agg)
+                if message is not None and self.on_message:
+                    self.on_message(message)
                 if message is None:
                     self._lose(h, agg)
                 elif message["type"] in ("interval", "final"):
@@ -173,6 +208,9 @@ class Coordinator:
         agg.lose(h.index, why)
         if not reported:
             self.problems.append(f"worker {h.index} (pid {h.process.pid}) lost: {why}")
+        if self.on_message:   # reported or not, the last problem is this worker's
+            self.on_message({"type": "lost", "worker": h.index, "why": why,
+                             "problem": self.problems[-1]})
 
 
 def _with_headers(plan: Any, headers: tuple[tuple[str, str], ...]) -> Any:

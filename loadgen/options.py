@@ -14,6 +14,7 @@ from loadgen.config import (ConfigError, Endpoint, RunConfig, Target, normalize_
                             parse_duration, parse_header, parse_method)
 
 DEFAULT_REQUESTS = 100
+CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocols
 
 
 def merge_scenario(opts: dict[str, Any], from_file: dict[str, Any],
@@ -41,6 +42,9 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
     concurrency = opts["concurrency"]
     workers = opts["workers"] or os.cpu_count() or 1
     workers = min(workers, concurrency, requests or workers)
+    cluster, per_node = _cluster(opts)
+    if cluster:
+        workers = 0   # known once the cluster's nodes are (loadgen.cluster.Cluster.connect)
     if opts["auth"] and not opts["password"]:
         raise ConfigError("--auth needs a password (--password or LOADGEN_PASSWORD)")
     thresholds = _thresholds(opts.get("thresholds") or (), endpoints)
@@ -52,7 +56,25 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
         login_endpoint=normalize_path(opts["login_endpoint"]), token_field=opts["token_field"],
         headers=headers, schedule=schedule,
         max_connections=max(concurrency, opts.get("max_connections") or 0),
-        thresholds=thresholds)
+        thresholds=thresholds, cluster=cluster, workers_per_node=per_node)
+
+
+def _cluster(opts: dict[str, Any]) -> tuple[str | None, int | None]:
+    """``--cluster`` and ``--workers-per-node``; the address itself is checked by connecting."""
+    address, per_node = opts.get("cluster"), opts.get("workers_per_node")
+    if address is None:
+        if per_node is not None:
+            raise ConfigError("--workers-per-node needs --cluster")
+        return None, None
+    address = address.strip()
+    scheme = address.partition("://")[0] if "://" in address else "tcp"
+    if not address or any(c.isspace() for c in address) or scheme not in CLUSTER_SCHEMES:
+        raise ConfigError(f"--cluster: {opts['cluster']!r} is not a Dask scheduler address "
+                          "(example: tcp://10.0.0.5:8786)")
+    if opts.get("workers"):
+        raise ConfigError("--workers counts processes on this machine; with --cluster, "
+                          "use --workers-per-node")
+    return address, per_node
 
 
 def _endpoints(opts: dict[str, Any]) -> tuple[Endpoint, ...]:

@@ -70,7 +70,21 @@ def render_table(doc: dict[str, Any]) -> str:
         lines += [SERVICE_CAPTION, _service_table(doc), ""]
     lines.append(_status_codes_line(summary.get("status_codes") or {}))
     lines.append(_errors_line(summary.get("errors") or {}))
+    lines += _nodes_lines(doc)
     return "\n".join(lines) + "\n"
+
+
+def _nodes_lines(doc: dict[str, Any]) -> list[str]:
+    """A cluster run: what each node (Dask worker) sent, and which were lost."""
+    nodes = doc.get("nodes") or []
+    if not nodes:
+        return []
+    lines = [f"Nodes: {len(nodes)} (Dask workers)"]
+    for n in nodes:
+        state = f"LOST: {n['lost']}" if n.get("lost") else "ok"
+        workers = f"{n['workers']} worker" + ("s" if n["workers"] != 1 else "")
+        lines.append(f"  {n['address']}  {workers}  {n['requests']:,} requests  {state}")
+    return lines
 
 
 def is_open_model(doc: dict[str, Any]) -> bool:

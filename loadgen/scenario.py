@@ -17,6 +17,8 @@ over the file.  Example (every key is optional; an empty file is valid)::
     visualize = true              # draw the charts
     output_image = "performance.png"
     headers = { "X-Env" = "staging" }   # or ["X-Env: staging"]; sent on every request
+    # cluster = "tcp://10.0.0.5:8786"   # instead of `workers`: run on a Dask scheduler's workers
+    # workers_per_node = 8              # with cluster: processes per node (default: its CPUs)
 
     # Open model (instead of the closed model above): a constant rate ...
     rate = 200                    # requests per second in total, bounded by duration/requests
@@ -92,7 +94,7 @@ T = TypeVar("T")
 TOP_KEYS = (
     "url", "endpoints", "requests", "concurrency", "auth", "save", "visualize", "output_image",
     "workers", "duration", "method", "headers", "data", "data_file", "timeout", "insecure",
-    "rate", "stages", "max_connections", "quiet", "thresholds",
+    "rate", "stages", "max_connections", "quiet", "thresholds", "cluster", "workers_per_node",
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
 ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file")
@@ -261,13 +263,14 @@ class _Reader:
             if key == "url":
                 out[key] = self.string(value, label)
                 self.reuse(Target.parse, value, label)
-            elif key in ("requests", "concurrency", "workers", "max_connections"):
+            elif key in ("requests", "concurrency", "workers", "max_connections",
+                         "workers_per_node"):
                 out[key] = self.count(value, label)
             elif key in ("duration", "timeout"):
                 out[key] = self.duration(value, label)
             elif key in ("visualize", "insecure", "quiet"):
                 out[key] = self.boolean(value, label)
-            elif key in ("save", "output_image"):
+            elif key in ("save", "output_image", "cluster"):
                 out[key] = self.string(value, label)
             elif key == "data_file":
                 out[key] = self.resolve(self.string(value, label))

@@ -36,19 +36,34 @@ def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
 
 
 def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
-            on_second: Callable[[Aggregate, dt.datetime], None] | None = None) -> dict[str, Any]:
-    """Run the workers once and return the results document."""
+            on_second: Callable[[Aggregate, dt.datetime], None] | None = None,
+            cluster: Any = None) -> dict[str, Any]:
+    """Run the workers once (here, or on ``cluster``'s nodes) and return the results document."""
     started = dt.datetime.now(dt.timezone.utc)
     callback = (lambda agg: on_second(agg, started)) if on_second else None
-    outcome = Coordinator(config, headers, callback).run()
-    return build_document(config.public(), outcome.aggregate, outcome.status,
-                          outcome.problems, started)
+    if cluster is not None:
+        outcome = cluster.run(headers, callback)
+    else:
+        outcome = Coordinator(config, headers, callback).run()
+    doc = build_document(config.public(), outcome.aggregate, outcome.status,
+                         outcome.problems, started)
+    if outcome.nodes is not None:
+        doc["nodes"] = outcome.nodes
+    return doc
 
 
 def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
+    cluster = None
     try:
+        if config.cluster:
+            from loadgen.cluster import Cluster   # here only: local runs never import dask
+
+            cluster = Cluster.connect(config)    # the scheduler first: exit 2 before a login
+            config = cluster.config              # now with every node's workers
         headers = prepare(config, opts["password"])
     except PreflightError as exc:
+        if cluster is not None:
+            cluster.close()
         click.echo(f"loadgen: {exc}", err=True)
         return exc.status
     progress = Progress(opts.get("quiet", False), config.requests, config.duration_s)
@@ -62,7 +77,11 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
             except OSError:
                 pass  # reported once, by the final save below
 
-    doc = execute(config, headers, every_second)
+    try:
+        doc = execute(config, headers, every_second, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
     progress.close()
     verdicts = check_thresholds(config, doc)
     click.echo(render_table(doc))
