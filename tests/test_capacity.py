@@ -18,6 +18,9 @@ def test_finds_known_capacity_within_15_percent(tmp_path: Path) -> None:
         run = loadgen("capacity", "--url", server.url, "--endpoint", "/", "--slo", "p99<100ms",
                       "--slo", "errors<1%", "--start-rate", "100", "--step-duration", "1500ms",
                       "--precision", "0.1", "--quiet", "--output-image", str(image),
+                      # few connections: overload queues in loadgen, not in hundreds of
+                      # server threads that would starve the generator on a 2-core box
+                      "--concurrency", "8", "--max-connections", "16",
                       save=save, timeout=240)
     assert run.status == 0, run.stdout + run.stderr
     doc = orjson.loads(save.read_bytes())
