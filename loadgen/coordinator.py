@@ -8,6 +8,7 @@ data is kept and the run is marked failed, naming the worker and why.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from loadgen.config import RunConfig, WorkerPlan, plan_workers
 from loadgen.worker import process_main
 
 READY_TIMEOUT_S = 30.0
-SILENCE_LIMIT_S = 5.0
+# A worker reports every interval; one silent for longer than this is stuck and is killed.
+# bench/intervals.py stretches the interval (LOADGEN_INTERVAL_S) and the limit with it.
+SILENCE_LIMIT_S = 5.0 + max(0.0, float(os.environ.get("LOADGEN_INTERVAL_S", "1")) - 1.0)
 START_DELAY_S = 0.05
 
 
