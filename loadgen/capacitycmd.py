@@ -15,6 +15,7 @@ import click
 from loadgen import __version__
 from loadgen.capacity import Search, Step, search
 from loadgen.config import RunConfig
+from loadgen.guards import one_line
 from loadgen.preflight import PreflightError
 from loadgen.results import write_document
 from loadgen.session import execute, prepare
@@ -27,7 +28,7 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
     try:
         headers = prepare(config, opts["password"])
     except PreflightError as exc:
-        click.echo(f"loadgen: {exc}", err=True)
+        click.echo(f"loadgen: {one_line(str(exc))}", err=True)
         return exc.status
     started = dt.datetime.now(dt.timezone.utc)
     slos = ", ".join(t.text for t in config.thresholds)

@@ -15,13 +15,15 @@ from click.core import ParameterSource
 from loadgen import __version__
 
 from loadgen.config import ConfigError, parse_duration
-from loadgen.options import DEFAULT_REQUESTS, build_config, merge_scenario
+from loadgen.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
+from loadgen.guards import one_line
+from loadgen.pacer import MAX_RATE
 
 EXIT_OK, EXIT_THRESHOLD, EXIT_INPUT, EXIT_BROKEN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def fail(message: str, status: int = EXIT_INPUT) -> NoReturn:
-    click.echo(f"loadgen: {message}", err=True)
+    click.echo(f"loadgen: {one_line(message)}", err=True)
     sys.exit(status)
 
 
@@ -50,6 +52,8 @@ TARGET_OPTIONS = _options(
     click.option("--username", default="user", show_default=True),
     click.option("--password", default="user123", envvar="LOADGEN_PASSWORD", show_default=True,
                  help="Password for --auth (or set LOADGEN_PASSWORD)."),
+    click.option("--ask-password", is_flag=True,
+                 help="Prompt for the --auth password (hidden), or read a line from stdin."),
     click.option("--save", type=click.Path(dir_okay=False), default=None,
                  help="Write the results as JSON to this file."),
     click.option("--visualize", is_flag=True, help="Draw the charts (PNG)."),
@@ -111,6 +115,7 @@ def run(**opts: Any) -> None:
                                                            ParameterSource.ENVIRONMENT)}
             opts = merge_scenario(opts, load_scenario(config_file), typed)
         config = build_config(opts)
+        opts["password"] = resolve_password(opts)
     except ConfigError as exc:
         fail(str(exc))
     from loadgen.session import run_session
@@ -139,8 +144,11 @@ def capacity(**opts: Any) -> None:
         step_s = parse_duration(opts["step_duration"], "--step-duration")
         if opts["start_rate"] > opts["max_rate"]:
             raise ConfigError("--start-rate is above --max-rate")
+        if not opts["max_rate"] <= MAX_RATE:   # also inf and nan: every step must be buildable
+            raise ConfigError(f"--max-rate: at most {MAX_RATE:,.0f}")
         config = build_config({**opts, "rate": opts["start_rate"], "duration": opts["step_duration"],
                                "thresholds": opts["slos"]})
+        opts["password"] = resolve_password(opts)
     except ConfigError as exc:
         fail(str(exc))
     from loadgen.capacitycmd import capacity_command

@@ -26,6 +26,12 @@ ERROR_KINDS = (CONNECT, TIMEOUT, WRITE, READ, PROTOCOL)
 
 _RECV_SIZE = 65536
 _YIELD_EVERY = 1 << 20
+_MAX_HEAD = 1 << 20   # a response head (status line + headers) longer than this is an error
+
+# One receive buffer for every connection of the process: greenlets never switch between
+# recv_into() filling it and feed_data() consuming it, and 64 KiB per connection would be
+# 640 MB at --concurrency 10000.
+_VIEW = memoryview(bytearray(_RECV_SIZE))
 
 
 class RequestError(Exception):
@@ -121,12 +127,16 @@ class Connection:
         self.deadline = 0.0        # monotonic time the request in flight must end by; 0 = idle
         self.expired = False
         self.reconnects = 0
-        self.buf = bytearray(_RECV_SIZE)
-        self.view = memoryview(self.buf)
 
     def open(self) -> None:
-        """Connect (or reconnect); failures raise RequestError(CONNECT)."""
+        """Connect (or reconnect); failures raise RequestError(CONNECT).
+
+        The watchdog cannot interrupt a connect (there is no socket to shut yet), so the
+        connect timeout is what is left of the request's deadline.
+        """
         self.close()
+        if self.deadline:
+            self.conn.timeout = max(0.001, self.deadline - time.monotonic())
         try:
             self.conn.connect()   # urllib3 bounds the connect with its own timeout
         except (OSError, Urllib3Error) as exc:
@@ -157,11 +167,12 @@ class Connection:
         self.close()
         self.pool._put_conn(self.conn)
 
-    def request(self, data: bytes, head: bool) -> tuple[int, int]:
+    def request(self, data: bytes, head: bool, deadline: float = 0.0) -> tuple[int, int]:
+        """``deadline`` (monotonic) overrides the default of now + timeout."""
         if self.expired:   # the watchdog fired as the last response completed: socket is shut
             self.expired = False
             self.close()
-        self.deadline = time.monotonic() + self.timeout
+        self.deadline = deadline or time.monotonic() + self.timeout
         try:
             if self.sock is None:
                 self.open()
@@ -190,7 +201,7 @@ class Connection:
         received = 0
         yield_at = _YIELD_EVERY
         recv_into = sock.recv_into
-        view = self.view
+        view = _VIEW
         try:
             while True:
                 n = recv_into(view)
@@ -201,6 +212,9 @@ class Connection:
                 if framer.done or (head and framer.headers_done):
                     break
                 if received > yield_at:   # a huge body always has data ready: let others run
+                    if not framer.headers_done and received > _MAX_HEAD:
+                        self.close()
+                        raise RequestError(PROTOCOL, "response head larger than 1 MiB")
                     yield_at += _YIELD_EVERY
                     gevent.sleep(0)
         except httptools.HttpParserError as exc:

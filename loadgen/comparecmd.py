@@ -9,6 +9,7 @@ import orjson
 
 from loadgen.compare import compare_documents, default_labels, load_for_compare, render_comparison
 from loadgen.reportcmd import check_document
+from loadgen.guards import one_line
 from loadgen.results import ResultsError
 
 
@@ -44,5 +45,5 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
 
 
 def _bad(message: str) -> int:
-    click.echo(f"loadgen: {message}", err=True)
+    click.echo(f"loadgen: {one_line(message)}", err=True)
     return 2

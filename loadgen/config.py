@@ -13,11 +13,16 @@ import re
 from fractions import Fraction
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_PATH_SAFE = "".join(chr(c) for c in range(0x21, 0x7f))   # printable ASCII stays as typed
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: method and header names
+_FIELD_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")   # RFC 9110 field-value octets
+
+
+MAX_DURATION_S = 366 * 86400.0   # longer is a typo, and float("9" * 400) would be inf
 
 
 class ConfigError(ValueError):
@@ -32,6 +37,8 @@ def parse_duration(text: str, what: str = "duration") -> float:
     seconds = float(m.group(1)) * _UNITS[m.group(2)]
     if seconds <= 0:
         raise ConfigError(f"{what}: must be greater than zero, got {text!r}")
+    if seconds > MAX_DURATION_S:
+        raise ConfigError(f"{what}: {text!r} is too long (at most a year)")
     return seconds
 
 
@@ -43,6 +50,9 @@ def parse_header(text: str) -> tuple[str, str]:
         raise ConfigError(f"--header: {text!r} is not of the form 'Name: value'")
     if "\r" in value or "\n" in value:
         raise ConfigError(f"--header: the value of {name!r} contains a line break")
+    if not _FIELD_VALUE.match(value):   # the request head is written as ISO-8859-1
+        raise ConfigError(f"--header: the value of {name!r} has control characters or "
+                          "characters outside ISO-8859-1 (percent-encode them)")
     return name, value
 
 
@@ -75,6 +85,12 @@ class Target:
             raise ConfigError(f"--url: {url!r} has no host")
         if port == 0:
             raise ConfigError(f"--url: port 0 is not a valid target port in {url!r}")
+        if "@" in parts.netloc:   # would be saved with the results: refuse rather than leak
+            raise ConfigError("--url: credentials in the URL are not supported "
+                              "(use --auth, or --header 'Authorization: ...')")
+        if parts.query or parts.fragment or url.strip().endswith(("?", "#")):
+            raise ConfigError("--url: a base URL cannot have a query or fragment (?...#...); "
+                              "put it in --endpoint")
         default = 443 if parts.scheme == "https" else 80
         return cls(parts.scheme, parts.hostname, port or default, parts.path.rstrip("/"))
 
@@ -108,12 +124,18 @@ class Endpoint:
         return self.method == "HEAD"
 
 
-def normalize_path(path: str) -> str:
+def normalize_path(path: str, what: str = "--endpoint") -> str:
+    """A request path: leading ``/``; non-ASCII characters percent-encoded as UTF-8."""
     path = path.strip()
     if not path:
-        raise ConfigError("--endpoint: empty path")
-    if any(c.isspace() for c in path):
-        raise ConfigError(f"--endpoint: {path!r} contains white space")
+        raise ConfigError(f"{what}: empty path")
+    if any(c.isspace() or c < " " or c == "\x7f" for c in path):
+        raise ConfigError(f"{what}: {path!r} contains white space or control characters")
+    if not path.isascii():
+        try:
+            path = quote(path, safe=_PATH_SAFE)
+        except UnicodeEncodeError:   # undecodable bytes from the command line
+            raise ConfigError(f"{what}: {path!r} is not valid text") from None
     return path if path.startswith("/") else "/" + path
 
 

@@ -12,8 +12,11 @@ from typing import Any
 
 from loadgen.config import (ConfigError, Endpoint, RunConfig, Target, normalize_path,
                             parse_duration, parse_header, parse_method)
+from loadgen.guards import ask_password, check_output, read_body_file
 
 DEFAULT_REQUESTS = 100
+MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
+MIN_TIMEOUT_S = 0.001
 CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocols
 
 
@@ -32,6 +35,8 @@ def merge_scenario(opts: dict[str, Any], from_file: dict[str, Any],
 def build_config(opts: dict[str, Any]) -> RunConfig:
     """Validate every option; raises ConfigError with the line to show."""
     target = Target.parse(opts["url"])
+    check_output(opts.get("save"), "--save")   # before the run, not after it
+    check_output(opts.get("output_image"), "--output-image")
     duration = parse_duration(opts["duration"], "--duration") if opts.get("duration") else None
     requests = opts.get("requests")
     schedule = _schedule(opts, requests, duration)
@@ -40,6 +45,8 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
     endpoints = _endpoints(opts)
     headers = tuple(parse_header(h) for h in opts["headers"])
     concurrency = opts["concurrency"]
+    if (opts["workers"] or 0) > MAX_WORKERS:
+        raise ConfigError(f"--workers: at most {MAX_WORKERS} processes on one machine")
     workers = opts["workers"] or os.cpu_count() or 1
     workers = min(workers, concurrency, requests or workers)
     cluster, per_node = _cluster(opts)
@@ -51,9 +58,10 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
     return RunConfig(
         url=opts["url"], target=target, endpoints=endpoints, requests=requests,
         duration_s=duration, concurrency=concurrency, workers=workers,
-        timeout_s=parse_duration(opts["timeout"], "--timeout"), insecure=opts["insecure"],
+        timeout_s=_timeout(opts["timeout"]), insecure=opts["insecure"],
         auth=opts["auth"], username=opts["username"],
-        login_endpoint=normalize_path(opts["login_endpoint"]), token_field=opts["token_field"],
+        login_endpoint=normalize_path(opts["login_endpoint"], "--login-endpoint"),
+        token_field=opts["token_field"],
         headers=headers, schedule=schedule,
         max_connections=max(concurrency, opts.get("max_connections") or 0),
         thresholds=thresholds, cluster=cluster, workers_per_node=per_node)
@@ -83,7 +91,8 @@ def _endpoints(opts: dict[str, Any]) -> tuple[Endpoint, ...]:
         return tuple(Endpoint(s["method"], s["path"], s["body"], tuple(s["headers"]),
                               float(s["weight"])) for s in specs)
     body = _read_body(opts.get("data"), opts.get("data_file"))
-    method = parse_method(opts["method"]) if opts.get("method") else ("POST" if body else "GET")
+    method = (parse_method(opts["method"]) if opts.get("method") is not None
+              else "POST" if body else "GET")
     paths = dict.fromkeys(normalize_path(p) for p in opts["endpoints"])
     if not paths:
         raise ConfigError("--endpoint: no endpoint to test")
@@ -119,10 +128,28 @@ def _schedule(opts: dict[str, Any], requests: int | None, duration: float | None
 def _read_body(data: str | None, data_file: str | None) -> bytes:
     if data is not None and data_file is not None:
         raise ConfigError("--data and --data-file cannot be used together")
-    if data_file is None:
-        return (data or "").encode()
-    try:
-        with open(data_file, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise ConfigError(f"--data-file: cannot read {data_file}: {exc.strerror}") from None
+    if data_file is None:   # surrogateescape: bytes that are not UTF-8 are sent as typed
+        return (data or "").encode("utf-8", "surrogateescape")
+    return read_body_file(data_file, "--data-file")
+
+
+def _timeout(text: str) -> float:
+    seconds = parse_duration(text, "--timeout")
+    if seconds < MIN_TIMEOUT_S:
+        raise ConfigError(f"--timeout: {text!r} is shorter than 1ms")
+    return seconds
+
+
+def resolve_password(opts: dict[str, Any]) -> str:
+    """The password for --auth: --ask-password's prompt, else --password / LOADGEN_PASSWORD.
+
+    Called after the rest of the input is valid, so a typo is reported before the
+    prompt.  LOADGEN_PASSWORD is then dropped from the environment: the worker
+    processes need the token, never the password.
+    """
+    os.environ.pop("LOADGEN_PASSWORD", None)
+    if not opts.get("ask_password"):
+        return opts["password"]
+    if not opts["auth"]:
+        raise ConfigError("--ask-password needs --auth")
+    return ask_password()

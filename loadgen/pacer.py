@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 from loadgen.config import ConfigError, parse_duration
 
+#: Requests per second across all workers.  Far beyond what one machine's workers can send;
+#: above it a typo (or inf) would fill the dispatch queue faster than anything drains it.
+MAX_RATE = 10_000_000.0
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -85,6 +89,8 @@ def parse_stage(text: str) -> tuple[float, float]:
         raise ConfigError(f"--stage: {rate!r} in {text!r} is not a rate") from None
     if value < 0 or not math.isfinite(value):
         raise ConfigError(f"--stage: rate must be zero or more in {text!r}")
+    if value > MAX_RATE:
+        raise ConfigError(f"--stage: rate above {MAX_RATE:,.0f} req/s in {text!r}")
     return parse_duration(duration, "--stage"), value
 
 
@@ -95,8 +101,8 @@ def build_schedule(rate: float | None, stages: list[tuple[float, float]],
     The first stage ramps from ``--rate`` if given, else from 0.  A plain
     ``--rate`` runs for ``--duration``, or open-ended until ``--requests`` are sent.
     """
-    if rate is not None and rate <= 0:
-        raise ConfigError("--rate: must be greater than zero")
+    if rate is not None and not 0 < rate <= MAX_RATE:   # also refuses nan and inf
+        raise ConfigError(f"--rate: must be greater than zero and at most {MAX_RATE:,.0f}")
     if stages:
         previous, built = rate or 0.0, []
         for duration, target in stages:

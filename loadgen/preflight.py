@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import warnings
 
-from loadgen.config import RunConfig, Target
+from loadgen.config import RunConfig, Target, plan_workers
+from loadgen.limits import open_files_problem
+
+INSECURE_WARNING = ("loadgen: warning: --insecure: TLS certificates are not verified; "
+                    "anyone on the path can impersonate the server")
 
 
 class PreflightError(Exception):
@@ -22,23 +28,67 @@ class PreflightError(Exception):
         self.status = status
 
 
-def check_reachable(target: Target, timeout: float) -> None:
-    """Resolve the host and open (then close) one TCP connection to it."""
+def check_before_load(config: RunConfig) -> None:
+    """Everything that must hold before the first request: open-file limit, then the target."""
+    if not getattr(config, "cluster", None):   # a cluster's nodes have limits of their own
+        problem = open_files_problem(plan_workers(config))
+        if problem:
+            raise PreflightError(problem, 2)
+    check_reachable(config.target, config.timeout_s, config.insecure)
+
+
+def check_reachable(target: Target, timeout: float, insecure: bool = False) -> None:
+    """Resolve the host and open (then close) one TCP connection to it.
+
+    For https the TLS handshake is made too, verifying the certificate unless
+    ``insecure``: a self-signed or expired certificate is one line before any
+    load, not a run in which every request is a ``connect`` error.
+    """
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise PreflightError(f"cannot resolve host {target.host!r}: {exc.strerror}", 2) from None
+    except UnicodeError:   # IDNA: a label over 63 characters, undecodable bytes, ...
+        raise PreflightError(f"cannot resolve host {target.host!r}: not a valid host name",
+                             2) from None
     last: OSError | None = None
     for family, kind, proto, _, address in infos:
-        try:
-            with socket.socket(family, kind, proto) as sock:
-                sock.settimeout(min(timeout, 5.0))
+        sock = socket.socket(family, kind, proto)
+        with sock:
+            sock.settimeout(min(timeout, 5.0))
+            try:
                 sock.connect(address)
-                return
-        except OSError as exc:
-            last = exc
+            except OSError as exc:
+                last = exc
+                continue
+            if target.scheme == "https":
+                _handshake(sock, target, insecure)
+            return
     reason = last.strerror if last and last.strerror else str(last or "no address")
     raise PreflightError(f"cannot reach {target.origin}: {reason}", 2)
+
+
+def _handshake(sock: socket.socket, target: Target, insecure: bool) -> None:
+    context = ssl.create_default_context()
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with context.wrap_socket(sock, server_hostname=target.host):
+            pass
+    except ssl.SSLCertVerificationError as exc:
+        reason = exc.verify_message or exc.reason or "certificate verify failed"
+        raise PreflightError(f"TLS certificate of {target.origin} failed verification: "
+                             f"{reason} (--insecure skips verification)", 2) from None
+    except ssl.SSLError as exc:
+        raise PreflightError(f"TLS handshake with {target.origin} failed: "
+                             f"{exc.reason or str(exc).splitlines()[0]}", 2) from None
+    except TimeoutError:
+        raise PreflightError(f"TLS handshake with {target.origin} timed out "
+                             f"(is it an https server?)", 2) from None
+    except OSError as exc:
+        raise PreflightError(f"TLS handshake with {target.origin} failed: "
+                             f"{exc.strerror or exc}", 2) from None
 
 
 def login(config: RunConfig, password: str) -> str:
@@ -50,8 +100,10 @@ def login(config: RunConfig, password: str) -> str:
                                timeout=urllib3.Timeout(total=config.timeout_s), retries=False)
     body = json.dumps({"username": config.username, "password": password}).encode()
     try:
-        response = pool.request("POST", url, body=body,
-                                headers={"Content-Type": "application/json"})
+        with warnings.catch_warnings():   # --insecure already said so, on one line
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            response = pool.request("POST", url, body=body,
+                                    headers={"Content-Type": "application/json"})
     except urllib3.exceptions.HTTPError as exc:
         raise PreflightError(f"login failed: {type(exc).__name__} talking to {url}", 3) from None
     finally:

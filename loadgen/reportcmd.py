@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from loadgen.guards import one_line
 from loadgen.report import render_table
 from loadgen.results import ResultsError, read_document
 
@@ -34,10 +35,13 @@ def report_command(path: str, visualize: bool, output_image: str | None,
         check_document(doc, path, charts=visualize or output_image is not None)
     except ResultsError as exc:
         return _fail(str(exc))
-    if as_json:
-        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        sys.stdout.write(render_table(doc) + "\n")
+    try:   # the checks above cover what the renderers read today; this covers the rest
+        text = (orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if as_json
+                else render_table(doc))
+    except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        return _fail(f"{path} is not a valid loadgen results file: cannot render it "
+                     f"({type(exc).__name__})")
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
     if visualize or output_image is not None:
         image = output_image or default_image_path(path)
@@ -101,6 +105,36 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
             return f"intervals[{i}] has no time 't'"
         if not _numbers_or_null(interval.get("latency_ms") or {}):
             return f"intervals[{i}]: 'latency_ms' holds a non-number"
+        if not _numbers_or_null({k: interval.get(k) for k in ("requests", "errors", "rps")}):
+            return f"intervals[{i}]: 'requests', 'errors' or 'rps' is not a number"
+    return _config_problem(doc.get("config") or {}) or _generator_problem(doc.get("generator"))
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """The parts of 'config' that are formatted as numbers (the schedule, the concurrency)."""
+    if config.get("concurrency") is not None and not _is_int(config["concurrency"]):
+        return "config 'concurrency' is not an integer"
+    schedule = config.get("schedule")
+    if schedule is None:
+        return None
+    if not isinstance(schedule, list) or not all(
+            isinstance(stage, dict) and _is_number(stage.get("start_rate"))
+            and _is_number(stage.get("end_rate"))
+            and _numbers_or_null({"duration_s": stage.get("duration_s")})
+            for stage in schedule):
+        return "config 'schedule' is not a list of stages with numbers"
+    return None
+
+
+def _generator_problem(generator: Any) -> str | None:
+    if not isinstance(generator, dict):
+        return None
+    if not _numbers_or_null(generator.get("lateness_ms") or {}):
+        return "generator 'lateness_ms' is not an object of numbers"
+    reasons = generator.get("reasons")
+    if reasons is not None and not (isinstance(reasons, list)
+                                    and all(isinstance(r, str) for r in reasons)):
+        return "generator 'reasons' is not a list of strings"
     return None
 
 
@@ -147,11 +181,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _numbers_or_null(values: dict[str, Any]) -> bool:
-    return all(v is None or _is_number(v) for v in values.values())
+def _numbers_or_null(values: Any) -> bool:
+    return isinstance(values, dict) and all(v is None or _is_number(v) for v in values.values())
 
 
 def _fail(message: str) -> int:
     """One line on stderr, prefixed like every other loadgen error."""
-    print(f"loadgen: {message}", file=sys.stderr)
+    print(f"loadgen: {one_line(message)}", file=sys.stderr)
     return EXIT_INPUT

@@ -99,6 +99,7 @@ TOP_KEYS = (
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
 ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file")
 STAGE_KEYS = ("duration", "rate")
+MAX_SCENARIO_BYTES = 16 << 20
 
 # Unknown keys that difflib would not match, with where they belong.
 _HINTS = {
@@ -125,10 +126,18 @@ def load_scenario(path: str) -> dict[str, Any]:
     Raises ``ConfigError`` (one line) for anything wrong with the file.
     """
     try:
+        if stat.S_ISCHR(os.stat(path).st_mode):   # /dev/zero, /dev/urandom: endless
+            raise ConfigError(f"{path}: cannot read scenario file: not a regular file")
         with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read scenario file: {exc.strerror or exc}") from None
+            raw = f.read(MAX_SCENARIO_BYTES + 1)
+    except (OSError, ValueError) as exc:   # ValueError: a NUL byte in the name
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{path}: cannot read scenario file: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_SCENARIO_BYTES >> 20} MiB: "
+                          "not a scenario file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

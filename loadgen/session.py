@@ -16,8 +16,9 @@ import click
 from loadgen.aggregate import Aggregate
 from loadgen.config import RunConfig
 from loadgen.coordinator import Coordinator
+from loadgen.guards import one_line
 from loadgen.progress import Progress
-from loadgen.preflight import PreflightError, check_reachable, login
+from loadgen.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
 from loadgen.report import render_table
 from loadgen.results import build_document, write_document
 
@@ -29,7 +30,9 @@ def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
 
     Raises PreflightError (exit 2 for bad input, 3 for a failed login) before any load.
     """
-    check_reachable(config.target, config.timeout_s)
+    check_before_load(config)   # open-file limit, reachability, TLS certificate
+    if config.insecure and config.target.scheme == "https":
+        click.echo(INSECURE_WARNING, err=True)
     if not config.auth:
         return ()
     return (("Authorization", f"Bearer {login(config, password)}"),)
@@ -64,7 +67,7 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
     except PreflightError as exc:
         if cluster is not None:
             cluster.close()
-        click.echo(f"loadgen: {exc}", err=True)
+        click.echo(f"loadgen: {one_line(str(exc))}", err=True)
         return exc.status
     progress = Progress(opts.get("quiet", False), config.requests, config.duration_s)
     save = opts["save"]
@@ -103,7 +106,11 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
 
         started = dt.datetime.fromisoformat(doc["started_at"])
         path = opts["output_image"] or f"loadgen-{started:%Y%m%d-%H%M%S}.png"
-        click.echo(f"Chart saved to {draw_summary(doc, path)}")
+        try:
+            click.echo(f"Chart saved to {draw_summary(doc, path)}")
+        except OSError as exc:
+            click.echo(f"loadgen: cannot write chart to {path}: {exc.strerror or exc}", err=True)
+            return 3
     sys.stdout.flush()
     status = EXIT_STATUS[doc["status"]]
     if status == 0 and any(not v.passed for v in verdicts):

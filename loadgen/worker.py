@@ -14,12 +14,14 @@ import sys
 from multiprocessing.connection import Connection
 
 from loadgen.config import WorkerPlan
+from loadgen.limits import raise_open_files
 
 
 def process_main(conn: Connection, plan: WorkerPlan) -> None:
     # Ctrl-C reaches the whole process group; only the coordinator acts on it
     # (it tells workers to stop, so in-flight requests finish and get counted).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise_open_files()   # inherited from the coordinator locally; a cluster node may differ
     if "urllib3" in sys.modules:  # pragma: no cover - a packaging mistake, not a user error
         raise RuntimeError("urllib3 was imported before gevent patched the worker")
     from gevent import monkey

@@ -29,13 +29,16 @@ from gevent.event import Event
 from gevent.queue import SimpleQueue
 
 from loadgen.channel import Channel, ChannelClosed
-from loadgen.client import Connection, RequestError, build_request, make_pool
+from loadgen.client import TIMEOUT, Connection, RequestError, build_request, make_pool
 from loadgen.config import WorkerPlan
 from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 
 # Seconds between deltas.  Only bench/intervals.py changes it (to price the machinery);
 # the coordinator's per-second series assumes 1.
 INTERVAL_S = float(os.environ.get("LOADGEN_INTERVAL_S", "1"))
+# Open model: requests released but not yet sent, at most (~120 bytes each).  Stale ones
+# (older than the timeout) are dropped as timeouts when taken, so the queue drains.
+MAX_QUEUED = 250_000
 
 
 class Worker:
@@ -89,9 +92,15 @@ class Worker:
         self.finished_at = max(self.finished_at, clock())
 
     def open_loop(self, conn: Connection) -> None:
-        """Take (index, intended time) from the dispatcher's queue until it says stop."""
+        """Take (index, intended time) from the dispatcher's queue until it says stop.
+
+        The timeout runs from the intended send time, like the latency: a request that
+        waited in the queue for longer is a timeout without being sent.  So a stalled
+        server cannot keep the run going past its last send time plus the timeout.
+        """
         requests, heads, cycle = self.requests, self.heads, self.plan.cycle
         n_cycle, clock, get = len(cycle), time.perf_counter, self.queue.get
+        timeout, monotonic = self.plan.timeout_s, time.monotonic
         while True:
             self.idle += 1
             item = get()
@@ -102,8 +111,12 @@ class Worker:
             e = cycle[k % n_cycle]
             data = requests[e]
             t0 = clock()
+            left = intended + timeout - t0
+            if left <= 0:
+                self.tallies[e].error(TIMEOUT, 0)
+                continue
             try:
-                status, received = conn.request(data, heads[e])
+                status, received = conn.request(data, heads[e], monotonic() + left)
             except RequestError as err:
                 self.tallies[e].error(err.kind, len(data))
                 gevent.sleep(0)
@@ -118,6 +131,7 @@ class Worker:
         """Release this worker's requests (index, index+stride, ...) at their scheduled times."""
         plan, schedule, clock = self.plan, self.plan.schedule, time.perf_counter
         k, limit, end = plan.index, plan.requests_total, plan.duration_s or float("inf")
+        sent = 0
         while not self.stopping and (limit is None or k < limit):
             due = schedule.time_of(k)
             if due is None or due >= end:
@@ -128,6 +142,11 @@ class Worker:
                 gevent.sleep(intended - now)
                 now = clock()
             self.lateness.record_value(min(int((now - intended) * 1e6), HIGHEST_US))
+            sent += 1
+            if not sent & 63 and now - intended > 0.01:   # far behind: let connections run
+                gevent.sleep(0)
+                while self.queue.qsize() > MAX_QUEUED and not self.stopping:
+                    gevent.sleep(0.001)   # memory stays bounded; the lateness shows it
             if not self.idle:
                 self.waited += 1
                 if len(self.connections) < plan.max_connections:

@@ -111,3 +111,16 @@ def target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetSe
         yield server
     finally:
         stop_target_server(server)
+
+
+@pytest.fixture(scope="session")
+def good_results(target_server: TargetServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real results document (open model, two endpoints, 2 s), written once per session."""
+    path = tmp_path_factory.mktemp("results") / "good.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run([sys.executable, "-m", "loadgen", "run", "--url", target_server.url,
+                    "--endpoint", "/api/health", "--endpoint", "/status/503", "--rate", "100",
+                    "--duration", "2s", "--quiet", "--save", str(path)],
+                   check=True, capture_output=True, timeout=60, env=env,
+                   stdin=subprocess.DEVNULL)
+    return path

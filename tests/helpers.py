@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,3 +46,139 @@ def one_line_error(run: Run, status: int = 2) -> str:
     assert "Traceback" not in run.stderr
     assert lines[0].startswith("loadgen: ")
     return lines[0]
+
+
+# --- runs in the background, for faults injected while they are under way -----------------
+
+
+def start_loadgen(*args: str, env: dict[str, str] | None = None, **popen: Any
+                  ) -> subprocess.Popen[str]:
+    """``python -m loadgen ARGS`` in the background, stdout and stderr piped (text)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "loadgen", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=full_env, **popen)
+
+
+def finish(proc: subprocess.Popen[str], save: Path | None, timeout: float = 60) -> Run:
+    """Wait for a background run and read what it wrote."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"loadgen still running after {timeout}s: {err}") from None
+    doc = orjson.loads(save.read_bytes()) if save is not None and save.exists() else None
+    return Run(proc.returncode, out, err, doc)
+
+
+def wait_for_status(path: Path, status: str, limit_s: float = 30.0,
+                    accept: Any = None) -> dict[str, Any]:
+    """Poll the results file a run rewrites every second (the file is the event).
+
+    ``accept(doc)``, if given, must also hold.
+    """
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            doc = orjson.loads(path.read_bytes())
+            if doc["status"] == status and (accept is None or accept(doc)):
+                return doc
+        except (OSError, orjson.JSONDecodeError):
+            pass
+        threading.Event().wait(0.02)
+    raise AssertionError(f"{path} never reached status {status!r} in {limit_s}s")
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()   # after "pid (comm) "
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running or stopped; False once it exited (a zombie no longer runs anything)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def wait_gone(pids: list[int], limit_s: float) -> list[int]:
+    """Wait (on pidfds where the kernel has them) until every pid has exited; the survivors."""
+    deadline = time.monotonic() + limit_s
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):   # gone already, or no pidfd: poll below
+            fd = None
+        if fd is not None:
+            with os.fdopen(fd, "rb", buffering=0) as handle:
+                select.select([handle], [], [], max(0.0, deadline - time.monotonic()))
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        threading.Event().wait(0.02)
+    return [p for p in pids if alive(p)]
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill a background run if it is still going, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=10)
+
+
+def run_in_process(*args: str, stdin: str = "") -> Run:
+    """``loadgen ARGS`` through ``loadgen.cli.main`` in this process (fast: no interpreter
+    start).  Only for input that stops before any load: bad input, or a --url that
+    nothing listens on.  An exception other than SystemExit escapes to the test."""
+    import contextlib
+    import io
+    from unittest import mock
+
+    from loadgen.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    status: Any = None
+    with mock.patch.object(sys, "argv", ["loadgen", *args]), \
+            mock.patch.object(sys, "stdin", io.StringIO(stdin)), \
+            mock.patch.dict(os.environ), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+        except SystemExit as exc:
+            status = exc.code
+    return Run(status, out.getvalue(), err.getvalue(), None)
+
+
+class RefusingPort:
+    """A port on 127.0.0.1 that refuses connections for as long as this is open: bound
+    (so nothing else can take it) but not listening.  Valid input aimed at it ends in
+    "cannot reach", exit 2, before any load."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RefusingPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

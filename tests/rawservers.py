@@ -1,26 +1,36 @@
 """Small misbehaving HTTP servers on 127.0.0.1:0, each counting what it received.
 
 They cover framings and faults the built-in target cannot produce on demand:
-close-delimited bodies, kept-alive connections closed silently, malformed
-responses and servers that never answer.  Plain threads and sockets: the
-test process never monkey-patches gevent.
+close-delimited bodies, kept-alive connections closed silently or reset,
+malformed responses, endless headers, huge bodies, responses trickled a byte
+at a time and servers that never answer; optionally over TLS.  Plain threads
+and sockets: the test process never monkey-patches gevent.  Every loop ends
+when the client goes away or the server is closed.
+
+``ManyServer`` is the exception: one thread and a selector, for tests that
+hold thousands of connections open at once.
 """
 
 from __future__ import annotations
 
+import selectors
 import socket
+import ssl
+import struct
 import threading
 from typing import Callable
 
 Handler = Callable[["RawServer", socket.socket], None]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 class RawServer:
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.requests = 0
         self.connections = 0
         self.lock = threading.Lock()
@@ -40,11 +50,14 @@ class RawServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                self.handler(self, conn)
-            except OSError:
-                pass
+        try:
+            if self.tls is not None:   # the handshake fails (an OSError) on untrusting clients
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            self.handler(self, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
     def count(self) -> None:
         with self.lock:
@@ -134,3 +147,205 @@ def limited(slots: int, service_ms: float) -> Handler:
             server.count()
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     return handler
+
+
+def reset(conn: socket.socket) -> None:
+    """Abort the connection: with SO_LINGER 0, close() sends a RST instead of a FIN."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def resets(server: RawServer, conn: socket.socket) -> None:
+    """Reads the request, then resets the connection without answering."""
+    if read_request(conn, bytearray()):
+        server.count()
+        reset(conn)
+
+
+def resets_every(n: int) -> Handler:
+    """Keep-alive, but resets the connection (RST) right after ``n`` responses.
+
+    The client finds out on its next request on that connection, which the
+    server never read: it must reconnect and resend, counting it once.
+    """
+    def handler(server: RawServer, conn: socket.socket) -> None:
+        buffer = bytearray()
+        for _ in range(n):
+            if not read_request(conn, buffer):
+                return
+            server.count()
+            conn.sendall(OK)
+        reset(conn)
+    return handler
+
+
+def trickle(interval_s: float) -> Handler:
+    """Answers each request one byte at a time, ``interval_s`` apart (a very slow network)."""
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nslowness"
+
+    def handler(server: RawServer, conn: socket.socket) -> None:
+        buffer = bytearray()
+        while read_request(conn, buffer):
+            server.count()
+            for i in range(len(response)):
+                if server.closing.wait(interval_s):
+                    return
+                conn.sendall(response[i:i + 1])
+    return handler
+
+
+def huge_body(size: int) -> Handler:
+    """Answers with a ``size``-byte body (Content-Length), sent from one 1 MiB buffer."""
+    chunk = memoryview(b"x" * (1 << 20))
+
+    def handler(server: RawServer, conn: socket.socket) -> None:
+        buffer = bytearray()
+        while read_request(conn, buffer):
+            server.count()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            left = size
+            while left > 0 and not server.closing.is_set():
+                n = min(left, len(chunk))
+                conn.sendall(chunk[:n])
+                left -= n
+    return handler
+
+
+def endless_head(server: RawServer, conn: socket.socket) -> None:
+    """Starts a response and sends header lines until the client gives up."""
+    if read_request(conn, bytearray()):
+        server.count()
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        block = (b"X-Filler: " + b"y" * 1000 + b"\r\n") * 64
+        while not server.closing.is_set():
+            conn.sendall(block)
+
+
+def read_body(conn: socket.socket, buffer: bytearray, head: bytes) -> bytes:
+    """The body announced by ``head``'s Content-Length (requests here are small)."""
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(buffer) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+    body = bytes(buffer[:length])
+    del buffer[:length]
+    return body
+
+
+def read_head(conn: socket.socket, buffer: bytearray) -> bytes | None:
+    """One request head (without the blank line); None at EOF."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    end = buffer.index(b"\r\n\r\n")
+    head = bytes(buffer[:end])
+    del buffer[:end + 4]
+    return head
+
+
+def token_api(password: str, token: str) -> Handler:
+    """A login that hands out the fixed ``token`` for ``password``; other paths answer 200
+    only with ``Authorization: Bearer <token>`` (counted in ``server.requests``), else 403.
+
+    A known token lets a test search every output of a run for it.
+    """
+    def handler(server: RawServer, conn: socket.socket) -> None:
+        buffer = bytearray()
+        while (head := read_head(conn, buffer)) is not None:
+            body = read_body(conn, buffer, head)
+            if head.startswith(b"POST /api/auth/login "):
+                if f'"password": "{password}"'.encode() in body:
+                    payload = b'{"access_token": "%s"}' % token.encode()
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(payload), payload))
+                else:
+                    conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+            elif f"\r\nAuthorization: Bearer {token}".encode() in head:
+                server.count()
+                conn.sendall(OK)
+            else:
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    return handler
+
+
+class ManyServer:
+    """Keep-alive "200 ok" for thousands of connections: one thread, one selector.
+
+    ``peak`` is the most connections that were open at once.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests = self.open = self.peak = 0
+        self.closing = threading.Event()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.sock, selectors.EVENT_READ)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        buffers: dict[socket.socket, bytearray] = {}
+        while not self.closing.is_set():
+            for key, _ in self.selector.select(timeout=0.1):
+                sock = key.fileobj
+                if sock is self.sock:
+                    self._accept(buffers)
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.selector.unregister(sock)
+                    sock.close()
+                    del buffers[sock]
+                    self.open -= 1
+                    continue
+                buffer = buffers[sock]
+                buffer += data
+                answers = buffer.count(b"\r\n\r\n")
+                if answers:
+                    del buffer[:buffer.rindex(b"\r\n\r\n") + 4]
+                    self.requests += answers
+                    try:
+                        sock.sendall(OK * answers)   # small: fits the socket buffer
+                    except OSError:
+                        pass
+        for sock in buffers:
+            sock.close()
+        self.selector.close()
+
+    def _accept(self, buffers: dict[socket.socket, bytearray]) -> None:
+        for _ in range(1024):
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                return
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buffers[conn] = bytearray()
+            self.selector.register(conn, selectors.EVENT_READ)
+            self.open += 1
+            self.peak = max(self.peak, self.open)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.thread.join(5)
+        self.sock.close()
+
+    def __enter__(self) -> ManyServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

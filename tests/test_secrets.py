@@ -1,0 +1,275 @@
+"""Secrets and TLS: the password and the token never leave loadgen; certificates are checked.
+
+The password reaches loadgen by option, environment or prompt; the login
+returns a token the test knows (``token_api``), so every output can be
+searched for both: stdout, stderr, results JSON, PNG charts, the capacity
+document and chart, ``loadgen report`` output, and the worker processes'
+environment.  TLS runs against a self-signed certificate made here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import pty
+import select
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import (REPO, children, finish, loadgen, one_line_error, start_loadgen, stop,
+                     wait_for_status)
+from loadgen.preflight import INSECURE_WARNING
+from rawservers import OK, RawServer, read_request, token_api
+
+PASSWORD = "pw-9f3a-Secret"
+TOKEN = "tok.eyJzdWIiOiJhZG1pbiJ9.Zx81-signature-7c1d"
+SECRETS = (PASSWORD, TOKEN, TOKEN.rsplit(".", 1)[-1])
+
+
+def assert_no_secret(*blobs: str | bytes) -> None:
+    for blob in blobs:
+        data = blob.encode() if isinstance(blob, str) else blob
+        for secret in SECRETS:
+            assert secret.encode() not in data, f"{secret!r} leaked"
+        assert b"Bearer" not in data
+
+
+@pytest.fixture
+def api():
+    with RawServer(token_api(PASSWORD, TOKEN)) as server:
+        yield server
+
+
+AUTH = ("--auth", "--username", "admin", "--endpoint", "/api/secret")
+
+
+@pytest.mark.parametrize("source", ["option", "environment", "piped prompt"])
+def test_password_sources_log_in_and_nothing_leaks(api, tmp_path: Path, source: str) -> None:
+    args, env, stdin = list(AUTH), {}, None
+    if source == "option":
+        args += ["--password", PASSWORD]
+    elif source == "environment":
+        env = {"LOADGEN_PASSWORD": PASSWORD}
+    else:
+        args += ["--ask-password"]
+        stdin = PASSWORD + "\n"
+    save, image = tmp_path / "r.json", tmp_path / "r.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadgen", "run", "--url", api.url, *args, "--requests", "20",
+         "--concurrency", "2", "--save", str(save), "--output-image", str(image)],
+        input=stdin, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env})
+    assert proc.returncode == 0, proc.stderr
+    assert api.requests == 20                       # every request carried the token
+    assert "Status codes: 200 × 20" in proc.stdout
+    assert_no_secret(proc.stdout, proc.stderr, save.read_bytes(), image.read_bytes())
+    # and re-rendering the saved run shows nothing either
+    for extra in (["--json"], ["--output-image", str(tmp_path / "again.png")]):
+        again = loadgen("report", str(save), *extra)
+        assert again.status == 0, again.stderr
+        assert_no_secret(again.stdout, again.stderr)
+    assert_no_secret((tmp_path / "again.png").read_bytes())
+
+
+def test_capacity_outputs_hold_no_secret(api, tmp_path: Path) -> None:
+    save, image = tmp_path / "cap.json", tmp_path / "cap.png"
+    run = loadgen("capacity", "--url", api.url, *AUTH, "--slo", "p99<1000ms",
+                  "--start-rate", "20", "--max-rate", "20", "--step-duration", "1s",
+                  "--concurrency", "2", "--save", str(save), "--output-image", str(image),
+                  env={"LOADGEN_PASSWORD": PASSWORD})
+    assert run.status == 0, run.stdout + run.stderr
+    assert api.requests == 20
+    assert_no_secret(run.stdout, run.stderr, save.read_bytes(), image.read_bytes())
+
+
+def test_workers_never_see_the_password(api, tmp_path: Path) -> None:
+    """LOADGEN_PASSWORD is dropped before the workers start; they get the token by pipe,
+    not in their environment or command line."""
+    save = tmp_path / "r.json"
+    proc = start_loadgen("run", "--url", api.url, *AUTH, "--rate", "20", "--duration", "3s",
+                         "--workers", "2", "--save", str(save),
+                         env={"LOADGEN_PASSWORD": PASSWORD})
+    try:
+        wait_for_status(save, "running")
+        spawned = children(proc.pid)
+        assert spawned
+        for pid in spawned:
+            for part in ("environ", "cmdline"):
+                assert_no_secret(Path(f"/proc/{pid}/{part}").read_bytes())
+        run = finish(proc, save)
+    finally:
+        stop(proc)
+    assert run.status == 0, run.stderr
+    assert_no_secret(run.stdout, run.stderr, save.read_bytes())
+
+
+def test_wrong_password_is_one_line_without_the_password(api) -> None:
+    run = loadgen("run", "--url", api.url, *AUTH, "--password", PASSWORD + "-wrong")
+    line = one_line_error(run, status=3)
+    assert "login failed" in line and "401" in line
+    assert PASSWORD not in run.stdout + run.stderr
+    assert api.requests == 0
+
+
+def test_prompt_on_a_terminal_does_not_echo(api, tmp_path: Path) -> None:
+    """stdin is a pseudo-terminal: the prompt goes to stderr and the typed password is not
+    echoed back (the terminal's ECHO is off while it is read)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadgen", "run", "--url", api.url, *AUTH, "--ask-password",
+         "--requests", "5", "--save", str(tmp_path / "r.json")],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    os.close(slave)
+    echoed = b""
+    try:
+        prompt = b""
+        deadline = time.monotonic() + 30
+        while b"Password: " not in prompt:   # the trailing blank is written with ECHO off
+            left = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([proc.stderr], [], [], left)
+            assert ready, f"no prompt: {prompt!r}"
+            chunk = os.read(proc.stderr.fileno(), 1024)
+            assert chunk, f"stderr closed: {prompt!r}"
+            prompt += chunk
+        os.write(master, PASSWORD.encode() + b"\n")
+        out, err = proc.communicate(timeout=60)
+        while select.select([master], [], [], 0)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:   # EIO: the other side is closed
+                break
+            if not data:
+                break
+            echoed += data
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        os.close(master)
+    assert proc.returncode == 0, err
+    assert api.requests == 5
+    assert_no_secret(echoed, out, err)
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert.pem, key.pem)."""
+    crypto = pytest.importorskip("cryptography")
+    del crypto
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loadgen test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_context(certificate) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def keep_alive_ok(server: RawServer, conn) -> None:
+    buffer = bytearray()
+    while read_request(conn, buffer):
+        server.count()
+        conn.sendall(OK)
+
+
+def test_self_signed_certificate_is_refused_before_any_load(tls_context) -> None:
+    with RawServer(keep_alive_ok, tls=tls_context) as server:
+        run = loadgen("run", "--url", server.url, "--requests", "10")
+        served = server.requests
+    line = one_line_error(run)
+    assert "certificate" in line and "failed verification" in line and "--insecure" in line
+    assert served == 0
+
+
+def test_insecure_skips_verification_and_says_so_once(tls_context, tmp_path: Path) -> None:
+    with RawServer(keep_alive_ok, tls=tls_context) as server:
+        run = loadgen("run", "--url", server.url, "--requests", "30", "--concurrency", "3",
+                      "--insecure", "--quiet", save=tmp_path / "r.json")
+        served = server.requests
+    assert run.status == 0, run.stderr
+    assert run.stderr.splitlines() == [INSECURE_WARNING]
+    assert run.doc["summary"]["status_codes"] == {"200": 30} and served == 30
+    assert run.doc["config"]["insecure"] is True
+
+
+def test_insecure_login_over_tls_prints_only_the_warning(certificate, tmp_path: Path) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    with RawServer(token_api(PASSWORD, TOKEN), tls=context) as server:
+        run = loadgen("run", "--url", server.url, *AUTH, "--password", PASSWORD, "--insecure",
+                      "--requests", "10", "--quiet", save=tmp_path / "r.json")
+        served = server.requests
+    assert run.status == 0, run.stderr
+    assert run.stderr.splitlines() == [INSECURE_WARNING]   # no urllib3 warning block
+    assert served == 10
+    assert_no_secret(run.stdout, run.stderr, (tmp_path / "r.json").read_bytes())
+
+
+def test_trusted_certificate_is_verified_and_used(certificate, tls_context,
+                                                  tmp_path: Path) -> None:
+    """Verification is on, and works: trust the certificate (SSL_CERT_FILE) and it passes."""
+    with RawServer(keep_alive_ok, tls=tls_context) as server:
+        run = loadgen("run", "--url", server.url, "--requests", "10", "--quiet",
+                      save=tmp_path / "r.json", env={"SSL_CERT_FILE": str(certificate[0])})
+    assert run.status == 0, run.stderr
+    assert run.stderr == ""
+    assert run.doc["summary"]["status_codes"] == {"200": 10}
+
+
+def answers_anything_with_400(server: RawServer, conn) -> None:
+    """A plain-HTTP server's reply to a TLS ClientHello."""
+    if conn.recv(4096):
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def test_plain_http_server_behind_an_https_url(tmp_path: Path) -> None:
+    with RawServer(answers_anything_with_400) as server:
+        url = server.url.replace("http://", "https://")
+        for extra in ([], ["--insecure"]):
+            line = one_line_error(loadgen("run", "--url", url, "--requests", "3", *extra))
+            assert "TLS handshake" in line, line
+        assert server.requests == 0
+
+
+
+def test_https_url_to_a_server_that_never_answers(tmp_path: Path) -> None:
+    from rawservers import silent
+
+    with RawServer(silent) as server:
+        run = loadgen("run", "--url", server.url.replace("http://", "https://"),
+                      "--timeout", "300ms")
+    assert "TLS handshake" in one_line_error(run) and "timed out" in run.stderr
