@@ -14,6 +14,7 @@ import ipaddress
 import os
 import pty
 import select
+import shutil
 import ssl
 import subprocess
 import sys
@@ -163,9 +164,29 @@ def test_prompt_on_a_terminal_does_not_echo(api, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost: (cert.pem, key.pem)."""
-    crypto = pytest.importorskip("cryptography")
-    del crypto
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert.pem, key.pem).
+
+    Made with the ``cryptography`` package when it is installed, else with the
+    ``openssl`` command; without either, the TLS tests are skipped.
+    """
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    try:
+        _certificate_with_cryptography(cert_path, key_path)
+    except ImportError:
+        if shutil.which("openssl") is None:
+            pytest.skip("neither the cryptography package nor the openssl command")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                        "-keyout", str(key_path), "-out", str(cert_path),
+                        "-subj", "/CN=loadgen test",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-addext", "basicConstraints=critical,CA:TRUE"],
+                       check=True, capture_output=True, timeout=60)
+    return cert_path, key_path
+
+
+def _certificate_with_cryptography(cert_path: Path, key_path: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -183,13 +204,10 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
                 critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
-    folder = tmp_path_factory.mktemp("tls")
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 @pytest.fixture
