@@ -172,7 +172,7 @@ def test_killed_coordinator_leaves_a_complete_document(target_server, tmp_path: 
     doc = orjson.loads(save.read_bytes())
     assert doc["status"] == "running"
     assert doc["summary"]["requests"] >= first["summary"]["requests"] > 0
-    assert doc["intervals"][0]["requests"] == 200
+    assert abs(doc["intervals"][0]["requests"] - 200) <= 2  # a response may cross the boundary
 
 
 def test_ctrl_c_stops_gracefully(target_server, tmp_path: Path) -> None:
