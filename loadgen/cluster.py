@@ -40,8 +40,9 @@ import orjson
 
 from loadgen import __version__
 from loadgen.aggregate import Aggregate, WorkerState
-from loadgen.config import RunConfig, WorkerPlan, plan_workers
-from loadgen.coordinator import READY_TIMEOUT_S, SILENCE_LIMIT_S, Outcome, _with_headers
+from loadgen.config import RunConfig, plan_workers
+from loadgen.coordinator import (READY_TIMEOUT_S, SILENCE_LIMIT_S, Outcome, _with_headers,
+                                 run_status)
 from loadgen.node import NodeJob, node_task, probe
 from loadgen.preflight import PreflightError
 
@@ -197,15 +198,7 @@ class Cluster:
             signal.signal(signal.SIGINT, previous)
             self._release(messages, start, stop, started)
         agg.finish()
-        if self.problems or any(w.lost for w in agg.workers):
-            status = "failed"
-        elif self.interrupts:
-            status = "interrupted"
-            if self.hard_stop:
-                self.problems.append("stopped at once by a second Ctrl-C: in-flight requests "
-                                     "and each worker's last partial second are not counted")
-        else:
-            status = "complete"
+        status = run_status(agg, self.problems, self.interrupts, self.hard_stop)
         return Outcome(status, agg, self.problems, nodes=self._describe_nodes(agg))
 
     def _release(self, messages: Any, start: Any, stop: Any, started: bool) -> None:

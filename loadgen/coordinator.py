@@ -36,6 +36,18 @@ class Outcome:
     nodes: list[dict[str, Any]] | None = None   # a cluster run: what each node did
 
 
+def run_status(agg: Aggregate, problems: list[str], interrupts: int, hard_stop: bool) -> str:
+    """complete, interrupted or failed; a hard stop is named among the problems."""
+    if problems or any(w.lost for w in agg.workers):
+        return "failed"
+    if not interrupts:
+        return "complete"
+    if hard_stop:
+        problems.append("stopped at once by a second Ctrl-C: in-flight requests "
+                        "and each worker's last partial second are not counted")
+    return "interrupted"
+
+
 class _Handle:
     def __init__(self, index: int, process: Any, conn: Connection) -> None:
         self.index = index
@@ -116,15 +128,7 @@ class Coordinator:
                     h.process.kill()
                 h.process.join(2)
         agg.finish()
-        if self.problems or any(w.lost for w in agg.workers):
-            status = "failed"
-        elif self.interrupts:
-            status = "interrupted"
-            if self.hard_stop:
-                self.problems.append("stopped at once by a second Ctrl-C: in-flight requests "
-                                     "and each worker's last partial second are not counted")
-        else:
-            status = "complete"
+        status = run_status(agg, self.problems, self.interrupts, self.hard_stop)
         return Outcome(status, agg, self.problems)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:

@@ -99,14 +99,19 @@ def closes_every(n: int) -> Handler:
     The client only finds out when its next request on that connection gets
     EOF: it must reconnect and resend without double counting.
     """
+    return _answers_then(n, lambda conn: conn.shutdown(socket.SHUT_RDWR))
+
+
+def _answers_then(n: int, end: Callable[[socket.socket], None]) -> Handler:
+    """Answer ``n`` requests on a kept-alive connection, then ``end`` it."""
     def handler(server: RawServer, conn: socket.socket) -> None:
         buffer = bytearray()
         for _ in range(n):
             if not read_request(conn, buffer):
                 return
             server.count()
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        conn.shutdown(socket.SHUT_RDWR)
+            conn.sendall(OK)
+        end(conn)
     return handler
 
 
@@ -168,15 +173,7 @@ def resets_every(n: int) -> Handler:
     The client finds out on its next request on that connection, which the
     server never read: it must reconnect and resend, counting it once.
     """
-    def handler(server: RawServer, conn: socket.socket) -> None:
-        buffer = bytearray()
-        for _ in range(n):
-            if not read_request(conn, buffer):
-                return
-            server.count()
-            conn.sendall(OK)
-        reset(conn)
-    return handler
+    return _answers_then(n, reset)
 
 
 def trickle(interval_s: float) -> Handler:
