@@ -18,6 +18,8 @@ from loadgen.aggregate import Aggregate
 from loadgen.metrics import encode_histogram
 
 SCHEMA = "loadgen/1"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)   # read once: os.umask can only be read by setting it
 
 
 class ResultsError(Exception):
@@ -67,6 +69,7 @@ def write_document(path: str, doc: dict[str, Any]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".loadgen-", suffix=".json", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp's 0600 would surprise whoever shares results
         with os.fdopen(fd, "wb") as f:
             f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         os.replace(tmp, path)
