@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from loadgen import __version__
+from loadgen import __version__, exitcodes
 from loadgen.capacity import Search, Step, search
 from loadgen.config import RunConfig
 from loadgen.guards import one_line
@@ -57,8 +57,8 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
         path = opts["output_image"] or f"loadgen-capacity-{started:%Y%m%d-%H%M%S}.png"
         click.echo(f"Chart saved to {draw_capacity(doc, path)}")
     if found.generator_limited or (found.steps and found.steps[-1].doc["status"] != "complete"):
-        return 3
-    return 0 if found.capacity is not None else 1
+        return exitcodes.BROKEN
+    return exitcodes.OK if found.capacity is not None else exitcodes.THRESHOLD
 
 
 def _slo_failures(config: RunConfig, doc: dict[str, Any]) -> list[str]:

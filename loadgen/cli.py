@@ -12,17 +12,15 @@ from typing import Any, NoReturn
 import click
 from click.core import ParameterSource
 
-from loadgen import __version__
+from loadgen import __version__, exitcodes
 
 from loadgen.config import ConfigError, parse_duration
 from loadgen.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
 from loadgen.guards import one_line
 from loadgen.pacer import MAX_RATE
 
-EXIT_OK, EXIT_THRESHOLD, EXIT_INPUT, EXIT_BROKEN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-
-def fail(message: str, status: int = EXIT_INPUT) -> NoReturn:
+def fail(message: str, status: int = exitcodes.INPUT) -> NoReturn:
     click.echo(f"loadgen: {one_line(message)}", err=True)
     sys.exit(status)
 
@@ -230,9 +228,9 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        fail("aborted", EXIT_INTERRUPTED)
+        fail("aborted", exitcodes.INTERRUPTED)
     except click.ClickException as exc:
-        fail(exc.format_message().replace("\n", " "), EXIT_INPUT)
+        fail(exc.format_message().replace("\n", " "), exitcodes.INPUT)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    sys.exit(EXIT_OK)
+    sys.exit(exitcodes.OK)

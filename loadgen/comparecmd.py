@@ -7,6 +7,7 @@ import sys
 import click
 import orjson
 
+from loadgen import exitcodes
 from loadgen.compare import compare_documents, default_labels, load_for_compare, render_comparison
 from loadgen.reportcmd import check_document
 from loadgen.guards import one_line
@@ -41,9 +42,9 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
         except OSError as exc:
             return _bad(f"cannot write chart to {path}: {exc.strerror or exc}")
         click.echo(f"Chart saved to {path}", err=as_json)
-    return 0
+    return exitcodes.OK
 
 
 def _bad(message: str) -> int:
     click.echo(f"loadgen: {one_line(message)}", err=True)
-    return 2
+    return exitcodes.INPUT

@@ -66,17 +66,6 @@ class Schedule:
             return elapsed + m / self.open_ended_rate
         return None
 
-    @property
-    def duration_s(self) -> float | None:
-        if self.open_ended_rate:
-            return None
-        return sum(s.duration_s for s in self.stages)
-
-    @property
-    def peak_rate(self) -> float:
-        rates = [r for s in self.stages for r in (s.start_rate, s.end_rate)]
-        return max([*rates, self.open_ended_rate or 0.0])
-
 
 def parse_stage(text: str) -> tuple[float, float]:
     """'30s:100' -> (30.0, 100.0)."""

@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
+from loadgen import exitcodes
 from loadgen.guards import one_line
 from loadgen.report import render_table
 from loadgen.results import ResultsError, read_document
 
-EXIT_OK, EXIT_INPUT = 0, 2
 #: Keys of an S block the renderers read as numbers (or null).
 NUMERIC_BLOCK_KEYS = ("requests", "successes", "rps", "duration_s", "success_rate")
 
@@ -52,7 +52,7 @@ def report_command(path: str, visualize: bool, output_image: str | None,
         except OSError as exc:
             return _fail(f"cannot write chart to {image}: {exc.strerror or exc}")
         print(f"Chart saved to {image}", file=sys.stderr if as_json else sys.stdout)
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def default_image_path(results_path: str) -> str:
@@ -188,4 +188,4 @@ def _numbers_or_null(values: Any) -> bool:
 def _fail(message: str) -> int:
     """One line on stderr, prefixed like every other loadgen error."""
     print(f"loadgen: {one_line(message)}", file=sys.stderr)
-    return EXIT_INPUT
+    return exitcodes.INPUT

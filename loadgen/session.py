@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import click
 
+from loadgen import exitcodes
 from loadgen.aggregate import Aggregate
 from loadgen.config import RunConfig
 from loadgen.coordinator import Coordinator
@@ -21,8 +22,6 @@ from loadgen.progress import Progress
 from loadgen.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
 from loadgen.report import render_table
 from loadgen.results import build_document, write_document
-
-EXIT_STATUS = {"complete": 0, "interrupted": 130, "failed": 3}
 
 
 def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
@@ -99,7 +98,7 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
             write_document(save, doc)
         except OSError as exc:
             click.echo(f"loadgen: cannot save results to {save}: {exc.strerror}", err=True)
-            return 3
+            return exitcodes.BROKEN
         click.echo(f"Results saved to {save}")
     if opts["visualize"] or opts["output_image"]:
         from loadgen.charts import draw_summary
@@ -110,11 +109,11 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
             click.echo(f"Chart saved to {draw_summary(doc, path)}")
         except OSError as exc:
             click.echo(f"loadgen: cannot write chart to {path}: {exc.strerror or exc}", err=True)
-            return 3
+            return exitcodes.BROKEN
     sys.stdout.flush()
-    status = EXIT_STATUS[doc["status"]]
-    if status == 0 and any(not v.passed for v in verdicts):
-        return 1
+    status = exitcodes.BY_STATUS[doc["status"]]
+    if status == exitcodes.OK and any(not v.passed for v in verdicts):
+        return exitcodes.THRESHOLD
     return status
 
 
