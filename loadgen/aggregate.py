@@ -9,13 +9,15 @@ long the run.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadgen.metrics import Totals, latency_ms, new_histogram, percentiles_us, summarize
+from hdrh.histogram import HdrHistogram
 
-CPU_LIMIT_PERCENT = 90.0      # a worker this busy is measuring itself, not the server
-LATENESS_LIMIT_MS = 5.0       # gevent timers are ~1 ms late at p99 when the process has room
+from loadgen.metrics import (Totals, decode_histogram, latency_ms, new_histogram,
+                             percentiles_us, summarize)
+from loadgen.verdict import Evidence, WorkerLoad, judge
 
 
 @dataclass
@@ -25,12 +27,27 @@ class WorkerState:
     requests: int = 0
     elapsed_s: float = 0.0
     cpu_s: float = 0.0
+    run_delay_s: float = 0.0
     reconnects: int = 0
     connections: int = 0
     waited: int = 0
     cpu_percent_max: float = 0.0
+    # the (nearly) whole second in which the worker wanted the most CPU: used + denied
+    demand_percent_max: float = 0.0
+    demand_cpu_percent: float = 0.0
+    demand_wait_percent: float = 0.0
+    demand_second: int = 0
     done: bool = False     # sent its final message
     lost: str = ""         # why it ended without one
+
+
+@dataclass
+class _Second:
+    """What every worker recorded in one second, until the second is complete."""
+
+    totals: Totals = field(default_factory=Totals)
+    length: float = 0.0
+    lag: HdrHistogram = field(default_factory=new_histogram)
 
 
 @dataclass
@@ -39,37 +56,51 @@ class Aggregate:
     workers: list[WorkerState]
     totals: list[Totals] = field(init=False)
     intervals: list[dict[str, Any]] = field(default_factory=list)
-    _pending: dict[int, tuple[Totals, float]] = field(default_factory=dict)
+    wall_start: float | None = None     # time.time() of the run's start, once known
+    _pending: dict[int, _Second] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.totals = [Totals() for _ in self.endpoint_names]
-        self.lateness = new_histogram()
+        self.lateness = new_histogram()   # send lag: intended send time -> bytes written
+        self.loop_lag = new_histogram()   # event-loop lag probe of every worker
+        self.lag_p50_by_second: list[float] = []   # send lag median of each whole second
         # by worker index: a cluster node aggregates only its own share of the global indices
         self._by_index = {w.index: w for w in self.workers}
+        self._last: tuple[int, _Second] | None = None   # the newest reduced second
 
     def add(self, message: dict[str, Any]) -> None:
         """Merge one interval or final message from a worker."""
         state = self._by_index[message["worker"]]
         state.messages += 1
         span = message["elapsed_s"] - state.elapsed_s
-        if span >= 0.5:  # CPU share over a (nearly) whole second; shorter tails are noise
+        if span >= 0.5:  # shares of a (nearly) whole second; shorter tails are noise
             busy = 100.0 * (message["cpu_s"] - state.cpu_s) / span
+            denied = 100.0 * (message.get("run_delay_s", 0.0) - state.run_delay_s) / span
             state.cpu_percent_max = max(state.cpu_percent_max, busy)
+            if busy + denied > state.demand_percent_max:
+                state.demand_percent_max = busy + denied
+                state.demand_cpu_percent, state.demand_wait_percent = busy, denied
+                state.demand_second = state.messages
         state.elapsed_s = message["elapsed_s"]
         state.cpu_s = message["cpu_s"]
+        state.run_delay_s = message.get("run_delay_s", 0.0)
         state.reconnects = message["reconnects"]
         state.connections = message["connections"]
         state.waited = message["waited"]
+        second = self._pending.setdefault(state.messages, _Second())
         if message["lateness"]:
-            self.lateness.decode_and_add(message["lateness"])
-        second, length = self._pending.get(state.messages, (Totals(), 0.0))
+            lag = decode_histogram(message["lateness"])
+            self.lateness.add(lag)
+            second.lag.add(lag)
+        if message.get("loop_lag"):
+            self.loop_lag.decode_and_add(message["loop_lag"])
         for totals, wire in zip(self.totals, message["endpoints"]):
             totals.add_wire(wire)
-            second.add_wire(wire)
+            second.totals.add_wire(wire)
         state.requests += sum(sum(w["codes"].values()) + sum(w["errors"].values())
                               for w in message["endpoints"])
         span = message["elapsed_s"] - (state.messages - 1)
-        self._pending[state.messages] = (second, max(length, min(1.0, span)))
+        second.length = max(second.length, min(1.0, span))
         if message["type"] == "final":
             state.done = True
         self._close_seconds()
@@ -79,8 +110,26 @@ class Aggregate:
         self._close_seconds()
 
     def finish(self) -> None:
-        """Reduce whatever seconds are still pending (the run is over)."""
+        """Reduce whatever seconds are still pending (the run is over).
+
+        A last sliver (under SLIVER_S: responses that completed just after a
+        second boundary) joins the second before it instead of standing alone
+        with an absurd rate.
+        """
         for k in sorted(self._pending):
+            second = self._pending[k]
+            last = self._last
+            if (k == max(self._pending) and second.length < SLIVER_S and last is not None
+                    and last[0] == k - 1 and last[1].length >= 1.0):
+                self._pending.pop(k)
+                merged = last[1]
+                merged.totals.merge(second.totals)
+                if second.lag.get_total_count():
+                    merged.lag.add(second.lag)
+                merged.length += max(0.0, second.length)
+                self.intervals.pop()
+                self.intervals.append(self._interval(k - 1, merged))
+                continue
             self._reduce(k)
 
     def _close_seconds(self) -> None:
@@ -91,37 +140,52 @@ class Aggregate:
                 self._reduce(k)
 
     def _reduce(self, k: int) -> None:
-        second, length = self._pending.pop(k)
-        if length <= 0 and second.requests == 0:
+        second = self._pending.pop(k)
+        if second.length <= 0 and second.totals.requests == 0:
             return  # a final message sent just after a second boundary it had nothing for
-        lat = latency_ms(second.hist)
-        self.intervals.append({
-            "t": round(k - 1 + length, 3),
-            "requests": second.requests,
-            "errors": sum(second.errors.values()),
-            "rps": second.requests / length if length > 0 else 0.0,
-            "latency_ms": {key: lat[key] for key in ("p50", "p90", "p99", "max")},
-        })
+        if second.length >= 1.0 and second.lag.get_total_count():
+            self.lag_p50_by_second.append(percentiles_us(second.lag, [50.0])[0] / 1000.0)
+        self.intervals.append(self._interval(k, second))
+        self._last = (k, second)
 
-    def generator_verdict(self) -> dict[str, Any]:
+    def _interval(self, k: int, second: _Second) -> dict[str, Any]:
+        """Second ``k`` (1-based) of the run: it starts k-1 seconds after the start."""
+        totals, length = second.totals, second.length
+        lat = latency_ms(totals.hist)
+        entry: dict[str, Any] = {
+            "t": round(k - 1 + length, 3),
+            "start": _iso(self.wall_start + k - 1) if self.wall_start is not None else None,
+            "length_s": round(length, 6),
+            "partial": length < 1.0,
+            "requests": totals.requests,
+            "successes": totals.successes,
+            "failures": totals.requests - totals.successes,
+            "rps": totals.requests / length if length > 0 else 0.0,
+            "latency_ms": {key: lat[key] for key in ("p50", "p90", "p99", "max")},
+        }
+        if second.lag.get_total_count():
+            p50, p99 = percentiles_us(second.lag, [50.0, 99.0])
+            entry["send_lag_ms"] = {"p50": p50 / 1000.0, "p99": p99 / 1000.0}
+        return entry
+
+    def generator_verdict(self, open_model: bool, max_connections: int | None = None
+                          ) -> dict[str, Any]:
         """Whether loadgen itself was the bottleneck, with the figures behind the verdict."""
-        late, lateness = self.lateness, None
-        if late.get_total_count():
-            p50, p99 = percentiles_us(late, [50.0, 99.0])
-            lateness = {"p50": p50 / 1000.0, "p99": p99 / 1000.0,
-                        "max": late.get_max_value() / 1000.0}
-        cpu = max((w.cpu_percent_max for w in self.workers), default=0.0)
-        reasons = []
-        if lateness and lateness["p99"] > LATENESS_LIMIT_MS:
-            reasons.append(f"sends left late: p99 {lateness['p99']:.1f} ms behind schedule "
-                           f"(limit {LATENESS_LIMIT_MS:g} ms)")
-        if cpu >= CPU_LIMIT_PERCENT:
-            reasons.append(f"a worker process used {cpu:.0f}% of a CPU "
-                           f"(limit {CPU_LIMIT_PERCENT:g}%): add --workers or cores")
-        return {"limited": bool(reasons), "reasons": reasons, "lateness_ms": lateness,
-                "cpu_percent_max": round(cpu, 1),
-                "waited_for_connection": sum(w.waited for w in self.workers),
-                "connections": sum(w.connections for w in self.workers)}
+        merged = self.all_totals()
+        service = merged.service if merged.service is not None else merged.hist
+        return judge(Evidence(
+            open_model=open_model,
+            send_lag_ms=_lag_figures(self.lateness),
+            lag_p50_by_second=list(self.lag_p50_by_second),
+            loop_lag_ms=_lag_figures(self.loop_lag),
+            service_p99_ms=latency_ms(service)["p99"],
+            workers=[WorkerLoad(w.index, w.cpu_percent_max, w.demand_percent_max,
+                                w.demand_cpu_percent, w.demand_wait_percent, w.demand_second)
+                     for w in self.workers],
+            waited=sum(w.waited for w in self.workers),
+            requests=sum(w.requests for w in self.workers),
+            connections=sum(w.connections for w in self.workers),
+            max_connections=max_connections))
 
     @property
     def duration_s(self) -> float:
@@ -138,3 +202,19 @@ class Aggregate:
         endpoints = [{"endpoint": name, **summarize(t, duration)}
                      for name, t in zip(self.endpoint_names, self.totals)]
         return summarize(self.all_totals(), duration), endpoints
+
+
+# A final interval shorter than this joins the second before it (see Aggregate.finish).
+SLIVER_S = 0.1
+
+
+def _lag_figures(hist: HdrHistogram) -> dict[str, float] | None:
+    if not hist.get_total_count():
+        return None
+    p50, p90, p99 = percentiles_us(hist, [50.0, 90.0, 99.0])
+    return {"p50": p50 / 1000.0, "p90": p90 / 1000.0, "p99": p99 / 1000.0,
+            "max": hist.get_max_value() / 1000.0}
+
+
+def _iso(wall: float) -> str:
+    return dt.datetime.fromtimestamp(wall, dt.timezone.utc).isoformat(timespec="milliseconds")

@@ -32,6 +32,7 @@ _MAX_HEAD = 1 << 20   # a response head (status line + headers) longer than this
 # recv_into() filling it and feed_data() consuming it, and 64 KiB per connection would be
 # 640 MB at --concurrency 10000.
 _VIEW = memoryview(bytearray(_RECV_SIZE))
+_clock = time.perf_counter
 
 
 class RequestError(Exception):
@@ -127,6 +128,7 @@ class Connection:
         self.deadline = 0.0        # monotonic time the request in flight must end by; 0 = idle
         self.expired = False
         self.reconnects = 0
+        self.sent_at = 0.0         # perf_counter when the last request's bytes began to be written
 
     def open(self) -> None:
         """Connect (or reconnect); failures raise RequestError(CONNECT).
@@ -190,6 +192,7 @@ class Connection:
         framer = self.framer
         framer.reset()
         parser = framer.parser
+        self.sent_at = _clock()
         try:
             sock.sendall(data)
         except OSError as exc:

@@ -183,6 +183,7 @@ class Cluster:
         try:
             if self._await_ready(messages, agg):
                 start_wall = time.time() + START_LEAD_S
+                agg.wall_start = start_wall
                 start.set({"start": start_wall})
                 started = True
                 for node in self.nodes:   # silence is counted from the start on

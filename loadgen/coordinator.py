@@ -118,6 +118,7 @@ class Coordinator:
                 if at is None:
                     self.problems.append("the start was called off")
                 else:
+                    agg.wall_start = time.time() + (at - time.monotonic())
                     for h in handles:
                         self._send(h, {"type": "start", "at": at})
                     self._collect(handles, agg)

@@ -45,13 +45,23 @@ class Tally:
 
     Swapped for a fresh one every interval (a new histogram is ~10x cheaper
     than ``reset``), so the wire carries deltas and nothing is counted twice.
+
+    Every request lands in exactly one latency histogram: ``hist`` for a 2xx
+    response, ``failed`` for anything else (a non-2xx response, or no response
+    at all, at the time it failed).  A failure left out of the distribution
+    would make a stall longer than the timeout look *better*; split this way
+    the worker still records one value per request, and the coordinator
+    merges the two into "every request" and keeps "successes only" beside it.
     """
 
-    __slots__ = ("hist", "service", "codes", "errors", "bytes_in", "bytes_out", "overflow")
+    __slots__ = ("hist", "failed", "service", "codes", "errors", "bytes_in", "bytes_out",
+                 "overflow")
 
     def __init__(self, open_model: bool = False) -> None:
         self.hist = new_histogram()
-        # open model: ``hist`` is from the intended send time, ``service`` from the actual one
+        self.failed = new_histogram()
+        # open model: ``hist``/``failed`` run from the intended send time, ``service`` from
+        # the moment the request's bytes were written (every request that was written)
         self.service = new_histogram() if open_model else None
         self.codes: dict[int, int] = {}
         self.errors: dict[str, int] = {}
@@ -60,9 +70,10 @@ class Tally:
         self.overflow = 0
 
     def record(self, status: int, latency_us: int, bytes_in: int, bytes_out: int) -> None:
-        if not self.hist.record_value(latency_us):
+        hist = self.hist if 200 <= status < 300 else self.failed
+        if not hist.record_value(latency_us):
             self.overflow += 1
-            self.hist.record_value(HIGHEST_US)
+            hist.record_value(HIGHEST_US)
         self.codes[status] = self.codes.get(status, 0) + 1
         self.bytes_in += bytes_in
         self.bytes_out += bytes_out
@@ -71,7 +82,11 @@ class Tally:
         if not self.service.record_value(service_us):
             self.service.record_value(HIGHEST_US)
 
-    def error(self, kind: str, bytes_out: int) -> None:
+    def error(self, kind: str, bytes_out: int, latency_us: int) -> None:
+        """A request with no HTTP response, in the distribution at the time it failed."""
+        if not self.failed.record_value(latency_us):
+            self.overflow += 1
+            self.failed.record_value(HIGHEST_US)
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.bytes_out += bytes_out
 
@@ -82,6 +97,7 @@ class Tally:
     def to_wire(self) -> dict[str, Any]:
         return {
             "hist": encode_histogram(self.hist),
+            "failed": encode_histogram(self.failed),
             "service": encode_histogram(self.service) if self.service else None,
             "codes": {str(k): v for k, v in self.codes.items()},
             "errors": self.errors,
@@ -93,9 +109,16 @@ class Tally:
 
 @dataclass
 class Totals:
-    """Merged counts for one endpoint (or all of them) in the coordinator."""
+    """Merged counts for one endpoint (or all of them) in the coordinator.
+
+    ``hist`` holds every request (the distribution the table, thresholds,
+    compare and capacity use); ``success`` only the 2xx responses.  Empty
+    histograms are never added: hdrhistogram's ``add`` would take their
+    minimum of 0 as the merged minimum.
+    """
 
     hist: HdrHistogram = field(default_factory=new_histogram)
+    success: HdrHistogram = field(default_factory=new_histogram)
     service: HdrHistogram | None = None
     codes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -105,7 +128,11 @@ class Totals:
 
     def add_wire(self, wire: dict[str, Any]) -> None:
         if wire["hist"]:
-            self.hist.decode_and_add(wire["hist"])
+            ok = decode_histogram(wire["hist"])
+            self.hist.add(ok)
+            self.success.add(ok)
+        if wire.get("failed"):
+            self.hist.decode_and_add(wire["failed"])
         if wire.get("service") is not None:
             if self.service is None:
                 self.service = new_histogram()
@@ -115,11 +142,12 @@ class Totals:
                          wire["bytes_out"], wire["overflow"])
 
     def merge(self, other: Totals) -> None:
-        self.hist.add(other.hist)
+        _add(self.hist, other.hist)
+        _add(self.success, other.success)
         if other.service is not None:
             if self.service is None:
                 self.service = new_histogram()
-            self.service.add(other.service)
+            _add(self.service, other.service)
         self._add_counts(other.codes, other.errors, other.bytes_in, other.bytes_out,
                          other.overflow)
 
@@ -137,7 +165,17 @@ class Totals:
 
     @property
     def successes(self) -> int:
-        return sum(n for code, n in self.codes.items() if 200 <= int(code) < 300)
+        return sum(n for code, n in self.codes.items() if _is_success(code))
+
+
+def _is_success(code: str | int) -> bool:
+    return str(code).isdigit() and 200 <= int(code) < 300
+
+
+def _add(into: HdrHistogram, other: HdrHistogram) -> None:
+    """``into.add(other)`` unless ``other`` is empty (whose minimum of 0 would be merged)."""
+    if other.get_total_count():
+        into.add(other)
 
 
 @functools.cache
@@ -182,7 +220,14 @@ def latency_ms(hist: HdrHistogram) -> dict[str, float | None]:
 
 
 def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
-    """The summary block (S) of the results document."""
+    """The summary block (S) of the results document.
+
+    One vocabulary: a *failure* is a request that did not succeed (no 2xx),
+    split into ``failures_by_status`` (it got a non-2xx response) and
+    ``failures_by_kind`` (it got no response: connect, timeout, write, read,
+    protocol).  ``latency_ms`` covers every request; ``success_latency_ms``
+    only the successes.
+    """
     requests = totals.requests
     successes = totals.successes
     summary: dict[str, Any] = {
@@ -193,8 +238,11 @@ def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
         "rps": requests / duration_s if duration_s > 0 else 0.0,
         "duration_s": round(duration_s, 6),
         "latency_ms": latency_ms(totals.hist),
+        "success_latency_ms": latency_ms(totals.success),
         "status_codes": dict(sorted(totals.codes.items())),
-        "errors": {k: v for k, v in sorted(totals.errors.items()) if v},
+        "failures_by_status": {code: n for code, n in sorted(totals.codes.items())
+                               if n and not _is_success(code)},
+        "failures_by_kind": {k: v for k, v in sorted(totals.errors.items()) if v},
         "bytes_in": totals.bytes_in,
         "bytes_out": totals.bytes_out,
         "latency_overflow": totals.overflow,

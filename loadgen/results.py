@@ -31,7 +31,8 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
     summary, endpoints = agg.summaries()
     for entry, share in zip(endpoints, _endpoint_concurrency(config, len(endpoints))):
         entry["concurrency"] = share
-    verdict = agg.generator_verdict()
+    verdict = agg.generator_verdict(config.get("model") == "open",
+                                    config.get("max_connections"))
     doc = {
         "schema": SCHEMA,
         "tool": f"loadgen {__version__}",
@@ -44,8 +45,11 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
         "model": config.get("model", "closed"),
         "generator_limited": verdict.pop("limited"),
         "generator": verdict,
+        # every request (what the table shows) and the successes alone
         "histograms": {name: encode_histogram(t.hist)
                        for name, t in zip(agg.endpoint_names, agg.totals)},
+        "success_histograms": {name: encode_histogram(t.success)
+                               for name, t in zip(agg.endpoint_names, agg.totals)},
         "histogram_unit": "us",
         "workers": [{"index": w.index, "requests": w.requests, "cpu_s": w.cpu_s,
                      "elapsed_s": w.elapsed_s, "cpu_percent_max": round(w.cpu_percent_max, 1),

@@ -39,6 +39,8 @@ INTERVAL_S = float(os.environ.get("LOADGEN_INTERVAL_S", "1"))
 # Open model: requests released but not yet sent, at most (~120 bytes each).  Stale ones
 # (older than the timeout) are dropped as timeouts when taken, so the queue drains.
 MAX_QUEUED = 250_000
+# Period of the event-loop lag probe: 200 wake-ups a second cost ~0.2% of a core.
+PROBE_S = 0.005
 
 
 class Worker:
@@ -52,18 +54,20 @@ class Worker:
                          for e in plan.endpoints]
         self.heads = [e.head for e in plan.endpoints]
         self.tallies = self._new_tallies()
-        self.lateness = new_histogram()   # open model: how late the dispatcher released requests
+        self.send_lag = new_histogram()   # open model: intended send time -> bytes written
+        self.loop_lag = new_histogram()   # how late the event loop ran a timer (both models)
         self.next_ticket = plan.first_ticket
         self.last_ticket = plan.first_ticket + plan.tickets if plan.tickets is not None else -1
         self.stopping = False
         self.start = self.cpu0 = self.finished_at = 0.0
+        self.run_delay0 = 0.0
         self.end_at = float("inf")
         self.pool: Any = None
         self.connections: list[Connection] = []
         self.loops: list[gevent.Greenlet] = []
         self.queue: SimpleQueue = SimpleQueue()
         self.idle = 0          # open model: connections waiting for work
-        self.waited = 0        # open model: requests released while every connection was busy
+        self.waited = 0        # open model: sends that found every connection busy, none to add
         self.finished = Event()
 
     def _new_tallies(self) -> list[Tally]:
@@ -71,9 +75,14 @@ class Worker:
 
     # -- the hot loops ----------------------------------------------------------------
     def closed_loop(self, conn: Connection) -> None:
-        """Send, read the whole response, send again: until tickets, time or a stop run out."""
+        """Send, read the whole response, send again: until tickets, time or a stop run out.
+
+        Latency runs from just before the request (reconnects included); a
+        response later than the timeout is a timeout, whatever the watchdog saw.
+        """
         requests, heads, cycle = self.requests, self.heads, self.plan.cycle
         n_cycle, clock, end_at = len(cycle), time.perf_counter, self.end_at
+        timeout = self.plan.timeout_s
         while not self.stopping:
             t0 = clock()
             i = self.next_ticket
@@ -85,18 +94,24 @@ class Worker:
             try:
                 status, received = conn.request(data, heads[e])
             except RequestError as err:
-                self.tallies[e].error(err.kind, len(data))
+                self._failed(e, err.kind, len(data), clock() - t0)
                 gevent.sleep(0)  # a refused connect never yields: let the others run
                 continue
-            self.tallies[e].record(status, int((clock() - t0) * 1e6), received, len(data))
+            elapsed = clock() - t0
+            if elapsed > timeout:
+                self._failed(e, TIMEOUT, len(data), elapsed)
+            else:
+                self.tallies[e].record(status, int(elapsed * 1e6), received, len(data))
         self.finished_at = max(self.finished_at, clock())
 
     def open_loop(self, conn: Connection) -> None:
         """Take (index, intended time) from the dispatcher's queue until it says stop.
 
-        The timeout runs from the intended send time, like the latency: a request that
-        waited in the queue for longer is a timeout without being sent.  So a stalled
-        server cannot keep the run going past its last send time plus the timeout.
+        Latency and the timeout run from the intended send time; service time
+        and the send lag from the moment the request's bytes were written.  A
+        request that waited in the queue past its timeout is a timeout without
+        being sent, so a stalled server cannot keep the run going past its
+        last send time plus the timeout.
         """
         requests, heads, cycle = self.requests, self.heads, self.plan.cycle
         n_cycle, clock, get = len(cycle), time.perf_counter, self.queue.get
@@ -113,19 +128,37 @@ class Worker:
             t0 = clock()
             left = intended + timeout - t0
             if left <= 0:
-                self.tallies[e].error(TIMEOUT, 0)
+                self._lag(t0 - intended)     # never sent: at least this late
+                self._failed(e, TIMEOUT, 0, t0 - intended)
                 continue
             try:
                 status, received = conn.request(data, heads[e], monotonic() + left)
             except RequestError as err:
-                self.tallies[e].error(err.kind, len(data))
+                t1 = clock()
+                if conn.sent_at >= t0:       # written before it failed
+                    self._lag(conn.sent_at - intended)
+                    self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
+                self._failed(e, err.kind, len(data), t1 - intended)
                 gevent.sleep(0)
                 continue
-            t1 = clock()
+            t1, sent = clock(), conn.sent_at
+            self._lag(sent - intended)
             tally = self.tallies[e]
-            tally.record(status, int((t1 - intended) * 1e6), received, len(data))
-            tally.record_service(int((t1 - t0) * 1e6))
+            tally.record_service(int((t1 - sent) * 1e6))
+            if t1 - intended > timeout:
+                self._failed(e, TIMEOUT, len(data), t1 - intended)
+            else:
+                tally.record(status, int((t1 - intended) * 1e6), received, len(data))
         self.finished_at = max(self.finished_at, clock())
+
+    def _failed(self, e: int, kind: str, bytes_out: int, elapsed: float) -> None:
+        """A failure at the time it failed; a timeout never below the timeout."""
+        if kind == TIMEOUT:
+            elapsed = max(elapsed, self.plan.timeout_s)
+        self.tallies[e].error(kind, bytes_out, int(elapsed * 1e6))
+
+    def _lag(self, seconds: float) -> None:
+        self.send_lag.record_value(min(max(0, int(seconds * 1e6)), HIGHEST_US))
 
     def dispatch(self) -> None:
         """Release this worker's requests (index, index+stride, ...) at their scheduled times."""
@@ -141,16 +174,16 @@ class Worker:
             if intended > now:
                 gevent.sleep(intended - now)
                 now = clock()
-            self.lateness.record_value(min(int((now - intended) * 1e6), HIGHEST_US))
             sent += 1
             if not sent & 63 and now - intended > 0.01:   # far behind: let connections run
                 gevent.sleep(0)
                 while self.queue.qsize() > MAX_QUEUED and not self.stopping:
-                    gevent.sleep(0.001)   # memory stays bounded; the lateness shows it
+                    gevent.sleep(0.001)   # memory stays bounded; the send lag shows it
             if not self.idle:
-                self.waited += 1
                 if len(self.connections) < plan.max_connections:
                     self._add_connection()
+                else:
+                    self.waited += 1
             self.queue.put((k, intended))
             k += plan.stride
         for _ in self.connections:
@@ -178,18 +211,25 @@ class Worker:
         start = self.channel.recv()
         if start.get("type") != "start":
             return
+        loop = self.open_loop if self.open_model else self.closed_loop
+        if self.open_model:   # every connection waits on the queue before the first send
+            self.loops = [gevent.spawn(loop, c) for c in self.connections]
+            while self.idle < len(self.loops) and not any(g.dead for g in self.loops):
+                gevent.sleep(0)
         gevent.sleep(max(0.0, start["at"] - time.monotonic()))
         self.start = time.perf_counter()
         self.cpu0 = time.process_time()
+        self.run_delay0 = run_delay_s()
         if plan.duration_s is not None:
             self.end_at = self.start + plan.duration_s
         gevent.spawn(self._control)
         gevent.spawn(self._watchdog)
+        gevent.spawn(self._probe)
         reporter = gevent.spawn(self._report_intervals)
-        loop = self.open_loop if self.open_model else self.closed_loop
-        self.loops = [gevent.spawn(loop, c) for c in self.connections]
         if self.open_model:
             self.dispatch()
+        else:
+            self.loops = [gevent.spawn(loop, c) for c in self.connections]
         while self.loops:   # the dispatcher may have added loops
             self.loops.pop().join()
         self.finished.set()  # not kill(): that could cut a frame half-written to the pipe
@@ -218,13 +258,42 @@ class Worker:
             os._exit(1)
 
     def _watchdog(self) -> None:
-        """Time out requests past their deadline (sockets have no timeout of their own)."""
+        """Time out requests at their deadline (sockets have no timeout of their own).
+
+        It sleeps until the earliest deadline in flight (at most ``period``):
+        a new request's deadline is never earlier than one already in flight
+        (closed: now + timeout; open: the queue is first in, first out), so
+        deadlines are enforced on time while an idle watchdog wakes rarely.
+        """
         period = min(0.1, self.plan.timeout_s / 10)
-        while not self.finished.wait(period):
-            now = time.monotonic()
+        monotonic, finished = time.monotonic, self.finished
+        while not finished.is_set():
+            now = monotonic()
+            wake = now + period
             for conn in self.connections:
-                if conn.deadline and now > conn.deadline:
-                    conn.expire()
+                deadline = conn.deadline
+                if deadline:
+                    if now >= deadline:
+                        conn.expire()
+                    elif deadline < wake:
+                        wake = deadline
+            gevent.sleep(wake - now)
+
+    def _probe(self) -> None:
+        """Event-loop lag, as jHiccup measures it: how late a timer on an absolute
+        schedule runs.  Whatever delays it (CPU starvation, a long greenlet, a GC
+        pause) delays every response this worker reads, in both models."""
+        clock, finished = time.perf_counter, self.finished   # loop_lag is swapped every second
+        due = self.start + PROBE_S
+        while not finished.is_set():
+            now = clock()
+            if due > now:
+                gevent.sleep(due - now)
+                now = clock()
+            self.loop_lag.record_value(min(max(0, int((now - due) * 1e6)), HIGHEST_US))
+            due += PROBE_S
+            if due < now:   # a long stall: one sample for it, then a fresh schedule
+                due = now + PROBE_S
 
     def _report_intervals(self) -> None:
         k = 1
@@ -234,7 +303,8 @@ class Worker:
 
     def _send_interval(self, final: bool) -> None:
         tallies, self.tallies = self.tallies, self._new_tallies()
-        lateness, self.lateness = self.lateness, new_histogram()
+        send_lag, self.send_lag = self.send_lag, new_histogram()
+        loop_lag, self.loop_lag = self.loop_lag, new_histogram()
         now = time.perf_counter()
         end = self.finished_at if final and self.finished_at else now
         message: dict[str, Any] = {
@@ -243,16 +313,32 @@ class Worker:
             "t": round(now - self.start, 6),
             "elapsed_s": round(end - self.start, 6),
             "cpu_s": round(time.process_time() - self.cpu0, 6),
+            "run_delay_s": round(run_delay_s() - self.run_delay0, 6),
             "reconnects": sum(c.reconnects for c in self.connections),
             "connections": len(self.connections),
             "waited": self.waited,
-            "lateness": encode_histogram(lateness),
+            "lateness": encode_histogram(send_lag),
+            "loop_lag": encode_histogram(loop_lag),
             "endpoints": [t.to_wire() for t in tallies],
         }
         try:
             self.channel.send(message)
         except ChannelClosed:
             os._exit(1)
+
+
+def run_delay_s() -> float:
+    """Seconds this process's main thread has spent runnable but not running (Linux).
+
+    The second field of /proc/self/schedstat: the CPU a worker was denied.
+    CPU time alone cannot show starvation (two workers on one core each read
+    50%); 0.0 where the kernel does not expose it.
+    """
+    try:
+        with open("/proc/self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def run_worker(plan: WorkerPlan, fd: int) -> None:

@@ -1,0 +1,135 @@
+"""Was loadgen itself the bottleneck?  The generator verdict, from measured evidence.
+
+A load generator that cannot keep up presents its own limit as the
+server's.  The evidence, each measured in every worker:
+
+- **send lag** (open model): intended send time -> the moment the request's
+  bytes were written.  It includes the dispatcher's timer, the wait for a
+  free connection and any reconnect: everything between "due" and "sent".
+- **event-loop lag** (both models): how late a timer on an absolute 5 ms
+  schedule ran (as jHiccup measures a JVM).  Whatever delays it delays every
+  response the worker reads.
+- **CPU demand** (both models): CPU time used plus time spent runnable but
+  not running (Linux ``/proc/self/schedstat``), per whole second.  CPU time
+  alone cannot see starvation: two workers sharing one core each read 50%.
+- **connection waits** (open model): sends that found every connection busy
+  with none left to open (``--max-connections``).
+
+Timer jitter is not a limit: gevent's timers wake ~0.5 ms late, and on a
+busy shared machine a few ms at p99.  So lag counts as evidence only when it
+is large both in absolute terms (``LAG_FLOOR_MS``) and relative to the
+latency being measured (``LAG_SHARE`` of the service time's p99: then the
+corrected percentiles describe loadgen more than the server), or when it
+grows as a backlog (the *median* send lag of a whole second above the floor:
+jitter moves the tail, a backlog moves the middle).
+
+Pure functions on plain numbers, so the rules have fast unit tests and
+``bench/verdict.py`` can measure their error rate on real runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LAG_FLOOR_MS = 10.0      # below this, lag is timer and scheduler jitter
+LAG_SHARE = 0.5          # lag p99 above this share of the service time's p99 distorts it
+DEMAND_LIMIT = 90.0      # % of one core a worker used or waited for, in some whole second
+STARVED_WAIT = 20.0      # % of a second spent runnable but not running: starved, not busy
+POOL_SHARE = 0.05        # share of sends that waited for a connection: material
+
+
+@dataclass(frozen=True)
+class WorkerLoad:
+    index: int
+    cpu_percent_max: float
+    demand_percent_max: float = 0.0      # CPU used + run-queue wait, in its worst second
+    demand_cpu_percent: float = 0.0      # ... of which used
+    demand_wait_percent: float = 0.0     # ... of which waited to run
+    demand_second: int = 0               # 1-based second of the run
+
+
+@dataclass(frozen=True)
+class Evidence:
+    open_model: bool
+    send_lag_ms: dict[str, float] | None = None      # p50 p90 p99 max over the run
+    lag_p50_by_second: list[float] = field(default_factory=list)
+    loop_lag_ms: dict[str, float] | None = None
+    service_p99_ms: float | None = None   # open: service time; closed: latency
+    workers: list[WorkerLoad] = field(default_factory=list)
+    waited: int = 0
+    requests: int = 0
+    connections: int = 0
+    max_connections: int | None = None
+
+
+def lag_limit_ms(service_p99_ms: float | None) -> float:
+    """Lag (p99) above which the corrected latency describes loadgen more than the server."""
+    return max(LAG_FLOOR_MS, LAG_SHARE * (service_p99_ms or 0.0))
+
+
+def judge(ev: Evidence) -> dict[str, Any]:
+    """The ``generator`` block of the results: ``limited``, ``reasons`` and the figures."""
+    reasons: list[str] = []
+    limit = lag_limit_ms(ev.service_p99_ms)
+    service = _ms(ev.service_p99_ms)
+    lag = ev.send_lag_ms
+    lag_p99 = lag["p99"] if lag else 0.0
+    backlog = max(ev.lag_p50_by_second, default=0.0)
+    late = ev.open_model and (lag_p99 > limit or backlog > LAG_FLOOR_MS)
+    waited_share = ev.waited / ev.requests if ev.requests else 0.0
+    if late and waited_share >= POOL_SHARE:
+        reasons.append(
+            f"connection pool exhausted: {ev.waited:,} of {ev.requests:,} sends "
+            f"({waited_share:.0%}) found all {ev.connections:,} connections busy, so requests "
+            f"queued inside loadgen (send lag p99 {_ms(lag_p99)}, service time p99 {service}); "
+            f"raise --max-connections" + (f" (now {ev.max_connections:,})"
+                                          if ev.max_connections else ""))
+    elif late:
+        if backlog > LAG_FLOOR_MS:
+            reasons.append(f"sends fell behind schedule: in some second half of the sends left "
+                           f"more than {_ms(backlog)} late (a backlog); add --workers or cores")
+        else:
+            reasons.append(f"sends left late: p99 {_ms(lag_p99)} behind schedule, against a "
+                           f"service time p99 of {service} (limit {_ms(limit)}); "
+                           "add --workers or cores")
+    loop = ev.loop_lag_ms
+    if loop and not late and loop["p99"] > limit:
+        reasons.append(f"the event loop ran late: timers p99 {_ms(loop['p99'])} behind, "
+                       f"against a latency p99 of {service} (limit {_ms(limit)}); "
+                       "add --workers or cores")
+    for w in ev.workers:
+        if w.demand_percent_max >= DEMAND_LIMIT or w.cpu_percent_max >= DEMAND_LIMIT:
+            reasons.append(_demand_reason(w))
+    cpu = max((w.cpu_percent_max for w in ev.workers), default=0.0)
+    return {
+        "limited": bool(reasons),
+        "reasons": reasons,
+        "lateness_ms": lag,
+        "lag_limit_ms": round(limit, 3),
+        "loop_lag_ms": loop,
+        "cpu_percent_max": round(cpu, 1),
+        "demand_percent_max": round(max((w.demand_percent_max for w in ev.workers),
+                                        default=0.0), 1),
+        "run_queue_percent_max": round(max((w.demand_wait_percent for w in ev.workers),
+                                           default=0.0), 1),
+        "waited_for_connection": ev.waited,
+        "waited_share": round(waited_share, 4),
+        "connections": ev.connections,
+    }
+
+
+def _demand_reason(w: WorkerLoad) -> str:
+    if w.demand_wait_percent >= STARVED_WAIT:
+        return (f"worker {w.index} was starved of CPU: in second {w.demand_second} it ran "
+                f"{w.demand_cpu_percent:.0f}% and waited to run {w.demand_wait_percent:.0f}% "
+                "of the time (other processes share its cores); give loadgen free cores")
+    busy = max(w.cpu_percent_max, w.demand_cpu_percent)
+    return (f"worker {w.index} used {busy:.0f}% of a CPU (limit {DEMAND_LIMIT:g}%): "
+            "add --workers or cores")
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g} ms" if value < 1000 else f"{value:,.0f} ms"
