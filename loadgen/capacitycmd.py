@@ -120,7 +120,9 @@ def _interrupted(steps: list[Step]) -> Search:
     so_far = (f"the SLOs held up to {capacity:g} req/s so far; the capacity may be higher"
               if capacity is not None else "no step had held the SLOs yet")
     return Search(steps=list(steps), capacity=capacity, verdict=f"interrupted {where}: {so_far}",
-                  generator_limited=any(s.generator_limited for s in steps))
+                  # a step cut short says little about loadgen's own limit
+                  generator_limited=any(s.generator_limited for s in steps
+                                        if s.doc["status"] != "interrupted"))
 
 
 def _slo_failures(config: RunConfig, doc: dict[str, Any]) -> list[str]:

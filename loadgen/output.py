@@ -143,10 +143,16 @@ def _write_direct(path: str, info: os.stat_result, data: bytes) -> None:
 def _write_stdout(data: bytes) -> None:
     """The document on stdout after whatever text is already there, ending with a newline."""
     out = sys.stdout
+    data = data if data.endswith(b"\n") else data + b"\n"
     try:
         out.flush()
-        out.buffer.write(data if data.endswith(b"\n") else data + b"\n")
-        out.buffer.flush()
+        binary = getattr(out, "buffer", None)
+        if binary is None:   # a text-only stream (an embedding program's, a test's)
+            out.write(data.decode("utf-8", "surrogateescape"))
+            out.flush()
+        else:
+            binary.write(data)
+            binary.flush()
     except BrokenPipeError:
         # the reader left (``| head``): point stdout at /dev/null so the interpreter's
         # own flush at exit does not print a second error
