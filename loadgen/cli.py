@@ -195,8 +195,10 @@ def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
     from loadgen.demo import builtin_target
     from loadgen.session import run_session
 
+    from loadgen.output import is_stdout
+
     with builtin_target() as url:
-        click.echo(f"Built-in target at {url}")
+        click.echo(f"Built-in target at {url}", err=is_stdout(save))   # stdout: the JSON alone
         opts = {**_run_defaults(), "url": url, "requests": requests, "concurrency": concurrency,
                 "endpoints": ["/api/health", "/api/dataset/summary", "/api/dataset/transform"],
                 "save": save, "visualize": True, "output_image": output_image}
