@@ -193,9 +193,8 @@ def serve(host: str, port: int) -> None:
 def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
     """Start the built-in target on a free port and load-test the seed's endpoints."""
     from loadgen.demo import builtin_target
-    from loadgen.session import run_session
-
     from loadgen.output import is_stdout
+    from loadgen.session import run_session
 
     with builtin_target() as url:
         click.echo(f"Built-in target at {url}", err=is_stdout(save))   # stdout: the JSON alone
