@@ -2,7 +2,9 @@
 
 The search itself is ``capacity.search``; this module runs its steps with
 the same engine as ``loadgen run`` and saves after every step, so an
-interrupted search still leaves every finished step on disk.
+interrupted search still leaves every finished step on disk.  Ctrl-C during
+a step ends the search there: the steps done are saved with status
+"interrupted" and the exit status is 130, as for ``loadgen run``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ from loadgen import __version__, exitcodes
 from loadgen.capacity import Search, Step, search
 from loadgen.config import RunConfig
 from loadgen.guards import one_line
+from loadgen.output import STDOUT, is_stdout, replaceable
 from loadgen.preflight import PreflightError
+from loadgen.progress import Progress
 from loadgen.results import write_document
 from loadgen.session import execute, prepare
 from loadgen.thresholds import evaluate, format_actual
 
 SCHEMA = "loadgen-capacity/1"
+
+
+class _Interrupted(Exception):
+    """Ctrl-C ended a step: stop the search here, whatever its rules would do next."""
 
 
 def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> int:
@@ -30,35 +38,91 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
     except PreflightError as exc:
         click.echo(f"loadgen: {one_line(str(exc))}", err=True)
         return exc.status
+    save = opts["save"]
+    # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
+    to_stdout = bool(save) and is_stdout(save)
+    # a FIFO or device gets one document at the end, not one per step
+    rewrite = bool(save) and not to_stdout and replaceable(save)
+
+    def say(text: str) -> None:
+        click.echo(text, err=to_stdout)
+
     started = dt.datetime.now(dt.timezone.utc)
     slos = ", ".join(t.text for t in config.thresholds)
-    click.echo(f"Capacity search on {config.url}: SLOs {slos}; {step_s:g}s steps from "
-               f"{opts['start_rate']:g} req/s (at most {opts['max_rate']:g})")
-    result = Search()
+    say(f"Capacity search on {config.url}: SLOs {slos}; {step_s:g}s steps from "
+        f"{opts['start_rate']:g} req/s (at most {opts['max_rate']:g})")
+    steps: list[Step] = []
+
+    def run_step(step_config: RunConfig) -> dict[str, Any]:
+        progress = Progress(opts.get("quiet", False), None, step_config.duration_s)
+        try:
+            return execute(step_config, headers, lambda agg, _: progress.update(agg.intervals))
+        finally:
+            progress.erase()   # the step's line takes the live line's place
 
     def on_step(step: Step) -> None:
-        result.steps.append(step)
-        click.echo(_step_line(len(result.steps), step))
-        if opts["save"]:
-            write_document(opts["save"], _document(config, result, started, "running"))
+        steps.append(step)
+        say(_step_line(len(steps), step))
+        if rewrite:   # every finished step on disk: an interrupted search still leaves them
+            try:
+                write_document(save, _document(config, Search(steps=steps), started, "running"))
+            except OSError:
+                pass   # reported once, by the final save
+        if step.doc["status"] == "interrupted":
+            raise _Interrupted
 
-    found = search(config, lambda c: execute(c, headers), lambda doc: _slo_failures(config, doc),
-                   opts["start_rate"], opts["max_rate"], step_s, opts["precision"], on_step)
-    found.steps = result.steps
-    click.echo("")
-    click.echo(("!! " if found.generator_limited else "") + found.verdict)
-    doc = _document(config, found, started, "complete")
-    if opts["save"]:
-        write_document(opts["save"], doc)
-        click.echo(f"Results saved to {opts['save']}")
+    try:
+        found = search(config, run_step, lambda doc: _slo_failures(config, doc),
+                       opts["start_rate"], opts["max_rate"], step_s, opts["precision"], on_step)
+        found.steps = steps
+        status = "complete"
+    except (_Interrupted, KeyboardInterrupt):   # a second Ctrl-C, or one between steps
+        found = _interrupted(steps)
+        status = "interrupted"
+    say("")
+    say(("!! " if found.generator_limited else "") + found.verdict)
+    doc = _document(config, found, started, status)
+    if save:
+        try:
+            write_document(STDOUT if to_stdout else save, doc)
+        except OSError as exc:
+            click.echo(f"loadgen: cannot save results to {save}: {exc.strerror or exc}",
+                       err=True)
+            return exitcodes.BROKEN
+        if not to_stdout:
+            say(f"Results saved to {save}")
     if opts["visualize"] or opts["output_image"]:
         from loadgen.charts import draw_capacity
 
         path = opts["output_image"] or f"loadgen-capacity-{started:%Y%m%d-%H%M%S}.png"
-        click.echo(f"Chart saved to {draw_capacity(doc, path)}")
+        try:
+            say(f"Chart saved to {draw_capacity(doc, path)}")
+        except OSError as exc:
+            click.echo(f"loadgen: cannot write chart to {path}: {exc.strerror or exc}", err=True)
+            return exitcodes.BROKEN
+    if status == "interrupted":
+        return exitcodes.INTERRUPTED
     if found.generator_limited or (found.steps and found.steps[-1].doc["status"] != "complete"):
         return exitcodes.BROKEN
     return exitcodes.OK if found.capacity is not None else exitcodes.THRESHOLD
+
+
+def _interrupted(steps: list[Step]) -> Search:
+    """The search as far as it got when Ctrl-C came: the highest rate that held is a floor."""
+    held = [s.rate for s in steps if s.passed]
+    capacity = max(held) if held else None
+    if steps and steps[-1].doc["status"] == "interrupted":
+        where = f"during step {len(steps)} ({steps[-1].rate:g} req/s)"
+    elif steps:
+        where = f"after step {len(steps)}"
+    else:
+        where = "before the first step ended"
+    so_far = (f"the SLOs held up to {capacity:g} req/s so far; the capacity may be higher"
+              if capacity is not None else "no step had held the SLOs yet")
+    return Search(steps=list(steps), capacity=capacity, verdict=f"interrupted {where}: {so_far}",
+                  # a step cut short says little about loadgen's own limit
+                  generator_limited=any(s.generator_limited for s in steps
+                                        if s.doc["status"] != "interrupted"))
 
 
 def _slo_failures(config: RunConfig, doc: dict[str, Any]) -> list[str]:
@@ -68,9 +132,20 @@ def _slo_failures(config: RunConfig, doc: dict[str, Any]) -> list[str]:
 
 def _step_line(n: int, step: Step) -> str:
     p99 = f"{step.p99_ms:.3g} ms" if step.p99_ms is not None else "-"
-    verdict = "held" if step.passed else "FAILED: " + "; ".join(step.failures)
-    if step.generator_limited:
+    status = step.doc.get("status", "complete")
+    if status == "interrupted":
+        verdict = "INTERRUPTED"
+    elif step.generator_limited:
         verdict = "GENERATOR LIMITED"
+    elif step.passed:
+        verdict = "held"
+    else:
+        reasons = list(step.failures)
+        if status != "complete":   # say why even when no SLO failed: the run itself broke
+            problems = step.doc.get("problems") or []
+            reasons.insert(0, f"the run {status}"
+                           + (f" ({one_line(problems[0])})" if problems else ""))
+        verdict = "FAILED: " + "; ".join(reasons or ["the step did not hold"])
     return (f"step {n:2d}: {step.rate:>10,.1f} req/s -> achieved {step.achieved_rps:>10,.1f}, "
             f"p99 {p99}, errors {step.error_share:.2%}  {verdict}")
 

@@ -127,11 +127,23 @@ def draw_comparison(docs: list[dict[str, Any]], labels: list[str], path: str) ->
 
 
 def _save(fig: Any, path: str) -> str:
-    """Always PNG whatever the file name says, and free the artists at once."""
+    """Always PNG whatever the file name says, and free the artists at once.
+
+    Rendered in memory and handed to ``loadgen.output``: savefig would open the
+    name itself, truncating a file before the PNG is complete and writing
+    through whatever the name is; the output module replaces only regular
+    files (atomically) and writes FIFOs and devices directly.
+    """
+    import io
+
+    from loadgen.output import write_bytes
+
+    buffer = io.BytesIO()
     try:
-        fig.savefig(path, format="png", dpi=DPI)
+        fig.savefig(buffer, format="png", dpi=DPI)
     finally:
         fig.clear()  # drop artists now instead of waiting for the garbage collector
+    write_bytes(path, buffer.getvalue())
     return path
 
 

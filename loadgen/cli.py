@@ -193,10 +193,11 @@ def serve(host: str, port: int) -> None:
 def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
     """Start the built-in target on a free port and load-test the seed's endpoints."""
     from loadgen.demo import builtin_target
+    from loadgen.output import is_stdout
     from loadgen.session import run_session
 
     with builtin_target() as url:
-        click.echo(f"Built-in target at {url}")
+        click.echo(f"Built-in target at {url}", err=is_stdout(save))   # stdout: the JSON alone
         opts = {**_run_defaults(), "url": url, "requests": requests, "concurrency": concurrency,
                 "endpoints": ["/api/health", "/api/dataset/summary", "/api/dataset/transform"],
                 "save": save, "visualize": True, "output_image": output_image}

@@ -11,6 +11,7 @@ from loadgen import exitcodes
 from loadgen.compare import compare_documents, default_labels, load_for_compare, render_comparison
 from loadgen.reportcmd import check_document
 from loadgen.guards import one_line
+from loadgen.output import STDOUT
 from loadgen.results import ResultsError
 
 
@@ -20,6 +21,8 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
         return _bad("compare needs at least two results files")
     if labels and len(labels) != len(files):
         return _bad(f"{len(labels)} --label for {len(files)} files: give one per file or none")
+    if output_image == STDOUT:   # the table (or JSON) is on stdout: the PNG cannot share it
+        return _bad("--output-image: '-' (stdout) is not supported here: name a file")
     draw = visualize or output_image is not None
     try:
         docs = load_for_compare(files)

@@ -28,14 +28,26 @@ def one_line(message: str) -> str:
                    for c in message)
 
 
-def check_output(path: str | None, option: str) -> None:
-    """``path`` can be written (created or replaced) by this process; None: not asked for."""
+def check_output(path: str | None, option: str, stdout_ok: bool = True) -> None:
+    """``path`` can take what loadgen will write there; None: not asked for.
+
+    A regular file (or a new one) needs a writable folder: it is replaced
+    atomically beside the real file, symlinks followed.  A FIFO or a device
+    is written directly, so it only needs to be writable itself.  ``-`` is
+    stdout where ``stdout_ok``.
+    """
+    from loadgen.output import STDOUT, replaceable
+
     if path is None:
         return
+    if path == STDOUT:
+        if stdout_ok:
+            return
+        raise ConfigError(f"{option}: '-' (stdout) is not supported here: name a file")
     if not path.strip():
         raise ConfigError(f"{option}: empty file name")
     try:
-        info = os.stat(path)
+        info = os.stat(path)   # follows symlinks: what matters is what they point to
     except FileNotFoundError:
         info = None
     except (OSError, ValueError) as exc:   # ValueError: a NUL byte in the name
@@ -43,13 +55,30 @@ def check_output(path: str | None, option: str) -> None:
                           f"{getattr(exc, 'strerror', None) or exc}") from None
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"{option}: {path} is a directory")
-    folder = os.path.dirname(os.path.abspath(path))
+    if info is not None and stat.S_ISSOCK(info.st_mode):
+        raise ConfigError(f"{option}: {path} is a socket, not a file")
+    if info is not None and not replaceable(path):   # a FIFO, a device: written in place
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{option}: cannot write {path}: no permission")
+        return
+    folder = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(folder):
         raise ConfigError(f"{option}: cannot write {path}: folder {folder} does not exist")
     # Results are replaced atomically (a temporary file in the same folder, then a rename),
     # so the folder must be writable even when the file itself exists.
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{option}: cannot write {path}: no permission to write in {folder}")
+
+
+def check_outputs(save: str | None, image: str | None) -> None:
+    """``--save`` and ``--output-image`` together: each usable, and not both on stdout."""
+    from loadgen.output import is_stdout
+
+    check_output(save, "--save")
+    check_output(image, "--output-image", stdout_ok=False)
+    if save and image and is_stdout(save) and is_stdout(image):
+        raise ConfigError("--save and --output-image both go to stdout: "
+                          "the JSON and the PNG cannot share it")
 
 
 def read_body_file(path: str, option: str) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 
 from loadgen.config import (ConfigError, Endpoint, RunConfig, Target, normalize_path,
                             parse_duration, parse_header, parse_method)
-from loadgen.guards import ask_password, check_output, read_body_file
+from loadgen.guards import ask_password, check_outputs, read_body_file
 
 DEFAULT_REQUESTS = 100
 MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
@@ -35,8 +35,7 @@ def merge_scenario(opts: dict[str, Any], from_file: dict[str, Any],
 def build_config(opts: dict[str, Any]) -> RunConfig:
     """Validate every option; raises ConfigError with the line to show."""
     target = Target.parse(opts["url"])
-    check_output(opts.get("save"), "--save")   # before the run, not after it
-    check_output(opts.get("output_image"), "--output-image")
+    check_outputs(opts.get("save"), opts.get("output_image"))   # before the run, not after it
     duration = parse_duration(opts["duration"], "--duration") if opts.get("duration") else None
     requests = opts.get("requests")
     schedule = _schedule(opts, requests, duration)

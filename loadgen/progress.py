@@ -49,6 +49,13 @@ class Progress:
         return (f"[{elapsed}] {done} requests | {last['rps']:,.0f} req/s | "
                 f"p99 {p99_text} (last second) | {self.errors:,} errors")
 
+    def erase(self) -> None:
+        """Take the live line off the terminal, so the next line printed replaces it."""
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
     def close(self) -> None:
         if self.shown:
             self.stream.write("\n")

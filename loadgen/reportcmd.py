@@ -16,6 +16,7 @@ import orjson
 
 from loadgen import exitcodes
 from loadgen.guards import one_line
+from loadgen.output import STDOUT
 from loadgen.report import render_table
 from loadgen.results import ResultsError, read_document
 
@@ -30,6 +31,8 @@ def report_command(path: str, visualize: bool, output_image: str | None,
     The chart message goes to stderr with ``--json`` so that stdout stays one
     parseable JSON document (``loadgen report run.json --json | jq``).
     """
+    if output_image == STDOUT:   # the table is on stdout: the PNG cannot share it
+        return _fail("--output-image: '-' (stdout) is not supported here: name a file")
     try:
         doc = read_document(path)
         check_document(doc, path, charts=visualize or output_image is not None)

@@ -1,14 +1,13 @@
 """The results document: build it from a run, write it atomically, read it back.
 
-Written with a temporary file and a rename so that the file on disk is
-always a complete JSON document, even if loadgen is killed while saving.
+Written with a temporary file and a rename (``loadgen.output``) so that the
+file on disk is always a complete JSON document, even if loadgen is killed
+while saving.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from typing import Any
 
 import orjson
@@ -16,10 +15,9 @@ import orjson
 from loadgen import __version__
 from loadgen.aggregate import Aggregate
 from loadgen.metrics import encode_histogram
+from loadgen.output import write_bytes
 
 SCHEMA = "loadgen/1"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)   # read once: os.umask can only be read by setting it
 
 
 class ResultsError(Exception):
@@ -69,20 +67,12 @@ def _endpoint_concurrency(config: dict[str, Any], n: int) -> list[int]:
 
 
 def write_document(path: str, doc: dict[str, Any]) -> None:
-    """Atomically replace ``path`` with the document (temp file in the same folder, rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".loadgen-", suffix=".json", dir=folder)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp's 0600 would surprise whoever shares results
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write the document to ``path`` (``-``: stdout) without ever half-writing a file.
+
+    A regular file is replaced atomically; symlinks are followed, FIFOs and
+    devices are written directly (``loadgen.output``).
+    """
+    write_bytes(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 
 
 def read_document(path: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from loadgen.aggregate import Aggregate
 from loadgen.config import RunConfig
 from loadgen.coordinator import Coordinator
 from loadgen.guards import one_line
+from loadgen.output import STDOUT, is_stdout, replaceable
 from loadgen.progress import Progress
 from loadgen.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
 from loadgen.report import render_table
@@ -70,10 +71,14 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
         return exc.status
     progress = Progress(opts.get("quiet", False), config.requests, config.duration_s)
     save = opts["save"]
+    # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr
+    to_stdout = bool(save) and is_stdout(save)
+    # only a regular file takes the every-second rewrites; a FIFO or device gets one document
+    rewrite = bool(save) and not to_stdout and replaceable(save)
 
     def every_second(agg: Aggregate, started: dt.datetime) -> None:
         progress.update(agg.intervals)
-        if save:  # a complete document every second: a killed run still leaves evidence
+        if rewrite:  # a complete document every second: a killed run still leaves evidence
             try:
                 write_document(save, build_document(config.public(), agg, "running", [], started))
             except OSError:
@@ -86,27 +91,29 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
             cluster.close()
     progress.close()
     verdicts = check_thresholds(config, doc)
-    click.echo(render_table(doc))
+    click.echo(render_table(doc), err=to_stdout)
     if verdicts:
         from loadgen.thresholds import render_thresholds
 
-        click.echo("\n" + render_thresholds(verdicts))
+        click.echo("\n" + render_thresholds(verdicts), err=to_stdout)
     for problem in doc["problems"]:
         click.echo(f"loadgen: {problem}", err=True)
     if save:
         try:
-            write_document(save, doc)
+            write_document(STDOUT if to_stdout else save, doc)
         except OSError as exc:
-            click.echo(f"loadgen: cannot save results to {save}: {exc.strerror}", err=True)
+            click.echo(f"loadgen: cannot save results to {save}: {exc.strerror or exc}",
+                       err=True)
             return exitcodes.BROKEN
-        click.echo(f"Results saved to {save}")
+        if not to_stdout:
+            click.echo(f"Results saved to {save}")
     if opts["visualize"] or opts["output_image"]:
         from loadgen.charts import draw_summary
 
         started = dt.datetime.fromisoformat(doc["started_at"])
         path = opts["output_image"] or f"loadgen-{started:%Y%m%d-%H%M%S}.png"
         try:
-            click.echo(f"Chart saved to {draw_summary(doc, path)}")
+            click.echo(f"Chart saved to {draw_summary(doc, path)}", err=to_stdout)
         except OSError as exc:
             click.echo(f"loadgen: cannot write chart to {path}: {exc.strerror or exc}", err=True)
             return exitcodes.BROKEN
