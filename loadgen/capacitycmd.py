@@ -15,6 +15,7 @@ import click
 from loadgen import __version__, exitcodes
 from loadgen.capacity import Search, Step, search
 from loadgen.config import RunConfig
+from loadgen.failures import percent_text
 from loadgen.guards import one_line
 from loadgen.preflight import PreflightError
 from loadgen.results import write_document
@@ -72,7 +73,7 @@ def _step_line(n: int, step: Step) -> str:
     if step.generator_limited:
         verdict = "GENERATOR LIMITED"
     return (f"step {n:2d}: {step.rate:>10,.1f} req/s -> achieved {step.achieved_rps:>10,.1f}, "
-            f"p99 {p99}, errors {step.error_share:.2%}  {verdict}")
+            f"p99 {p99}, failures {percent_text(step.failure_share)}  {verdict}")
 
 
 def _document(config: RunConfig, found: Search, started: dt.datetime,
