@@ -197,7 +197,10 @@ def _draw_over_time(ax: Any, intervals: list[dict[str, Any]], corrected: bool) -
     marker = "o" if len(times) <= MARKERS_UP_TO else None
     rate_ax = ax.twinx()
     _draw_throughput(rate_ax, times, [float(i.get("rps") or 0.0) for i in intervals])
-    _draw_failures(rate_ax, times, [failure_rate(i) for i in intervals])
+    # Old files counted only the requests without a response per second: say so on the line.
+    old = any("failures" not in i for i in intervals)
+    _draw_failures(rate_ax, times, [failure_rate(i) for i in intervals],
+                   "Failures/s (no response only)" if old else "Failures/s")
     ax.set_zorder(rate_ax.get_zorder() + 1)  # lines over the shaded throughput
     ax.patch.set_visible(False)
     tallest = 0.0
@@ -243,13 +246,13 @@ def failure_rate(interval: dict[str, Any]) -> float:
     return float(interval.get("rps") or 0.0) * interval_counts(interval)[1] / requests
 
 
-def _draw_failures(ax: Any, times: list[float], rates: list[float]) -> None:
+def _draw_failures(ax: Any, times: list[float], rates: list[float], label: str) -> None:
     """A red step line of failures per second, only when some request failed."""
     if not any(rates):
         return
     xs = [max(0.0, times[0] - 1.0), *times]
     ax.step(xs, [rates[0], *rates], where="pre", color=FAILURE_COLOR, linewidth=1.2,
-            label="Failures/s")
+            label=label)
 
 
 @dataclass(frozen=True, slots=True)
