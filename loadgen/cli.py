@@ -91,7 +91,7 @@ TARGET_OPTIONS = _options(
                    "[default: --concurrency, i.e. requests wait].")
 @click.option("--threshold", "thresholds", multiple=True,
               help="Pass/fail condition, e.g. 'p99<200ms', 'failures<1%', 'rps>1000', "
-                   "'GET /api/health: p95<50ms'; any failure exits 1. Repeatable.")
+                   "'GET /api/health: p95<50ms'; a threshold that fails exits 1. Repeatable.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Scenario file (TOML); options typed on the command line override it.")
 @click.option("--cluster", default=None, metavar="ADDRESS",
