@@ -4,7 +4,7 @@ On a terminal it is one line rewritten in place; into a file or pipe (CI
 logs) it is a plain line every few seconds, so logs stay readable.  Stdout
 is left alone: it carries the report.
 
-    [15s/60s] 71,702 requests | 6,177 req/s | 99.2% success | p99 10.2 ms (last second) | 573 failures
+  [15s/60s] 71,702 requests | 6,177 req/s | 99.2% success | p99 10.2 ms (last second) | 573 failures
 
 Success and failures are counted since the start, with the same meaning as
 the report's (a failure is any request without a 2xx response), so the line

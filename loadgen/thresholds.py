@@ -26,8 +26,9 @@ been met.
 A failure is any request without a 2xx response: a non-2xx status or no
 response at all (connect, timeout, ...), the same meaning as in the report
 and the progress line, so ``failures<1%`` and ``success>=99%`` are exact
-complements.  Both read only ``requests`` and ``successes``; no threshold reads
-the per-kind counts, which hold only the requests that got no response.
+complements.  Both read the totals (``failures``, i.e. requests - successes);
+no threshold reads the per-status or per-kind counts, each of which holds only
+one cause of failure.
 
 A threshold naming an endpoint the run does not have is a ``ConfigError``
 (exit 2), not a failure (exit 1): it is a typo in the command, and reporting it
