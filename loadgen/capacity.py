@@ -26,15 +26,15 @@ class Step:
     passed: bool
     achieved_rps: float
     p99_ms: float | None
-    error_share: float
+    failure_share: float    # requests without a 2xx response / requests
     failures: list[str]
     generator_limited: bool
     doc: dict[str, Any] = field(repr=False)
 
     def public(self) -> dict[str, Any]:
         return {"rate": self.rate, "passed": self.passed, "achieved_rps": self.achieved_rps,
-                "p99_ms": self.p99_ms, "error_share": self.error_share,
-                "failures": self.failures, "generator_limited": self.generator_limited,
+                "p99_ms": self.p99_ms, "failure_share": self.failure_share,
+                "slo_failures": self.failures, "generator_limited": self.generator_limited,
                 "result": self.doc}
 
 
@@ -64,7 +64,7 @@ def judge(rate: float, doc: dict[str, Any], slo_failures: list[str]) -> Step:
     requests = summary["requests"]
     return Step(rate=rate, passed=not failures and doc["status"] == "complete",
                 achieved_rps=summary["rps"], p99_ms=summary["latency_ms"]["p99"],
-                error_share=summary["failures"] / requests if requests else 0.0,
+                failure_share=summary["failures"] / requests if requests else 0.0,
                 failures=failures, generator_limited=bool(doc.get("generator_limited")),
                 doc=doc)
 

@@ -17,6 +17,7 @@ import click
 from loadgen import __version__, exitcodes
 from loadgen.capacity import Search, Step, search
 from loadgen.config import RunConfig
+from loadgen.failures import percent_text
 from loadgen.guards import one_line
 from loadgen.output import STDOUT, is_stdout, replaceable
 from loadgen.preflight import PreflightError
@@ -147,7 +148,7 @@ def _step_line(n: int, step: Step) -> str:
                            + (f" ({one_line(problems[0])})" if problems else ""))
         verdict = "FAILED: " + "; ".join(reasons or ["the step did not hold"])
     return (f"step {n:2d}: {step.rate:>10,.1f} req/s -> achieved {step.achieved_rps:>10,.1f}, "
-            f"p99 {p99}, errors {step.error_share:.2%}  {verdict}")
+            f"p99 {p99}, failures {percent_text(step.failure_share)}  {verdict}")
 
 
 def _document(config: RunConfig, found: Search, started: dt.datetime,

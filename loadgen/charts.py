@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from loadgen.failures import interval_counts
 from loadgen.report import format_percent, is_open_model
 
 FIGSIZE = (11.0, 5.0)  # bars only: documents with neither intervals nor histograms
@@ -37,6 +38,7 @@ SUCCESS_COLOR = "#55A868"
 LIMITED_COLOR = "#C44E52"
 THROUGHPUT_COLOR = "#999999"
 THROUGHPUT_LABEL_COLOR = "#555555"
+FAILURE_COLOR = LIMITED_COLOR
 # Percentile lines over time, darker for the tail that matters most.
 TIME_LINES = (("p50", "P50", "#8FB3DE"), ("p90", "P90", "#4C72B0"), ("p99", "P99", "#1B2F5E"))
 MIN_LAST_INTERVAL_S = 0.5  # a shorter final interval is a sliver, not a second
@@ -189,10 +191,12 @@ def _ms(interval: dict[str, Any], key: str) -> float:
 
 
 def _draw_over_time(ax: Any, intervals: list[dict[str, Any]], corrected: bool) -> None:
-    """Percentile lines per second with throughput behind them on a second axis.
+    """Percentile lines per second with throughput (and failures) behind them on a second axis.
 
     Throughput shares the x axis so that a latency spike can be matched with a
-    dip (server stall) or a surge (queueing) at a glance.
+    dip (server stall) or a surge (queueing) at a glance; failures per second
+    are drawn on the same scale when there were any, so a burst of 500s or
+    timeouts shows as the share of the throughput it was.
     """
     title = "Latency over time" + (" (corrected)" if corrected else "")
     ax.set_title(title)
@@ -205,6 +209,10 @@ def _draw_over_time(ax: Any, intervals: list[dict[str, Any]], corrected: bool) -
     marker = "o" if len(times) <= MARKERS_UP_TO else None
     rate_ax = ax.twinx()
     _draw_throughput(rate_ax, times, [float(i.get("rps") or 0.0) for i in intervals])
+    # Old files counted only the requests without a response per second: say so on the line.
+    old = any("failures" not in i for i in intervals)
+    _draw_failures(rate_ax, times, [failure_rate(i) for i in intervals],
+                   "Failures/s (no response only)" if old else "Failures/s")
     ax.set_zorder(rate_ax.get_zorder() + 1)  # lines over the shaded throughput
     ax.patch.set_visible(False)
     tallest = 0.0
@@ -236,6 +244,27 @@ def _draw_throughput(ax: Any, times: list[float], rates: list[float]) -> None:
     ax.tick_params(axis="y", colors=THROUGHPUT_LABEL_COLOR)
     top = max(rates)
     ax.set_ylim(0, top * HEADROOM if top > 0 else 1.0)
+
+
+def failure_rate(interval: dict[str, Any]) -> float:
+    """Failures per second in one interval, on the throughput's scale (req/s).
+
+    Scaled from ``rps`` rather than divided by the interval's length, so old
+    files (no ``length_s``; only transport failures, as ``errors``) read too.
+    """
+    requests = interval.get("requests") or 0
+    if not requests:
+        return 0.0
+    return float(interval.get("rps") or 0.0) * interval_counts(interval)[1] / requests
+
+
+def _draw_failures(ax: Any, times: list[float], rates: list[float], label: str) -> None:
+    """A red step line of failures per second, only when some request failed."""
+    if not any(rates):
+        return
+    xs = [max(0.0, times[0] - 1.0), *times]
+    ax.step(xs, [rates[0], *rates], where="pre", color=FAILURE_COLOR, linewidth=1.2,
+            label=label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +476,7 @@ def _short(value: float | None) -> str:
 
 
 def draw_capacity(doc: dict[str, Any], path: str) -> str:
-    """A capacity search in one PNG: each step's rate against its p99 and error share.
+    """A capacity search in one PNG: each step's rate against its p99 and failure share.
 
     Steps are drawn in rate order (the bisection visits them out of order), held
     steps green and failed ones red, with the answer as a vertical line, so the
@@ -465,11 +494,12 @@ def draw_capacity(doc: dict[str, Any], path: str) -> str:
     p99_ax.scatter(rates, p99, c=colors, zorder=2)
     p99_ax.set(title="P99 latency (corrected) by rate", xlabel="Target rate (req/s)",
                ylabel="P99 latency (ms)")
-    err_ax.plot(rates, [100 * s["error_share"] for s in steps], color="#4c72b0", zorder=1)
-    err_ax.scatter(rates, [100 * s["error_share"] for s in steps], c=colors, zorder=2)
-    err_ax.set(title="Failed requests by rate", xlabel="Target rate (req/s)",
-               ylabel="Failed requests (%)")
-    err_ax.set_ylim(0, max([1.0, *(120 * s["error_share"] for s in steps)]))
+    shares = [100 * failure_share(s) for s in steps]
+    err_ax.plot(rates, shares, color="#4c72b0", zorder=1)
+    err_ax.scatter(rates, shares, c=colors, zorder=2)
+    err_ax.set(title="Failures by rate (requests without 2xx)", xlabel="Target rate (req/s)",
+               ylabel="Failures (% of requests)")
+    err_ax.set_ylim(0, max([1.0, *(1.2 * share for share in shares)]))
     answer = doc.get("capacity_rps")
     for ax in (p99_ax, err_ax):
         if answer:
@@ -481,3 +511,9 @@ def draw_capacity(doc: dict[str, Any], path: str) -> str:
     fig.suptitle(f"loadgen capacity: {url} | SLOs {', '.join(doc.get('slos') or [])}",
                  color=LIMITED_COLOR if doc.get("generator_limited") else "black")
     return _save(fig, path)
+
+
+def failure_share(step: dict[str, Any]) -> float:
+    """A capacity step's share of failed requests; files before the rename say ``error_share``."""
+    share = step.get("failure_share")
+    return float(share if share is not None else step.get("error_share") or 0.0)

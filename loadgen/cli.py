@@ -90,8 +90,8 @@ TARGET_OPTIONS = _options(
               help="Open model: connections may grow to this when all are busy "
                    "[default: --concurrency, i.e. requests wait].")
 @click.option("--threshold", "thresholds", multiple=True,
-              help="Pass/fail condition, e.g. 'p99<200ms', 'errors<1%', 'rps>1000', "
-                   "'GET /api/health: p95<50ms'; any failure exits 1. Repeatable.")
+              help="Pass/fail condition, e.g. 'p99<200ms', 'failures<1%', 'rps>1000', "
+                   "'GET /api/health: p95<50ms'; a threshold that fails exits 1. Repeatable.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Scenario file (TOML); options typed on the command line override it.")
 @click.option("--cluster", default=None, metavar="ADDRESS",
@@ -124,7 +124,7 @@ def run(**opts: Any) -> None:
 @cli.command()
 @TARGET_OPTIONS
 @click.option("--slo", "slos", multiple=True, required=True,
-              help="Condition each step must meet, e.g. 'p99<100ms', 'errors<1%'. Repeatable.")
+              help="Condition each step must meet, e.g. 'p99<100ms', 'failures<1%'. Repeatable.")
 @click.option("--start-rate", type=click.FloatRange(min=0, min_open=True), default=50,
               show_default=True, help="First step's rate (req/s); doubled until a step fails.")
 @click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=100_000,

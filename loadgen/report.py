@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from loadgen.failures import failure_count, failures_by_kind, failures_by_status, share_text
+
 ALL_ENDPOINTS = "All endpoints"
 MISSING = "-"
 
@@ -39,6 +41,12 @@ SERVICE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 CORRECTED_CAPTION = "Latency, corrected (from intended send time):"
 SERVICE_CAPTION = "Service time (uncorrected, from actual send):"
+EVERY_REQUEST_CAPTION = "Every request, failures included:"
+SUCCESS_CAPTION = "Latency of successful requests only (2xx):"
+# The successes-only table answers "how fast is it when it works", so it shows the
+# count it is computed over instead of the rates, which belong to the main table.
+SUCCESS_HEADERS: tuple[str, ...] = (
+    ("Endpoint", "Successes") + tuple(header for header, _ in LATENCY_COLUMNS))
 BANNER_MARK = "!!"
 LIMITED_OPEN = ("GENERATOR LIMITED: loadgen could not keep the requested rate; "
                 "these numbers describe loadgen's limit, not the server's")
@@ -48,14 +56,17 @@ STATUS_WORDS = {"running": "running (in progress: numbers so far)"}
 
 
 def render_table(doc: dict[str, Any]) -> str:
-    """The whole report: [banner], header line, table(s), then status codes and errors.
+    """The whole report: [banner], header line, table(s), then status codes and failures.
 
     The summary lines sit under the table because that is where the eye
     lands after scanning the rows.  The generator banner comes first of all:
     a run that measured loadgen instead of the server must not be read as a
     result.  Open-model runs get a caption saying which latency the main
     table shows, and a second, uncorrected table, because the gap between the
-    two is the queueing the closed model would have hidden.
+    two is the queueing the closed model would have hidden.  The main table
+    covers every request; when some failed, a second table gives the latency
+    of the successes alone, because fast failures (an instant 500) would
+    otherwise pass for a fast server.
     """
     summary = doc.get("summary") or {}
     lines = generator_banner(doc)
@@ -63,13 +74,18 @@ def render_table(doc: dict[str, Any]) -> str:
     lines += _generator_lines(doc)
     lines += [f"Problem: {p}" for p in doc.get("problems") or []]
     lines.append("")
+    successes_table = has_success_latency(doc) and failure_count(summary) > 0
     if is_open_model(doc):
         lines.append(CORRECTED_CAPTION)
+    if successes_table:
+        lines.append(EVERY_REQUEST_CAPTION)
     lines += [_table(doc), ""]
+    if successes_table:
+        lines += [SUCCESS_CAPTION, _success_table(doc), ""]
     if has_service_time(doc):
         lines += [SERVICE_CAPTION, _service_table(doc), ""]
     lines.append(_status_codes_line(summary.get("status_codes") or {}))
-    lines.append(_errors_line(summary.get("errors") or {}))
+    lines.append(failures_line(summary))
     lines += _nodes_lines(doc)
     return "\n".join(lines) + "\n"
 
@@ -96,6 +112,13 @@ def has_service_time(doc: dict[str, Any]) -> bool:
     """Whether any S block carries the uncorrected latency (absent in closed-model runs)."""
     blocks = [doc.get("summary") or {}, *(doc.get("endpoints") or [])]
     return any(isinstance(b, dict) and b.get("service_time_ms") for b in blocks)
+
+
+def has_success_latency(doc: dict[str, Any]) -> bool:
+    """Whether the document keeps a successes-only latency (absent in old files)."""
+    blocks = [doc.get("summary") or {}, *(doc.get("endpoints") or [])]
+    return any(isinstance(b, dict) and isinstance(b.get("success_latency_ms"), dict)
+               for b in blocks)
 
 
 def generator_banner(doc: dict[str, Any]) -> list[str]:
@@ -158,8 +181,10 @@ def _header_line(doc: dict[str, Any]) -> str:
     duration = summary.get("duration_s") or 0.0
     rps = summary.get("rps") or 0.0
     model = f" | {_model_words(doc)}" if is_open_model(doc) else ""
+    success = (f" | {share_text(requests - failure_count(summary), requests)} success"
+               if requests else "")
     return (f"Run {status}: {url} | {requests:,} requests in {format_seconds(duration)}"
-            f" | {format_number(rps, thousands=True)} req/s{model}")
+            f" | {format_number(rps, thousands=True)} req/s{success}{model}")
 
 
 def _model_words(doc: dict[str, Any]) -> str:
@@ -193,6 +218,19 @@ def _table(doc: dict[str, Any]) -> str:
             for e in endpoints]
     total = _row(ALL_ENDPOINTS, doc.get("summary") or {}, default_conc)
     return _layout(HEADERS, rows, total)
+
+
+def _success_table(doc: dict[str, Any]) -> str:
+    """Latency of the 2xx responses alone, same rows as the main table; "-" where none."""
+
+    def row(name: str, s: dict[str, Any]) -> list[str]:
+        latency = s.get("success_latency_ms") or {}
+        successes = s.get("successes")
+        return [name, f"{successes:,}" if isinstance(successes, int) else MISSING,
+                *(format_number(latency.get(key)) for _, key in LATENCY_COLUMNS)]
+
+    rows = [row(e.get("endpoint", "?"), e) for e in doc.get("endpoints") or []]
+    return _layout(SUCCESS_HEADERS, rows, row(ALL_ENDPOINTS, doc.get("summary") or {}))
 
 
 def _service_table(doc: dict[str, Any]) -> str:
@@ -240,17 +278,38 @@ def _status_codes_line(codes: dict[str, int]) -> str:
     """HTTP status codes in numeric order, so 2xx come before 5xx."""
     if not codes:
         return "Status codes: none"
-    ordered = sorted(codes.items(), key=lambda kv: (not kv[0].isdigit(), kv[0].zfill(3)))
+    ordered = sorted(codes.items(), key=_code_order)
     return "Status codes: " + "   ".join(f"{code} × {n:,}" for code, n in ordered)
 
 
-def _errors_line(errors: dict[str, int]) -> str:
-    """Transport errors, most frequent first; "none" says explicitly that there were none."""
-    present = {kind: n for kind, n in errors.items() if n}
-    if not present:
-        return "Errors: none"
-    ordered = sorted(present.items(), key=lambda kv: (-kv[1], kv[0]))
-    return "Errors: " + ", ".join(f"{kind} × {n:,}" for kind, n in ordered)
+def failures_line(block: dict[str, Any]) -> str:
+    """Requests that did not succeed, with the success rate and both causes.
+
+    ``Failures: 1,000 of 1,000 requests (100.00%; 0.00% success) — by status:
+    500 × 1,000; by kind: none``.  Both splits are always named, "none"
+    included, so a reader never wonders whether a cause was left out; status
+    codes in numeric order, kinds most frequent first.
+    """
+    requests = block.get("requests") or 0
+    failures = failure_count(block)
+    if not failures:
+        return "Failures: none" + (f" ({share_text(requests, requests)} success)"
+                                   if requests else " (no requests)")
+    by_status = sorted(failures_by_status(block).items(), key=_code_order)
+    by_kind = sorted(failures_by_kind(block).items(), key=lambda kv: (-kv[1], kv[0]))
+    share = (f" of {requests:,} requests ({share_text(failures, requests)}; "
+             f"{share_text(requests - failures, requests)} success)" if requests else "")
+    return (f"Failures: {failures:,}{share} — by status: {_counts_text(by_status)}; "
+            f"by kind: {_counts_text(by_kind)}")
+
+
+def _counts_text(items: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{name} × {n:,}" for name, n in items) or "none"
+
+
+def _code_order(item: tuple[str, int]) -> tuple[bool, str]:
+    """Numeric status codes in numeric order, anything else after them."""
+    return (not item[0].isdigit(), item[0].zfill(3))
 
 
 def format_number(value: float | None, thousands: bool = False) -> str:

@@ -21,7 +21,16 @@ from loadgen.report import render_table
 from loadgen.results import ResultsError, read_document
 
 #: Keys of an S block the renderers read as numbers (or null).
-NUMERIC_BLOCK_KEYS = ("requests", "successes", "rps", "duration_s", "success_rate")
+NUMERIC_BLOCK_KEYS = ("requests", "successes", "failures", "rps", "duration_s", "success_rate")
+#: Latency blocks of an S block: objects of numbers (or null).  ``success_latency_ms`` is
+#: absent from files written before failures were split from successes.
+LATENCY_BLOCK_KEYS = ("latency_ms", "success_latency_ms", "service_time_ms")
+#: Count maps of an S block.  ``errors`` is the old name of ``failures_by_kind``; old files
+#: have no ``failures_by_status`` (the reader derives it from ``status_codes``).
+COUNT_BLOCK_KEYS = ("status_codes", "failures_by_status", "failures_by_kind", "errors")
+#: Numbers of an interval, old and new: old files have ``errors`` (transport failures only),
+#: new ones ``successes``, ``failures`` and ``length_s``.
+NUMERIC_INTERVAL_KEYS = ("requests", "successes", "failures", "errors", "rps", "length_s")
 
 
 def report_command(path: str, visualize: bool, output_image: str | None,
@@ -106,11 +115,24 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
     for i, interval in enumerate(doc.get("intervals") or []):
         if not isinstance(interval, dict) or not _is_number(interval.get("t")):
             return f"intervals[{i}] has no time 't'"
-        if not _numbers_or_null(interval.get("latency_ms") or {}):
-            return f"intervals[{i}]: 'latency_ms' holds a non-number"
-        if not _numbers_or_null({k: interval.get(k) for k in ("requests", "errors", "rps")}):
-            return f"intervals[{i}]: 'requests', 'errors' or 'rps' is not a number"
+        problem = _interval_problem(interval)
+        if problem:
+            return f"intervals[{i}]: {problem}"
     return _config_problem(doc.get("config") or {}) or _generator_problem(doc.get("generator"))
+
+
+def _interval_problem(interval: dict[str, Any]) -> str | None:
+    """What is wrong with one interval beyond its time 't' (old and new keys accepted)."""
+    if not _numbers_or_null(interval.get("latency_ms") or {}):
+        return "'latency_ms' holds a non-number"
+    for key in NUMERIC_INTERVAL_KEYS:
+        if interval.get(key) is not None and not _is_number(interval[key]):
+            return f"{key!r} is not a number"
+    if interval.get("partial") is not None and not isinstance(interval["partial"], bool):
+        return "'partial' is not true or false"
+    if interval.get("start") is not None and not isinstance(interval["start"], str):
+        return "'start' is not a string"
+    return None
 
 
 def _config_problem(config: dict[str, Any]) -> str | None:
@@ -148,11 +170,11 @@ def _block_problem(block: Any) -> str | None:
     for key in NUMERIC_BLOCK_KEYS:
         if block.get(key) is not None and not _is_number(block[key]):
             return f"{key!r} is not a number"
-    for key in ("latency_ms", "service_time_ms"):
+    for key in LATENCY_BLOCK_KEYS:
         value = block.get(key)
         if value is not None and not (isinstance(value, dict) and _numbers_or_null(value)):
             return f"{key!r} is not an object of numbers"
-    for key in ("status_codes", "errors"):
+    for key in COUNT_BLOCK_KEYS:
         value = block.get(key)
         if value is not None and not (isinstance(value, dict)
                                       and all(_is_int(n) for n in value.values())):

@@ -12,7 +12,7 @@ over the file.  Example (every key is optional; an empty file is valid)::
     timeout = "10s"               # per-request timeout
     insecure = false              # true: do not verify TLS certificates
     quiet = false                 # true: no live progress on stderr
-    thresholds = ["p99<200ms", "errors<1%"]
+    thresholds = ["p99<200ms", "failures<1%"]
     save = "results.json"         # results document (JSON)
     visualize = true              # draw the charts
     output_image = "performance.png"

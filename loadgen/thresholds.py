@@ -1,12 +1,13 @@
-"""SLO thresholds (``p99<200ms``, ``errors<1%``, ``GET /api/health: p99<50ms``) checked on a run.
+"""SLO thresholds (``p99<200ms``, ``failures<1%``, ``GET /api/health: p99<50ms``) checked on a run.
 
 Grammar (white space anywhere between the parts)::
 
     [ENDPOINT ":" SPACE] METRIC OP NUMBER [UNIT]
 
     METRIC  min mean p50 p75 p90 p95 p99 p99.9 (or p999) max   latency: us, ms, s; bare = ms
-            errors     failures / requests: NUMBER% or a bare fraction <= 1
-            success    success rate: NUMBER% or a bare fraction <= 1
+            failures   share of requests that did not succeed: NUMBER% or a bare
+                       fraction <= 1 (``errors`` is the same metric, an older name)
+            success    success rate (2xx / requests): NUMBER% or a bare fraction <= 1
             rps        requests per second (optional "/s", "req/s" or "rps")
             requests   request count
     OP      <  <=  >  >=
@@ -21,6 +22,13 @@ check is one comparison.  Latency thresholds read ``latency_ms``: in the open
 model that is the corrected latency, the one users feel.  A metric without data
 (no responses, so no latency) fails: an SLO that could not be checked has not
 been met.
+
+A failure is any request without a 2xx response: a non-2xx status or no
+response at all (connect, timeout, ...), the same meaning as in the report
+and the progress line, so ``failures<1%`` and ``success>=99%`` are exact
+complements.  Both read the totals (``failures``, i.e. requests - successes);
+no threshold reads the per-status or per-kind counts, each of which holds only
+one cause of failure.
 
 A threshold naming an endpoint the run does not have is a ``ConfigError``
 (exit 2), not a failure (exit 1): it is a typo in the command, and reporting it
@@ -37,11 +45,13 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from loadgen.config import ConfigError
+from loadgen.failures import failure_count, percent_text
 
 LATENCY = ("min", "mean", "p50", "p75", "p90", "p95", "p99", "p999", "max")
-_ALIASES = {"p99.9": "p999"}
+_ALIASES = {"p99.9": "p999", "errors": "failures"}
 KNOWN = ("min", "mean", "p50", "p75", "p90", "p95", "p99", "p99.9", "p999", "max",
-         "errors", "success", "rps", "requests")
+         "failures", "errors", "success", "rps", "requests")
+SHARES = ("failures", "errors", "success")   # metrics that are a share of the requests
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -129,7 +139,7 @@ def _parse_value(source: str, metric: str, rest: str) -> float:
     if not m:
         _fail(source, f"expected a number after the operator, got {rest.strip()!r}")
     number, unit = float(m.group(1)), m.group(2)
-    if metric in ("errors", "success"):
+    if metric in SHARES:
         return _fraction(source, metric, number, unit)
     if metric == "rps":
         units, hint = _RPS_UNITS, "a bare number or req/s"
@@ -204,10 +214,11 @@ def evaluate(thresholds: Iterable[Threshold], doc: dict[str, Any]) -> list[Thres
 def actual_value(metric: str, block: dict[str, Any]) -> float | None:
     """The run's figure for ``metric`` from one S block, in canonical units (None: no data)."""
     requests = block.get("requests") or 0
+    metric = _ALIASES.get(metric, metric)
     if metric in LATENCY:
         value = (block.get("latency_ms") or {}).get(metric)
-    elif metric == "errors":
-        value = block.get("failures", 0) / requests if requests else None
+    elif metric == "failures":   # every request that did not succeed, whatever the cause
+        value = failure_count(block) / requests if requests else None
     elif metric == "success":
         value = block.get("successes", 0) / requests if requests else None
     elif metric == "rps":
@@ -218,11 +229,12 @@ def actual_value(metric: str, block: dict[str, Any]) -> float | None:
 
 
 def format_actual(metric: str, value: float | None) -> str:
-    """The figure with its unit, as the threshold was written: '12.3 ms', '0.40%'."""
+    """The figure with its unit: '12.3 ms', '0.40% failures', '99.60% success'."""
     if value is None:
         return "no data"
-    if metric in ("errors", "success"):
-        return f"{value * 100:.2f}%"
+    metric = _ALIASES.get(metric, metric)
+    if metric in ("failures", "success"):
+        return f"{percent_text(value)} {metric}"
     if metric == "rps":
         return f"{value:.1f} req/s"
     if metric == "requests":

@@ -140,9 +140,9 @@ def open_doc(limited: bool = False, status: str = "complete", seed: int = 1) -> 
 @pytest.fixture
 def two_endpoint_doc() -> dict[str, Any]:
     health = block(5000, 5000, 0.412)
-    users = block(5000, 4990, 12.3, codes={"200": 4990, "503": 10},
+    users = block(5004, 4990, 12.3, codes={"200": 4990, "503": 10},
                   errors={"timeout": 3, "connect": 1})
-    summary = block(10000, 9990, 1234.0, codes={"503": 10, "200": 9990},
+    summary = block(10004, 9990, 1234.0, codes={"503": 10, "200": 9990},
                     errors={"timeout": 3, "connect": 1})
     return make_doc({"GET /api/health": health, "GET /api/users": users}, summary)
 
@@ -177,9 +177,9 @@ def test_table_numbers_are_formatted(two_endpoint_doc):
     total = next(line for line in table_lines(text) if line.startswith("All endpoints"))
     assert health.split()[2:] == ["5,000", "10", "100.0", "500", "0.412", "0.371", "0.824",
                                   "1.24", "1.65", "0.206", "2.06"]
-    assert users.split()[2:6] == ["5,000", "10", "99.8", "500"]
+    assert users.split()[2:6] == ["5,004", "10", "99.7", "500"]
     assert users.split()[6] == "12.3"
-    assert total.split()[2:7] == ["10,000", "10", "99.9", "1,000", "1234"]
+    assert total.split()[2:7] == ["10,004", "10", "99.9", "1,000", "1234"]
 
 
 def test_table_columns_are_aligned(two_endpoint_doc):
@@ -189,21 +189,25 @@ def test_table_columns_are_aligned(two_endpoint_doc):
     assert len({len(line) for line in lines}) == 1
 
 
-def test_status_codes_and_errors_are_listed(two_endpoint_doc):
+def test_status_codes_and_failures_are_listed(two_endpoint_doc):
+    """An old document (``errors``, no ``failures_by_status``): both splits are still named."""
     text = render_table(two_endpoint_doc)
     assert "Status codes: 200 × 9,990   503 × 10" in text
-    assert "Errors: timeout × 3, connect × 1" in text
+    assert ("Failures: 14 of 10,004 requests (0.14%; 99.86% success) — by status: 503 × 10; "
+            "by kind: timeout × 3, connect × 1") in text.splitlines()
+    assert "Errors" not in text
 
 
 def test_header_line_has_status_url_duration_and_rate(two_endpoint_doc):
     first = table_lines(render_table(two_endpoint_doc))[0]
-    for part in ("complete", "http://localhost:5000", "10,000 requests", "10.0 s", "1,000 req/s"):
+    for part in ("complete", "http://localhost:5000", "10,004 requests", "10.0 s", "1,000 req/s",
+                 "99.86% success"):
         assert part in first
 
 
-def test_no_errors_says_none():
+def test_no_failures_says_none():
     text = render_table(make_doc({"GET /": block(10, 10)}))
-    assert "Errors: none" in text
+    assert "Failures: none (100.00% success)" in text.splitlines()
     assert "Status codes: 200 × 10" in text
     assert "All endpoints" in text  # kept even for a single endpoint
 
@@ -218,7 +222,8 @@ def test_endpoint_without_samples_shows_dashes():
     assert dead_row.split()[2:] == ["0", "10", "-", "0"] + ["-"] * 7
     assert down_row.split()[2:5] == ["4", "10", "0.0"]
     assert "Status codes: none" in text
-    assert "Errors: connect × 4" in text
+    assert ("Failures: 4 of 4 requests (100.00%; 0.00% success) — by status: none; "
+            "by kind: connect × 4") in text.splitlines()
     assert text.splitlines()[0].startswith("Run failed")
 
 

@@ -36,15 +36,16 @@ def doc(**summary: Any) -> dict[str, Any]:
     ("  P99.9  <  1.5 S ", (None, "p999", "<", 1500.0)),
     ("p999>=3ms", (None, "p999", ">=", 3.0)),
     ("mean<2µs", (None, "mean", "<", 0.002)),
-    ("errors<1%", (None, "errors", "<", 0.01)),
-    ("errors<=0.005", (None, "errors", "<=", 0.005)),
+    ("failures<1%", (None, "failures", "<", 0.01)),
+    ("errors<1%", (None, "failures", "<", 0.01)),        # the older name, same metric
+    ("errors<=0.005", (None, "failures", "<=", 0.005)),
     ("success>=99.5%", (None, "success", ">=", 0.995)),
     ("rps>1000", (None, "rps", ">", 1000.0)),
     ("rps > 1000 req/s", (None, "rps", ">", 1000.0)),
     ("requests>=5000", (None, "requests", ">=", 5000.0)),
     ("GET /api/health: p99<50ms", ("GET /api/health", "p99", "<", 50.0)),
     ("get  /api/health :  p99 < 50 ms", ("GET /api/health", "p99", "<", 50.0)),
-    ("GET /api/items/a:b: errors<2%", ("GET /api/items/a:b", "errors", "<", 0.02)),
+    ("GET /api/items/a:b: failures<2%", ("GET /api/items/a:b", "failures", "<", 0.02)),
     ("/api/health: rps>10", ("/api/health", "rps", ">", 10.0)),
 ])
 def test_grammar(text: str, expected: tuple[Any, ...]) -> None:
@@ -65,6 +66,8 @@ def test_grammar(text: str, expected: tuple[Any, ...]) -> None:
     ("errors<5", "did you mean 5%?"),
     ("errors<150%", "cannot exceed 100%"),
     ("errors<1ms", "unknown unit 'ms' for errors"),
+    ("failures<1ms", "unknown unit 'ms' for failures"),
+    ("failures<101%", "failures cannot exceed 100%"),
     ("rps>10ms", "unknown unit 'ms' for rps"),
     ("requests>10k", "unknown unit 'k' for requests"),
     ("", "empty"),
@@ -90,11 +93,11 @@ def test_threshold_is_frozen_and_hashable() -> None:
 
 def test_evaluate_summary_metrics() -> None:
     results = evaluate(parse_thresholds([
-        "p99<200ms", "p99<10ms", "errors<2%", "errors<0.5%", "rps>=500", "requests>1000",
+        "p99<200ms", "p99<10ms", "errors<2%", "failures<0.5%", "rps>=500", "requests>1000",
         "success>=99%", "p99<=12.3"]), doc())
     assert [r.passed for r in results] == [True, False, True, False, True, False, True, True]
     actual = {r.threshold.text: r.actual for r in results}
-    assert actual["errors<2%"] == pytest.approx(0.01)
+    assert actual["errors<2%"] == actual["failures<0.5%"] == pytest.approx(0.01)
     assert actual["success>=99%"] == pytest.approx(0.99)
     assert actual["requests>1000"] == 1000
 
@@ -125,11 +128,13 @@ def test_unknown_endpoint_is_a_config_error() -> None:
 
 
 def test_render() -> None:
-    results = evaluate(parse_thresholds(["p99<200ms", "errors<0.5%", "rps>1000"]), doc())
+    results = evaluate(parse_thresholds(["p99<200ms", "errors<0.5%", "rps>1000",
+                                         "success>=99.5%"]), doc())
     lines = render_thresholds(results).splitlines()
-    assert lines == ["PASS  p99<200ms    (actual 12.3 ms)",
-                     "FAIL  errors<0.5%  (actual 1.00%)",
-                     "FAIL  rps>1000     (actual 500.0 req/s)",
-                     "Thresholds: 2 of 3 failed"]
+    assert lines == ["PASS  p99<200ms       (actual 12.3 ms)",
+                     "FAIL  errors<0.5%     (actual 1.00% failures)",
+                     "FAIL  rps>1000        (actual 500.0 req/s)",
+                     "FAIL  success>=99.5%  (actual 99.00% success)",
+                     "Thresholds: 3 of 4 failed"]
     assert render_thresholds(results[:1]).splitlines()[-1] == "Thresholds: all 1 passed"
     assert render_thresholds([]) == ""
