@@ -25,8 +25,11 @@ E --duration Ns --rate R --quiet --save X.json`` against the built-in target
 (started here on 127.0.0.1, port 0), and every pair is judged twice: by
 ``loadgen.compare`` (imported, so the figures are the command's own) and by the
 old method -- a Mann-Whitney U test over the per-second values -- for contrast.
-With three or more pairs the runs are also grouped in threes and combined
+Each kind's run is also compared with the same kind's run of the next round
+(about four runs later: more drift, and both endpoints), a harsher A/A.  With
+three or more pairs the runs are also grouped in threes and combined
 (``results.combine_runs``), to show the between-run method used for repeats.
+One discarded warm-up run comes first.
 
 All load goes to 127.0.0.1; each run is bounded by its duration plus a grace.
 """
@@ -110,6 +113,10 @@ def order(i: int) -> list[str]:
 def make_runs(folder: Path, pairs: int, duration: int, rate: int) -> None:
     target, url = start_target()
     try:
+        # Discarded: the first run against a fresh target (and a cold page cache) would
+        # otherwise be the odd one out, and always on the same side.
+        print("warm-up run (discarded)", file=sys.stderr, flush=True)
+        run_once(url, KINDS["a"], min(duration, 3), rate, folder / "warmup.json")
         total = pairs * len(KINDS)
         done = 0
         for i in range(pairs):
@@ -200,6 +207,14 @@ def analyze(folder: Path) -> int:
     print(f"  detection (p50 significantly higher, worse): new {ab['worse']['p50']}/{pairs}, "
           f"p99 {ab['worse']['p99']}/{pairs}; old p50 {ab['old']['p50']}/{pairs} "
           "(goal: at least 9 of 10)")
+    if pairs >= 2:
+        print()
+        later = [(runs[k][i], runs[k][i + 1]) for k in KINDS for i in range(pairs - 1)]
+        drift = tally(later)
+        show("A/A across rounds: each kind's run against its next round's (~4 runs apart, "
+             "more drift)", drift)
+        print(f"  false-positive rate: new {drift['new']['any'] / drift['n']:.0%}, "
+              f"old {drift['old']['any'] / drift['n']:.0%}")
     if pairs >= 3:
         print()
         aa3 = tally(list(zip(groups_of_three(runs["a"][:pairs]),

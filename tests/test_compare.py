@@ -20,6 +20,7 @@ from loadgen.compare import (
     FLOORS,
     METHOD_BOOTSTRAP,
     METHOD_RUNS,
+    TESTED_METRICS,
     compare_documents,
     default_labels,
     full_intervals,
@@ -355,3 +356,9 @@ def test_load_for_compare(tmp_path: Path) -> None:
 def test_default_labels() -> None:
     assert default_labels(["runs/before.json", "after.json"]) == ["before", "after"]
     assert default_labels(["a/run.json", "b/run.json"]) == ["a/run.json", "b/run.json"]
+
+
+def test_the_command_line_offers_the_tested_metrics() -> None:
+    from loadgen.cli import REGRESSION_METRICS
+
+    assert sorted(REGRESSION_METRICS) == sorted((*TESTED_METRICS, "any"))
