@@ -55,8 +55,13 @@ FLOORS: dict[str, tuple[float, float | None]] = {
 #: Runs per side from which repeats are judged by their between-run variance.
 MIN_RUNS = 3
 BOOTSTRAP_RESAMPLES = 4000
+#: Fewer resamples (down to 1000) for runs so long that 4000 would take seconds per metric.
+BOOTSTRAP_VALUES = 20_000_000
+MIN_RESAMPLES = 1000
 #: Fixed, so that the same files always get the same verdict.
 BOOTSTRAP_SEED = 20240611
+#: Resampled values held at once (memory: 8 bytes each, twice).
+CHUNK_VALUES = 2_000_000
 METHOD_BOOTSTRAP = "circular block bootstrap over full seconds (difference of medians)"
 METHOD_RUNS = "Welch t over per-run figures (between-run variance)"
 
@@ -155,20 +160,26 @@ def block_length(n: int) -> int:
 
 
 def circular_block_medians(values: np.ndarray, rng: np.random.Generator,
-                           resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+                           resamples: int) -> np.ndarray:
     """Medians of ``resamples`` circular block bootstrap resamples of one series.
 
     Each resample is ceil(n / L) blocks of L consecutive seconds starting
     anywhere (wrapping round the end, so every second is drawn equally often),
     cut to n.  scipy.stats.bootstrap resamples single values, which would throw
-    the autocorrelation away and make the interval too narrow.
+    the autocorrelation away and make the interval too narrow.  Resamples are
+    drawn in chunks, so a day-long run does not need gigabytes of indices.
     """
     n = len(values)
     length = block_length(n)
     blocks = -(-n // length)
-    starts = rng.integers(0, n, size=(resamples, blocks))
-    index = (starts[:, :, None] + np.arange(length)) % n
-    return np.median(values[index.reshape(resamples, -1)[:, :n]], axis=1)
+    chunk = max(1, min(resamples, CHUNK_VALUES // (blocks * length)))
+    medians = []
+    for done in range(0, resamples, chunk):
+        size = min(chunk, resamples - done)
+        starts = rng.integers(0, n, size=(size, blocks))
+        index = (starts[:, :, None] + np.arange(length)) % n
+        medians.append(np.median(values[index.reshape(size, -1)[:, :n]], axis=1))
+    return np.concatenate(medians)
 
 
 def bootstrap_interval(base: Sequence[float], other: Sequence[float],
@@ -187,7 +198,9 @@ def bootstrap_interval(base: Sequence[float], other: Sequence[float],
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     x, y = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
-    diffs = circular_block_medians(y, rng) - circular_block_medians(x, rng)
+    resamples = max(MIN_RESAMPLES, min(BOOTSTRAP_RESAMPLES,
+                                       BOOTSTRAP_VALUES // max(len(x), len(y))))
+    diffs = circular_block_medians(y, rng, resamples) - circular_block_medians(x, rng, resamples)
     k = max(2, min(-(-len(v) // block_length(len(v))) for v in (x, y)))
     tail = float(norm.cdf(-math.sqrt(k / (k - 1)) * t.ppf(1 - alpha / 2, k - 1)))
     low, high = np.quantile(diffs, [tail, 1 - tail])
@@ -245,7 +258,7 @@ def significance(base: list[float], other: list[float], better: str, *,
     if min(abs(low), abs(high)) <= margin:   # one side of 0, but not wholly beyond the floor
         result["verdict"] = f"within noise floor (±{band:.0f}%)"
         return result
-    direction = "higher" if diff > 0 else "lower"
+    direction = "higher" if low > 0 else "lower"
     assessment = "better" if direction == better else "worse"
     result.update(significant=True, direction=direction, assessment=assessment,
                   verdict=f"significantly {direction} ({_describe_ci(result)}), {assessment}")
