@@ -111,8 +111,9 @@ def full_intervals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     for entry in sorted(doc.get("intervals") or [], key=lambda e: e.get("t", 0.0)):
         t = float(entry.get("t", 0.0))
         if "partial" in entry or "length_s" in entry:
-            full = (not entry.get("partial")
-                    and float(entry.get("length_s") or 1.0) >= FULL_INTERVAL_S)
+            length = entry.get("length_s")
+            full = (entry.get("partial") is not True
+                    and (not _is_number(length) or length >= FULL_INTERVAL_S))
         else:
             full = t - previous >= FULL_INTERVAL_S
         if full:
@@ -135,13 +136,21 @@ def run_values(doc: dict[str, Any], key: str) -> list[float] | None:
     and are then judged by their seconds.
     """
     runs = doc.get("combined_runs")
-    if not runs:
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
         return None
-    values = [r.get("rps") if key == "rps" else (r.get("latency_ms") or {}).get(key)
-              for r in runs]
-    if any(v is None for v in values):
+    latency = [r.get("latency_ms") for r in runs]
+    values = [r.get("rps") if key == "rps" else (block.get(key) if isinstance(block, dict)
+                                                else None)
+              for r, block in zip(runs, latency)]
+    if not all(_is_number(v) for v in values):
         return None
     return [float(v) for v in values]
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number (not a bool, not NaN): anything else in a hand-edited file is ignored."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 # --- the verdict -------------------------------------------------------------------------

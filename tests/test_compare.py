@@ -319,6 +319,14 @@ def test_repeats_are_judged_by_the_variance_between_runs() -> None:
     test = verdicts_of(two)["p50"]
     assert test is not None and test["method"] == METHOD_BOOTSTRAP and test["runs"] is None
     assert test["intervals"] == [20, 30] and test["significant"]
+    # Combined before runs kept their figures (or hand-edited): judged by the seconds.
+    old_style = [combined(7, 3, 10.0), combined(8, 3, 13.0)]
+    for run in old_style[0]["combined_runs"]:
+        del run["latency_ms"], run["rps"]
+    old_style[1]["combined_runs"][0]["rps"] = "fast"
+    tests = verdicts_of(compare_documents(old_style, ["a", "b"]))
+    assert {tests[k]["method"] for k in ("p50", "p99", "rps")} == {METHOD_BOOTSTRAP}  # type: ignore[index]
+    assert tests["p50"]["significant"]  # type: ignore[index]
 
 
 def test_regressions_name_the_worse_runs() -> None:
