@@ -154,6 +154,11 @@ def capacity(**opts: Any) -> None:
     sys.exit(capacity_command(config, opts, step_s))
 
 
+#: The metrics ``compare`` tests (loadgen.compare.TESTED_METRICS, not imported: it loads
+#: numpy), and "any" of them.
+REGRESSION_METRICS = ("p50", "p99", "rps", "any")
+
+
 @cli.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--label", "labels", multiple=True, help="Name for each run [default: file names].")
@@ -161,12 +166,21 @@ def capacity(**opts: Any) -> None:
 @click.option("--output-image", type=click.Path(dir_okay=False), default=None,
               help="Where the comparison chart goes [default: compare.png].")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--fail-on-regression", "fail_on", multiple=True, metavar="METRIC",
+              type=click.Choice(REGRESSION_METRICS, case_sensitive=False),
+              help="Exit 1 when a later run is significantly worse on METRIC "
+                   f"({', '.join(REGRESSION_METRICS)}); repeatable.")
+@click.option("--floor", "floor_pct", type=click.FloatRange(min=0), default=None, metavar="PCT",
+              help="Noise floor: a change below PCT % of the first run is never significant "
+                   "[default: p50 5%, p99 20%, rps 10%; latency also below 0.5 ms / 2 ms].")
 def compare(files: tuple[str, ...], labels: tuple[str, ...], visualize: bool,
-            output_image: str | None, as_json: bool) -> None:
+            output_image: str | None, as_json: bool, fail_on: tuple[str, ...],
+            floor_pct: float | None) -> None:
     """Compare saved runs: each metric side by side, with significance tests."""
     from loadgen.comparecmd import compare_command
 
-    sys.exit(compare_command(list(files), list(labels), visualize, output_image, as_json))
+    sys.exit(compare_command(list(files), list(labels), visualize, output_image, as_json,
+                             fail_on=[m.lower() for m in fail_on], floor=floor_pct))
 
 
 @cli.command()

@@ -1,26 +1,45 @@
-"""``loadgen compare A.json B.json ...``: runs side by side, with a significance verdict.
+"""``loadgen compare A.json B.json ...``: runs side by side, with a verdict that does not cry wolf.
 
-A change of a few percent between two runs is usually noise.  To say whether
-it is not, each run's per-second intervals are treated as samples: their p50,
-p99 and rps values are compared with the first run's by a two-sided
-Mann-Whitney U test (alpha 0.05).  It needs no normality (per-second
-percentiles are skewed) and only ranks, so one outlier second cannot decide.
+A change of a few percent between two runs of one configuration is usually
+noise, and of two kinds: second-to-second noise within a run, and drift
+between runs (other jobs on a shared machine, throttling, a warming cache).
+The old verdict -- a Mann-Whitney U test over per-second values -- took each
+second as an independent sample: but seconds are autocorrelated (a slow
+stretch spans many of them) and the drift between runs is not in any one run,
+so identical runs were called "significantly" different.  Measured in
+``bench/aa.py``.  Now p50, p99 and rps of each run are judged against the first
+run's in one of two ways, and the result says which:
 
-Only full intervals count (the last second of a run is usually partial, and
-its rps would read low); with fewer than ``MIN_INTERVALS`` the verdict is "too
-short to tell", never a guess.  The test is scipy's ``mannwhitneyu``.
+* **Single runs: a circular block bootstrap over seconds.**  Each run's
+  per-second values are resampled in blocks of about sqrt(n) consecutive
+  seconds (so the autocorrelation inside a block is kept), giving a 95%
+  interval for the difference of the two runs' median seconds -- widened for
+  the few independent blocks a short run has (an expanded percentile interval).
+* **Repeats (``combine_runs`` documents with 3+ runs on both sides): the
+  between-run variance.**  Each run is one observation (its own p50, p99,
+  rps); a Welch t interval for the difference of the means.  This is the only
+  way to measure drift rather than assume a bound for it.
 
-Per-second samples are not fully independent (a slow minute spans 60 of
-them), so a "significant" verdict on a long run says the runs differ, not by
-how much; the change column says how much.
+Either way the difference is called significant only when the whole interval
+lies beyond a **noise floor** (``FLOORS``): a share of the baseline, and for
+latency a number of milliseconds too.  The floor stands for the drift a single
+run cannot show, so it is wider for p99 than for p50 (a stall that touches 1%
+of the requests moves the p99, not the p50; measured on a shared 2-core machine
+in ``bench/aa.py``, consecutive identical runs' p99 moved by 20-30%, their p50
+by a few %).  A difference inside it is never called significant ("within
+noise floor").  With fewer than ``MIN_INTERVALS`` full seconds the verdict is
+"too short to tell", never a guess.  The bootstrap is seeded, so the same files
+always get the same verdict.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 
 from loadgen.config import ConfigError
 from loadgen.results import read_document
@@ -28,6 +47,23 @@ from loadgen.results import read_document
 ALPHA = 0.05
 MIN_INTERVALS = 5
 FULL_INTERVAL_S = 0.9
+#: Per tested metric, (% of the baseline, and for latency ms) below which a difference is
+#: never significant: the drift between two runs of one configuration on a shared machine,
+#: which no single run can show (measured: bench/aa.py).
+FLOORS: dict[str, tuple[float, float | None]] = {
+    "p50": (5.0, 0.5), "p99": (20.0, 2.0), "rps": (10.0, None)}
+#: Runs per side from which repeats are judged by their between-run variance.
+MIN_RUNS = 3
+BOOTSTRAP_RESAMPLES = 4000
+#: Fewer resamples (down to 1000) for runs so long that 4000 would take seconds per metric.
+BOOTSTRAP_VALUES = 20_000_000
+MIN_RESAMPLES = 1000
+#: Fixed, so that the same files always get the same verdict.
+BOOTSTRAP_SEED = 20240611
+#: Resampled values held at once (memory: 8 bytes each, twice).
+CHUNK_VALUES = 2_000_000
+METHOD_BOOTSTRAP = "circular block bootstrap over full seconds (difference of medians)"
+METHOD_RUNS = "Welch t over per-run figures (between-run variance)"
 
 #: (key, label, unit, better, read from an S block, per-interval key tested or None)
 METRICS: tuple[tuple[str, str, str, str, Any, str | None], ...] = (
@@ -40,6 +76,8 @@ METRICS: tuple[tuple[str, str, str, str, Any, str | None], ...] = (
     ("p999", "latency p99.9", "ms", "lower", lambda s: _latency(s, "p999"), None),
     ("max", "latency max", "ms", "lower", lambda s: _latency(s, "max"), None),
 )
+#: The metrics that get a verdict (``--fail-on-regression`` takes these, or "any").
+TESTED_METRICS = tuple(m[0] for m in METRICS if m[5] is not None)
 #: Config keys whose difference makes a comparison suspect.
 CONFIG_KEYS = ("url", "endpoints", "model", "rate", "concurrency")
 
@@ -61,32 +99,24 @@ def default_labels(paths: Sequence[str]) -> list[str]:
     return names if len(set(names)) == len(names) else list(paths)
 
 
-# --- the Mann-Whitney U test -------------------------------------------------------------
-
-def mann_whitney_u(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Two-sided Mann-Whitney U test (scipy): (U of ``y`` over ``x``, p-value).
-
-    U counts the pairs in which the ``y`` value is larger (ties count half), so
-    U above ``len(x) * len(y) / 2`` means ``y`` tends to be higher.  scipy picks
-    the exact distribution for small tie-free samples, the normal approximation
-    with tie and continuity corrections otherwise.
-    """
-    from scipy.stats import mannwhitneyu
-
-    if len(set(x) | set(y)) == 1:
-        return len(x) * len(y) / 2.0, 1.0   # every value identical: nothing to tell apart
-    result = mannwhitneyu(y, x, alternative="two-sided")
-    return float(result.statistic), float(result.pvalue)
-
-
-# --- the comparison ----------------------------------------------------------------------
+# --- the samples -------------------------------------------------------------------------
 
 def full_intervals(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's per-second intervals that lasted (about) a whole second."""
+    """The run's per-second intervals that lasted a whole second.
+
+    New files say so (``partial``, ``length_s``); for old ones an interval is
+    full when its ``t`` is at least ``FULL_INTERVAL_S`` after the previous one's.
+    """
     kept, previous = [], 0.0
     for entry in sorted(doc.get("intervals") or [], key=lambda e: e.get("t", 0.0)):
         t = float(entry.get("t", 0.0))
-        if t - previous >= FULL_INTERVAL_S:
+        if "partial" in entry or "length_s" in entry:
+            length = entry.get("length_s")
+            full = (entry.get("partial") is not True
+                    and (not _is_number(length) or length >= FULL_INTERVAL_S))
+        else:
+            full = t - previous >= FULL_INTERVAL_S
+        if full:
             kept.append(entry)
         previous = t
     return kept
@@ -99,28 +129,159 @@ def interval_values(intervals: list[dict[str, Any]], key: str) -> list[float]:
     return [float(v) for v in raw if v is not None]
 
 
-def significance(base: list[float], other: list[float], better: str) -> dict[str, Any]:
-    """Verdict on ``other`` against ``base``: too short, not significant, or higher/lower."""
-    n = min(len(base), len(other))
-    result: dict[str, Any] = {"intervals": [len(base), len(other)], "p": None,
-                              "significant": False, "direction": None, "assessment": None}
-    if n < MIN_INTERVALS:
-        result["verdict"] = f"too short to tell ({n} intervals; need ≥ {MIN_INTERVALS})"
-        return result
-    u, p = mann_whitney_u(base, other)
-    result["p"] = p
-    if p >= ALPHA:
+def run_values(doc: dict[str, Any], key: str) -> list[float] | None:
+    """Each repeat's own figure, from a ``combine_runs`` document; None for a single run.
+
+    Documents combined before the per-run figures were recorded give None too,
+    and are then judged by their seconds.
+    """
+    runs = doc.get("combined_runs")
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
+        return None
+    latency = [r.get("latency_ms") for r in runs]
+    values = [r.get("rps") if key == "rps" else (block.get(key) if isinstance(block, dict)
+                                                else None)
+              for r, block in zip(runs, latency)]
+    if not all(_is_number(v) for v in values):
+        return None
+    return [float(v) for v in values]
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number (not a bool, not NaN): anything else in a hand-edited file is ignored."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+# --- the verdict -------------------------------------------------------------------------
+
+def floor_pct(base: float, floor: float, floor_abs: float | None = None) -> float:
+    """The noise floor in % of the baseline: ``floor`` %, and at least ``floor_abs`` units."""
+    if floor_abs and base > 0:
+        return max(floor, floor_abs / base * 100.0)
+    return floor
+
+
+def block_length(n: int) -> int:
+    """About sqrt(n) seconds: long enough to keep a slow stretch together, short enough
+    to leave many different resamples (the usual n^(1/3)..n^(1/2) rule, on the safe side)."""
+    return max(1, round(math.sqrt(n)))
+
+
+def circular_block_medians(values: np.ndarray, rng: np.random.Generator,
+                           resamples: int) -> np.ndarray:
+    """Medians of ``resamples`` circular block bootstrap resamples of one series.
+
+    Each resample is ceil(n / L) blocks of L consecutive seconds starting
+    anywhere (wrapping round the end, so every second is drawn equally often),
+    cut to n.  scipy.stats.bootstrap resamples single values, which would throw
+    the autocorrelation away and make the interval too narrow.  Resamples are
+    drawn in chunks, so a day-long run does not need gigabytes of indices.
+    """
+    n = len(values)
+    length = block_length(n)
+    blocks = -(-n // length)
+    chunk = max(1, min(resamples, CHUNK_VALUES // (blocks * length)))
+    medians = []
+    for done in range(0, resamples, chunk):
+        size = min(chunk, resamples - done)
+        starts = rng.integers(0, n, size=(size, blocks))
+        index = (starts[:, :, None] + np.arange(length)) % n
+        medians.append(np.median(values[index.reshape(size, -1)[:, :n]], axis=1))
+    return np.concatenate(medians)
+
+
+def bootstrap_interval(base: Sequence[float], other: Sequence[float],
+                       alpha: float = ALPHA) -> tuple[float, float, float]:
+    """(difference of the medians, and its 1 - alpha interval) of ``other`` minus ``base``.
+
+    The interval is Hesterberg's *expanded* percentile interval: the plain
+    bootstrap percentile interval is too narrow for small samples (it knows no
+    t distribution), and here the sample is small -- what counts is not the
+    seconds but the independent blocks, about sqrt(n) of them.  So the
+    percentiles are taken at alpha' / 2 = Phi(-sqrt(k / (k - 1)) * t(1 - alpha / 2, k - 1)),
+    k being the fewer blocks of the two runs: for a 6 s run (3 blocks) that is
+    the whole bootstrap range, for an hour-long one nearly the plain 2.5%.
+    """
+    from scipy.stats import norm, t
+
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    x, y = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
+    resamples = max(MIN_RESAMPLES, min(BOOTSTRAP_RESAMPLES,
+                                       BOOTSTRAP_VALUES // max(len(x), len(y))))
+    diffs = circular_block_medians(y, rng, resamples) - circular_block_medians(x, rng, resamples)
+    k = max(2, min(-(-len(v) // block_length(len(v))) for v in (x, y)))
+    tail = float(norm.cdf(-math.sqrt(k / (k - 1)) * t.ppf(1 - alpha / 2, k - 1)))
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    return float(np.median(y) - np.median(x)), float(low), float(high)
+
+
+def welch_interval(base: Sequence[float], other: Sequence[float],
+                   alpha: float = ALPHA) -> tuple[float, float, float, float]:
+    """(difference of the means, its Welch t interval, p) of ``other`` minus ``base``."""
+    from scipy.stats import ttest_ind
+
+    x, y = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
+    diff = float(y.mean() - x.mean())
+    if np.ptp(x) == 0 and np.ptp(y) == 0:   # no spread at all: the t statistic is undefined
+        return diff, diff, diff, 1.0 if diff == 0 else 0.0
+    result = ttest_ind(y, x, equal_var=False)
+    ci = result.confidence_interval(1 - alpha)
+    return diff, float(ci.low), float(ci.high), float(result.pvalue)
+
+
+def significance(base: list[float], other: list[float], better: str, *,
+                 floor: float, floor_abs: float | None = None,
+                 base_runs: list[float] | None = None,
+                 other_runs: list[float] | None = None) -> dict[str, Any]:
+    """Verdict on ``other`` against ``base``: too short, not significant, within the noise
+    floor, or significantly higher/lower -- only when the whole interval clears the floor.
+
+    ``base``/``other`` are per-second values; ``*_runs`` per-run figures of repeats, used
+    instead when both sides have ``MIN_RUNS`` or more.
+    """
+    result: dict[str, Any] = {"intervals": [len(base), len(other)], "runs": None,
+                              "method": None, "p": None, "difference": None, "ci": None,
+                              "ci_pct": None, "floor_pct": None, "significant": False,
+                              "direction": None, "assessment": None}
+    if base_runs and other_runs and min(len(base_runs), len(other_runs)) >= MIN_RUNS:
+        diff, low, high, p = welch_interval(base_runs, other_runs)
+        reference = float(np.mean(base_runs))
+        result.update(method=METHOD_RUNS, runs=[len(base_runs), len(other_runs)], p=p)
+    else:
+        n = min(len(base), len(other))
+        if n < MIN_INTERVALS:
+            result["verdict"] = f"too short to tell ({n} intervals; need ≥ {MIN_INTERVALS})"
+            return result
+        diff, low, high = bootstrap_interval(base, other)
+        reference = float(np.median(base))
+        result["method"] = METHOD_BOOTSTRAP
+    band = floor_pct(reference, floor, floor_abs)
+    result.update(difference=diff, ci=[low, high], floor_pct=band)
+    if reference > 0:
+        result["ci_pct"] = [low / reference * 100.0, high / reference * 100.0]
+    if low <= 0 <= high:
         result["verdict"] = "not significant"
         return result
-    direction = "higher" if u > len(base) * len(other) / 2.0 else "lower"
+    margin = band / 100.0 * abs(reference)
+    if min(abs(low), abs(high)) <= margin:   # one side of 0, but not wholly beyond the floor
+        result["verdict"] = f"within noise floor (±{band:.0f}%)"
+        return result
+    direction = "higher" if low > 0 else "lower"
     assessment = "better" if direction == better else "worse"
     result.update(significant=True, direction=direction, assessment=assessment,
-                  verdict=f"significantly {direction} ({format_p(p)}), {assessment}")
+                  verdict=f"significantly {direction} ({_describe_ci(result)}), {assessment}")
     return result
 
 
-def format_p(p: float) -> str:
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+def _describe_ci(test: dict[str, Any]) -> str:
+    """'95% CI +25% to +33%' (in % of the baseline when it has one)."""
+    level = f"{(1 - ALPHA) * 100:.0f}% CI"
+    if test["ci_pct"] is not None:
+        low, high = test["ci_pct"]
+        return f"{level} {low:+.0f}% to {high:+.0f}%"
+    low, high = test["ci"]
+    return f"{level} {low:+.3g} to {high:+.3g}"
 
 
 def change_pct(base: float | None, value: float | None) -> float | None:
@@ -131,26 +292,59 @@ def change_pct(base: float | None, value: float | None) -> float | None:
     return (value - base) / base * 100.0
 
 
-def compare_documents(docs: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
-    """Every metric of every run beside the first run's, with changes, verdicts and warnings."""
+def compare_documents(docs: list[dict[str, Any]], labels: list[str],
+                      floor: float | None = None) -> dict[str, Any]:
+    """Every metric of every run beside the first run's, with changes, verdicts and warnings.
+
+    ``floor``, when given, is the noise floor in % of the baseline for every tested
+    metric instead of ``FLOORS``' (the milliseconds of the latency floors stay).
+    """
+    floors = {k: (v[0] if floor is None else floor, v[1]) for k, v in FLOORS.items()}
     if len(docs) < 2 or len(labels) != len(docs):
         raise ValueError("compare_documents needs two or more documents and one label each")
     intervals = [full_intervals(d) for d in docs]
     metrics = []
+    methods: set[str] = set()
     for key, label, unit, better, read, tested in METRICS:
         values = [read(d["summary"]) for d in docs]
         tests: list[dict[str, Any] | None] = [None]
-        for run in intervals[1:]:
-            tests.append(None if tested is None else significance(
-                interval_values(intervals[0], tested), interval_values(run, tested), better))
+        for doc, run in zip(docs[1:], intervals[1:]):
+            if tested is None:
+                tests.append(None)
+                continue
+            test = significance(interval_values(intervals[0], tested),
+                                interval_values(run, tested), better,
+                                floor=floors[tested][0], floor_abs=floors[tested][1],
+                                base_runs=run_values(docs[0], tested),
+                                other_runs=run_values(doc, tested))
+            if test["method"]:
+                methods.add(test["method"])
+            tests.append(test)
         metrics.append({"metric": key, "label": label, "unit": unit, "better": better,
                         "values": values,
                         "change_pct": [None] + [change_pct(values[0], v) for v in values[1:]],
                         "tests": tests})
     return {"labels": list(labels), "baseline": labels[0], "alpha": ALPHA,
-            "test": "two-sided Mann-Whitney U over full per-second intervals",
+            "method": "; ".join(sorted(methods)) or METHOD_BOOTSTRAP,
+            "floor": {k: {"pct": pct, "abs": abs_, "unit": "ms" if abs_ else None}
+                      for k, (pct, abs_) in floors.items()},
             "full_intervals": [len(i) for i in intervals],
+            "runs": [d.get("combined_from") or 1 for d in docs],
             "metrics": metrics, "warnings": warnings(docs, labels)}
+
+
+def regressions(comparison: dict[str, Any], metrics: Sequence[str]) -> list[str]:
+    """'label: latency p99 significantly higher (...), worse' for every later run that is
+    significantly worse on one of ``metrics`` (keys of TESTED_METRICS, or "any")."""
+    wanted = set(TESTED_METRICS) if "any" in metrics else set(metrics)
+    found = []
+    for metric in comparison["metrics"]:
+        if metric["metric"] not in wanted:
+            continue
+        for label, test in zip(comparison["labels"][1:], metric["tests"][1:]):
+            if test and test["significant"] and test["assessment"] == "worse":
+                found.append(f"{label}: {metric['label']} {test['verdict']}")
+    return found
 
 
 def warnings(docs: list[dict[str, Any]], labels: list[str]) -> list[str]:
@@ -221,10 +415,17 @@ def render_comparison(comparison: dict[str, Any]) -> str:
         rows.append(row)
     lines = _align(rows, numeric={i for i, h in enumerate(header) if h not in ("metric",
                                                                               "verdict")})
-    notes = [f"Changes against {labels[0]!r}; verdicts (p50, p99, rps): {comparison['test']}, "
-             f"alpha {comparison['alpha']:g}.",
+    floors = ", ".join(f"{k} ±{f['pct']:g}%" + (f" (≥ {f['abs']:g} {f['unit']})" if f["abs"]
+                                                  else "")
+                       for k, f in comparison["floor"].items())
+    notes = [(f"Changes against {labels[0]!r}; verdicts (p50, p99, rps): "
+              f"{comparison['method']}, {(1 - comparison['alpha']) * 100:g}% intervals."),
+             f"Never significant within the noise floor: {floors}.",
              "Full intervals: " + ", ".join(f"{label} {n}" for label, n in
                                             zip(labels, comparison["full_intervals"]))]
+    if any(n > 1 for n in comparison["runs"]):
+        notes.append("Runs combined: " + ", ".join(f"{label} {n}" for label, n in
+                                                    zip(labels, comparison["runs"])))
     notes += [f"WARNING: {w}" for w in comparison["warnings"]]
     return "\n".join(lines + [""] + notes)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 import click
 import orjson
 
 from loadgen import exitcodes
-from loadgen.compare import compare_documents, default_labels, load_for_compare, render_comparison
+from loadgen.compare import (TESTED_METRICS, compare_documents, default_labels,
+                             load_for_compare, regressions, render_comparison)
 from loadgen.reportcmd import check_document
 from loadgen.guards import one_line
 from loadgen.output import STDOUT
@@ -16,7 +18,16 @@ from loadgen.results import ResultsError
 
 
 def compare_command(files: list[str], labels: list[str], visualize: bool,
-                    output_image: str | None, as_json: bool) -> int:
+                    output_image: str | None, as_json: bool, fail_on: Sequence[str] = (),
+                    floor: float | None = None) -> int:
+    """The comparison on stdout (and charts); exit 1 when ``fail_on`` names a metric on
+    which a later run is significantly worse -- a CI job's regression gate."""
+    unknown = [m for m in fail_on if m not in (*TESTED_METRICS, "any")]
+    if unknown:
+        return _bad(f"--fail-on-regression {unknown[0]!r}: not a tested metric; choose from "
+                    + ", ".join((*TESTED_METRICS, "any")))
+    if floor is not None and floor < 0:
+        return _bad(f"--floor must be 0 or more, got {floor:g}")
     if len(files) < 2:
         return _bad("compare needs at least two results files")
     if labels and len(labels) != len(files):
@@ -31,7 +42,7 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
     except ResultsError as exc:
         return _bad(str(exc))
     names = labels or default_labels(files)
-    comparison = compare_documents(docs, names)
+    comparison = compare_documents(docs, names, floor=floor)
     if as_json:
         sys.stdout.write(orjson.dumps(comparison, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -45,7 +56,10 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
         except OSError as exc:
             return _bad(f"cannot write chart to {path}: {exc.strerror or exc}")
         click.echo(f"Chart saved to {path}", err=as_json)
-    return exitcodes.OK
+    found = regressions(comparison, fail_on) if fail_on else []
+    for line in found:
+        click.echo(f"REGRESSION {line}", err=True)
+    return exitcodes.THRESHOLD if found else exitcodes.OK
 
 
 def _bad(message: str) -> int:

@@ -112,13 +112,15 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     time under load, so ``rps`` is total requests / total time under load.
 
     ``intervals`` are concatenated in run order with ``t`` shifted by the
-    earlier runs' durations, so the series continues and ``loadgen compare``'s
-    per-second significance test sees every repeat's seconds as samples.
+    earlier runs' durations, so the series continues (charts, and compare's
+    per-second method when a side has fewer than three runs).
     ``status`` is "complete" only if every run was (else the worst status);
     ``generator_limited`` is true if any run was; ``config`` is the first
     run's.  The per-run lateness histograms are not saved, so ``generator``
     holds the worst run's figures.  ``combined_from`` says how many runs went
-    in and ``combined_runs`` what each one was.
+    in and ``combined_runs`` what each one was, with its own ``rps`` and
+    ``latency_ms``: each run is one observation for ``loadgen compare``, which
+    judges repeats by the variance between runs, not between seconds.
 
     Raises ValueError for no documents, or documents whose endpoint names
     differ (they are not repeats of one configuration).
@@ -162,6 +164,9 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
         problems += [f"run {run}: {p}" for p in doc.get("problems") or []]
         runs.append({"run": run, "started_at": doc.get("started_at"), "status": doc["status"],
                      "duration_s": duration, "requests": doc["summary"].get("requests"),
+                     # each run's own figures: loadgen compare's between-run variance
+                     "rps": doc["summary"].get("rps"),
+                     "latency_ms": doc["summary"].get("latency_ms"),
                      "generator_limited": bool(doc.get("generator_limited")),
                      "thresholds": doc.get("thresholds")})
     total_duration = sum(r["duration_s"] for r in runs)

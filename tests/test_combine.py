@@ -54,6 +54,10 @@ def test_counts_add_up(two_runs: list[dict[str, Any]]) -> None:
         assert entry["endpoint"] == parts[0]["endpoint"]
         assert entry["requests"] == sum(p["requests"] for p in parts)
         assert entry["status_codes"] == {"200": sum(p["status_codes"]["200"] for p in parts)}
+    # each run's own figures stay, for compare's between-run method
+    for run, doc in zip(combined["combined_runs"], two_runs):
+        assert run["rps"] == doc["summary"]["rps"]
+        assert run["latency_ms"] == doc["summary"]["latency_ms"]
 
 
 def test_merged_histograms_hold_every_request(two_runs: list[dict[str, Any]]) -> None:

@@ -1,22 +1,36 @@
-"""Tests for ``loadgen compare``: the U test, interval handling, verdicts, warnings and loading.
+"""Tests for ``loadgen compare``: the block bootstrap, the between-run method for repeats, the
+noise floor, interval handling, verdicts, warnings and loading.
 
 Documents are built by hand; per-second intervals come from a seeded
-``random.Random`` so every verdict below is reproducible.
+``random.Random`` (or numpy generator) so every verdict below is reproducible.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
-from loadgen.compare import (compare_documents, default_labels, full_intervals, load_for_compare,
-                             mann_whitney_u, render_comparison)
+from loadgen.compare import (
+    FLOORS,
+    METHOD_BOOTSTRAP,
+    METHOD_RUNS,
+    TESTED_METRICS,
+    compare_documents,
+    default_labels,
+    full_intervals,
+    load_for_compare,
+    regressions,
+    render_comparison,
+    significance,
+)
 from loadgen.config import ConfigError
-from loadgen.results import ResultsError
+from loadgen.results import ResultsError, combine_runs
 
 
 def intervals(rng: random.Random, n: int, p50_ms: float, rps: float = 1000.0,
@@ -56,26 +70,6 @@ def verdicts_of(comparison: dict[str, Any], run: int = 1) -> dict[str, dict[str,
     return {m["metric"]: m["tests"][run] for m in comparison["metrics"]}
 
 
-def test_u_test_matches_scipy() -> None:
-    stats = pytest.importorskip("scipy.stats")
-    rng = random.Random(7)
-    cases = [([rng.gauss(10, 2) for _ in range(m)], [rng.gauss(11, 2) for _ in range(n)])
-             for m, n in ((5, 5), (5, 40), (8, 8), (9, 12), (30, 25))]
-    cases.append(([1, 2, 2, 3, 3, 3], [2, 3, 4, 4, 5]))          # ties: normal approximation
-    cases.append(([1.0] * 6, [1.0] * 7))                          # all equal
-    for x, y in cases:
-        u, p = mann_whitney_u(x, y)
-        expected = stats.mannwhitneyu(y, x, alternative="two-sided")
-        assert u == pytest.approx(expected.statistic)
-        assert p == pytest.approx(expected.pvalue, rel=1e-9), (x, y)
-
-
-def test_u_test_exact_small_sample() -> None:
-    # 5 vs 5 fully separated: the two most extreme of C(10, 5) = 252 orderings.
-    u, p = mann_whitney_u([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
-    assert u == 25 and p == pytest.approx(2 / 252)
-
-
 def test_partial_intervals_are_dropped() -> None:
     doc = make_doc(n=6)
     assert len(doc["intervals"]) == 7
@@ -83,6 +77,17 @@ def test_partial_intervals_are_dropped() -> None:
     assert [i["t"] for i in kept] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     doc["intervals"].insert(0, {"t": 0.4, "rps": 5.0, "latency_ms": {}})   # a short first one
     assert [i["t"] for i in full_intervals(doc)][:2] == [2.0, 3.0]
+
+
+def test_new_intervals_say_themselves_whether_they_are_partial() -> None:
+    """New files mark the partial last second and give each second's real length."""
+    new = [{"t": 1.0, "length_s": 1.0, "partial": False, "rps": 10.0, "latency_ms": {}},
+           {"t": 2.05, "length_s": 1.05, "partial": False, "rps": 10.0, "latency_ms": {}},
+           {"t": 2.9, "length_s": 0.85, "partial": False, "rps": 10.0, "latency_ms": {}},
+           {"t": 3.9, "length_s": 1.0, "partial": False, "rps": 10.0, "latency_ms": {}},
+           {"t": 4.3, "length_s": 0.4, "partial": True, "rps": 3.0, "latency_ms": {}}]
+    kept = full_intervals({"intervals": new})
+    assert [i["t"] for i in kept] == [1.0, 2.05, 3.9]
 
 
 def test_run_compared_with_itself_is_never_significant() -> None:
@@ -94,7 +99,10 @@ def test_run_compared_with_itself_is_never_significant() -> None:
     assert set(tested) == {"rps", "p50", "p99"}
     for test in tested.values():
         assert test["verdict"] == "not significant"
-        assert test["p"] == pytest.approx(1.0)
+        assert test["method"] == METHOD_BOOTSTRAP
+        assert test["difference"] == 0.0
+        low, high = test["ci"]
+        assert low <= 0 <= high
         assert test["intervals"] == [10, 10]
     assert comparison["warnings"] == []
 
@@ -113,28 +121,34 @@ def test_slower_run_is_significantly_worse() -> None:
         test = tests[key]
         assert test is not None and test["significant"]
         assert (test["direction"], test["assessment"]) == ("higher", "worse")
-        assert test["p"] < 0.001
-        assert test["verdict"] == "significantly higher (p<0.001), worse"
+        assert test["ci_pct"][0] > 150.0   # the whole interval: tripled, give or take
+        assert test["verdict"].startswith("significantly higher (95% CI +")
+        assert test["verdict"].endswith("), worse")
     p50 = next(m for m in comparison["metrics"] if m["metric"] == "p50")
     assert p50["change_pct"][1] == pytest.approx(200.0)
     # And the other way round: lower latency is better.
     back = verdicts_of(compare_documents([slow, fast], ["slow", "fast"]))["p50"]
-    assert back is not None and back["verdict"] == "significantly lower (p<0.001), better"
+    assert back is not None and back["verdict"].startswith("significantly lower (95% CI -")
+    assert back["verdict"].endswith("), better")
 
 
 def test_higher_rps_is_better() -> None:
     comparison = compare_documents([make_doc(seed=5, rps=1000), make_doc(seed=6, rps=1500)],
                                    ["before", "after"])
     test = verdicts_of(comparison)["rps"]
-    assert test is not None and test["verdict"] == "significantly higher (p<0.001), better"
+    assert test is not None and test["verdict"].startswith("significantly higher (95% CI +")
+    assert test["verdict"].endswith("), better")
 
 
-def test_p_value_wording() -> None:
-    # 5 full intervals each, fully separated: exact p = 2/252 = 0.008.
+def test_interval_wording() -> None:
+    """The verdict quotes the interval of the difference in % of the baseline's median second."""
     comparison = compare_documents([make_doc(seed=8, n=5), make_doc(seed=9, n=5, p50_ms=30.0)],
                                    ["a", "b"])
-    assert verdicts_of(comparison)["p50"]["verdict"] == (  # type: ignore[index]
-        "significantly higher (p=0.008), worse")
+    test = verdicts_of(comparison)["p50"]
+    assert test is not None
+    low, high = test["ci_pct"]
+    assert test["verdict"] == f"significantly higher (95% CI {low:+.0f}% to {high:+.0f}%), worse"
+    assert 150 < low < 200 < high < 250
 
 
 def test_too_short_runs_are_never_significant() -> None:
@@ -146,7 +160,7 @@ def test_too_short_runs_are_never_significant() -> None:
             test = verdicts_of(comparison)[key]
             assert test is not None
             assert test["verdict"] == "too short to tell (4 intervals; need ≥ 5)"
-            assert not test["significant"] and test["p"] is None
+            assert not test["significant"] and test["ci"] is None
     no_intervals = make_doc(seed=12)
     del no_intervals["intervals"]
     comparison = compare_documents([make_doc(), no_intervals], ["x", "y"])
@@ -190,10 +204,12 @@ def test_render_table() -> None:
                                 "verdict"]
     p50 = next(line for line in lines if line.startswith("latency p50 (ms)"))
     assert "10.0 " in p50 and "30.0" in p50 and "+200.0%" in p50
-    assert "significantly higher (p<0.001), worse" in p50
+    assert "significantly higher (95% CI +" in p50
     assert "too short to tell (3 intervals; need ≥ 5)" in p50
     assert any(line.startswith("success rate") and "100.00%" in line for line in lines)
     assert "Full intervals: fast 10, slow 10, short 3" in text
+    assert ("Never significant within the noise floor: p50 ±5% (≥ 0.5 ms), p99 ±20% (≥ 2 ms), "
+            "rps ±10%.") in text
     assert all(line == line.rstrip() for line in lines)
 
 
@@ -207,6 +223,120 @@ def test_compare_needs_two_documents() -> None:
         compare_documents([make_doc()], ["a"])
     with pytest.raises(ValueError):
         compare_documents([make_doc(), make_doc()], ["a"])
+
+
+# --- the method's error rates on autocorrelated seconds ------------------------------------
+
+
+def ar1_seconds(rng: np.random.Generator, n: int, level: float, phi: float = 0.7,
+                sigma: float = 0.05) -> list[float]:
+    """``n`` per-second values around ``level``: log-normal AR(1) noise, like a machine whose
+    slow and fast stretches last several seconds (stationary sd ``sigma``, lag-1 corr. ``phi``)."""
+    e = np.empty(n)
+    e[0] = rng.normal(0, sigma)
+    for i in range(1, n):
+        e[i] = phi * e[i - 1] + math.sqrt(1 - phi * phi) * rng.normal(0, sigma)
+    return list(level * np.exp(e))
+
+
+def test_autocorrelated_identical_runs_are_rarely_significant() -> None:
+    """A/A on AR(1) seconds: the U test, which takes seconds as independent, cries wolf; the
+    block bootstrap with its floor stays under 5% and still finds a 30% change."""
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(42)
+    pairs, floor, floor_ms = 200, *FLOORS["p50"]
+    false_positives = old_false_positives = detected = 0
+    for _ in range(pairs):
+        a, b = ar1_seconds(rng, 20, 10.0), ar1_seconds(rng, 20, 10.0)
+        slower = ar1_seconds(rng, 20, 13.0)
+        false_positives += significance(a, b, "lower", floor=floor,
+                                        floor_abs=floor_ms)["significant"]
+        old_false_positives += mannwhitneyu(a, b).pvalue < 0.05
+        test = significance(a, slower, "lower", floor=floor, floor_abs=floor_ms)
+        detected += test["significant"] and test["assessment"] == "worse"
+    assert false_positives <= 0.05 * pairs, false_positives
+    assert old_false_positives >= 0.25 * pairs, old_false_positives  # the problem is real here
+    assert detected >= 0.95 * pairs, detected
+
+
+def test_same_input_same_verdict() -> None:
+    """Seeded: rerunning compare on the same files never flips a verdict."""
+    rng = np.random.default_rng(3)
+    a, b = ar1_seconds(rng, 12, 10.0), ar1_seconds(rng, 12, 10.6)
+    first = significance(a, b, "lower", floor=0.0)
+    assert significance(a, b, "lower", floor=0.0) == first
+
+
+def test_difference_inside_the_floor_is_never_significant() -> None:
+    steady = [10.0, 10.01, 9.99, 10.0, 10.02, 9.98, 10.0, 10.01, 9.99, 10.0]
+    up_3pct = [v * 1.03 for v in steady]
+    test = significance(steady, up_3pct, "lower", floor=5.0, floor_abs=0.5)
+    assert test["ci"][0] > 0   # clearly higher: the seconds do not overlap ...
+    assert test["verdict"] == "within noise floor (±5%)"   # ... but by less than the floor
+    assert not test["significant"] and test["floor_pct"] == 5.0
+    no_floor = significance(steady, up_3pct, "lower", floor=0.0)
+    assert no_floor["significant"] and no_floor["verdict"].startswith("significantly higher")
+    # 1 ms latency +30% is 0.3 ms: below the 0.5 ms absolute floor (50% of 1 ms)
+    fast = [v / 10 for v in steady]
+    test = significance(fast, [v * 1.3 for v in fast], "lower", floor=5.0, floor_abs=0.5)
+    assert test["verdict"] == "within noise floor (±50%)" and test["floor_pct"] == 50.0
+    # the floor in the comparison: --floor replaces the percentages, keeps the milliseconds
+    base, up = make_doc(seed=20, p50_ms=20.0), make_doc(seed=21, p50_ms=20.6)
+    for doc in (base, up):
+        for entry in doc["intervals"]:
+            entry["latency_ms"]["p50"] = doc["summary"]["latency_ms"]["p50"]
+    assert verdicts_of(compare_documents([base, up], ["a", "b"]))["p50"]["verdict"] == (
+        "within noise floor (±5%)")  # type: ignore[index]
+    assert verdicts_of(compare_documents([base, up], ["a", "b"], floor=1.0))["p50"][
+        "significant"]  # type: ignore[index]
+    assert compare_documents([base, up], ["a", "b"], floor=1.0)["floor"]["p50"] == {
+        "pct": 1.0, "abs": 0.5, "unit": "ms"}
+
+
+def combined(seed: int, runs: int, p50_ms: float) -> dict[str, Any]:
+    """``runs`` repeats merged as bench/compare-configs does, each run a little different."""
+    rng = random.Random(seed)
+    return combine_runs([make_doc(seed=seed * 100 + i, p50_ms=p50_ms * rng.uniform(0.97, 1.03))
+                         for i in range(runs)])
+
+
+def test_repeats_are_judged_by_the_variance_between_runs() -> None:
+    same = compare_documents([combined(1, 3, 10.0), combined(2, 3, 10.0)], ["a", "a2"])
+    assert same["method"] == METHOD_RUNS and same["runs"] == [3, 3]
+    for key in ("p50", "p99", "rps"):
+        test = verdicts_of(same)[key]
+        assert test is not None and test["method"] == METHOD_RUNS and test["runs"] == [3, 3]
+        assert not test["significant"], test
+        assert test["p"] is not None
+    slower = compare_documents([combined(3, 3, 10.0), combined(4, 3, 13.0)], ["a", "b"])
+    test = verdicts_of(slower)["p50"]
+    assert test is not None and test["significant"] and test["assessment"] == "worse"
+    assert test["verdict"].startswith("significantly higher (95% CI +")
+    assert "Runs combined: a 3, b 3" in render_comparison(slower)
+    # Fewer than three runs on a side: the seconds of all of them, by the block bootstrap.
+    two = compare_documents([combined(5, 2, 10.0), combined(6, 3, 13.0)], ["a", "b"])
+    test = verdicts_of(two)["p50"]
+    assert test is not None and test["method"] == METHOD_BOOTSTRAP and test["runs"] is None
+    assert test["intervals"] == [20, 30] and test["significant"]
+    # Combined before runs kept their figures (or hand-edited): judged by the seconds.
+    old_style = [combined(7, 3, 10.0), combined(8, 3, 13.0)]
+    for run in old_style[0]["combined_runs"]:
+        del run["latency_ms"], run["rps"]
+    old_style[1]["combined_runs"][0]["rps"] = "fast"
+    tests = verdicts_of(compare_documents(old_style, ["a", "b"]))
+    assert {tests[k]["method"] for k in ("p50", "p99", "rps")} == {METHOD_BOOTSTRAP}  # type: ignore[index]
+    assert tests["p50"]["significant"]  # type: ignore[index]
+
+
+def test_regressions_name_the_worse_runs() -> None:
+    fast, slow = make_doc(seed=3, p50_ms=10.0), make_doc(seed=4, p50_ms=30.0)
+    comparison = compare_documents([fast, slow, fast], ["fast", "slow", "fast again"])
+    found = regressions(comparison, ["p50"])
+    assert len(found) == 1 and found[0].startswith("slow: latency p50 significantly higher (")
+    assert len(regressions(comparison, ["any"])) == 2   # p50 and p99
+    assert regressions(comparison, ["rps"]) == []
+    assert regressions(compare_documents([slow, fast], ["slow", "fast"]), ["any"]) == []
 
 
 def write(path: Path, doc: dict[str, Any]) -> str:
@@ -234,3 +364,9 @@ def test_load_for_compare(tmp_path: Path) -> None:
 def test_default_labels() -> None:
     assert default_labels(["runs/before.json", "after.json"]) == ["before", "after"]
     assert default_labels(["a/run.json", "b/run.json"]) == ["a/run.json", "b/run.json"]
+
+
+def test_the_command_line_offers_the_tested_metrics() -> None:
+    from loadgen.cli import REGRESSION_METRICS
+
+    assert sorted(REGRESSION_METRICS) == sorted((*TESTED_METRICS, "any"))

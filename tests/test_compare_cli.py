@@ -3,8 +3,9 @@
 Two open-model runs (``/delay/10`` and ``/delay/30``, 50 req/s for 6 s, so
 at least 5 full per-second intervals each) are made once per module, one after
 the other, and every test below compares the saved files through the real command
-line (``python -m loadgen compare``).  The tests of the U test itself, on
-hand-built documents, are in ``test_compare.py``.
+line (``python -m loadgen compare``).  The tests of the method itself, on
+hand-built documents, are in ``test_compare.py``; ``--fail-on-regression`` is
+tested here on saved hand-built files too.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 import orjson
 import pytest
-
 from helpers import Run, loadgen, one_line_error
-from loadgen.compare import full_intervals
+from test_compare import make_doc
+
+from loadgen.compare import METHOD_BOOTSTRAP, full_intervals
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: The per-second-tested metrics and their rows in the table.
@@ -138,11 +140,15 @@ def test_json_has_the_same_verdicts_and_the_chart_is_a_png(runs, fast_vs_slow, t
     assert comparison["alpha"] == 0.05
     assert all(n >= 5 for n in comparison["full_intervals"]), comparison["full_intervals"]
     tests = json_tests(comparison)
+    assert comparison["method"] == METHOD_BOOTSTRAP
+    assert comparison["floor"]["p50"] == {"pct": 5.0, "abs": 0.5, "unit": "ms"}
     for key in LATENCY_ROWS:
         test = tests[key]
         assert test["significant"] is True
         assert test["direction"] == "higher" and test["assessment"] == "worse"
-        assert test["p"] < 0.05
+        assert test["method"] == METHOD_BOOTSTRAP
+        low, high = test["ci_pct"]
+        assert test["floor_pct"] < low <= high   # the whole interval beyond the floor
     assert {k: t["verdict"] for k, t in tests.items()} == table_verdicts(fast_vs_slow.stdout)
     p50 = next(m for m in comparison["metrics"] if m["metric"] == "p50")
     assert p50["values"][1] > p50["values"][0] and p50["change_pct"][1] > 0
@@ -169,7 +175,9 @@ def test_json_of_a_run_with_itself(runs):
     tests = json_tests(orjson.loads(result.stdout))
     for key in TESTED_ROWS:
         assert tests[key]["verdict"] == "not significant"
-        assert tests[key]["significant"] is False and tests[key]["p"] >= 0.05
+        assert tests[key]["significant"] is False
+        low, high = tests[key]["ci"]
+        assert low <= 0 <= high
 
 
 # --- bad input: one line on stderr, exit 2, nothing else -------------------------------------
@@ -238,3 +246,59 @@ def test_label_count_must_match_the_files(runs, tmp_path, labels):
     assert f"{len(labels)} --label for 2 files" in line
     assert result.stdout == ""
     assert not image.exists()  # nothing drawn for a refused command
+
+
+# --- --fail-on-regression: the CI gate ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Hand-built runs, saved: 10 ms, again 10 ms, and 30 ms."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    docs = {"fast": make_doc(seed=1, p50_ms=10.0), "fast2": make_doc(seed=2, p50_ms=10.0),
+            "slow": make_doc(seed=3, p50_ms=30.0)}
+    return {name: write(folder / f"{name}.json", orjson.dumps(doc)) for name, doc in docs.items()}
+
+
+def test_fail_on_regression_exits_1_when_the_later_run_is_worse(saved):
+    result = compare(saved["fast"], saved["slow"], "--fail-on-regression", "p99")
+    assert result.status == 1, (result.stdout, result.stderr)
+    assert "significantly higher" in table_verdicts(result.stdout)["p99"]
+    assert result.stderr.startswith("REGRESSION slow: latency p99 significantly higher (")
+    assert result.stderr.count("\n") == 1
+    both = compare(saved["fast"], saved["slow"], "--fail-on-regression", "p50",
+                   "--fail-on-regression", "P99", "--json")
+    assert both.status == 1 and both.stderr.count("REGRESSION") == 2
+    assert orjson.loads(both.stdout)["labels"] == ["fast", "slow"]   # stdout still pure JSON
+    assert compare(saved["fast"], saved["fast2"], saved["slow"],
+                   "--fail-on-regression", "any").status == 1
+
+
+def test_fail_on_regression_exits_0_when_not_worse(saved):
+    better = compare(saved["slow"], saved["fast"], "--fail-on-regression", "any")
+    assert better.status == 0 and better.stderr == ""   # lower latency is no regression
+    same = compare(saved["fast"], saved["fast2"], "--fail-on-regression", "any")
+    assert same.status == 0 and same.stderr == ""
+    other_metric = compare(saved["fast"], saved["slow"], "--fail-on-regression", "rps")
+    assert other_metric.status == 0, other_metric.stderr   # worse latency, same rps
+    # Inside a --floor of 300%, tripled latency is no longer a significant difference.
+    floored = compare(saved["fast"], saved["slow"], "--fail-on-regression", "any",
+                      "--floor", "300")
+    assert floored.status == 0, floored.stderr
+    assert table_verdicts(floored.stdout)["p50"] == "within noise floor (±300%)"
+
+
+@pytest.mark.parametrize("args", [["--fail-on-regression", "p75"], ["--fail-on-regression", ""],
+                                  ["--floor", "-5"], ["--floor", "lots"]],
+                         ids=["unknown-metric", "empty-metric", "negative-floor", "text-floor"])
+def test_bad_regression_options_are_one_line(saved, args):
+    result = compare(saved["fast"], saved["slow"], *args)
+    line = one_line_error(result)
+    assert args[0] in line
+    assert result.stdout == ""
+
+
+def test_real_30ms_run_fails_the_gate(runs):
+    result = compare(runs.fast, runs.slow, "--fail-on-regression", "p50")
+    assert result.status == 1, (result.stdout, result.stderr)
+    assert "REGRESSION delay30: latency p50 significantly higher" in result.stderr
