@@ -168,17 +168,20 @@ class Aggregate:
             entry["send_lag_ms"] = {"p50": p50 / 1000.0, "p99": p99 / 1000.0}
         return entry
 
-    def generator_verdict(self, open_model: bool, max_connections: int | None = None
-                          ) -> dict[str, Any]:
+    def generator_verdict(self, open_model: bool, max_connections: int | None = None,
+                          target_rps: float | None = None) -> dict[str, Any]:
         """Whether loadgen itself was the bottleneck, with the figures behind the verdict."""
         merged = self.all_totals()
         service = merged.service if merged.service is not None else merged.hist
+        figures = latency_ms(service)
         return judge(Evidence(
             open_model=open_model,
             send_lag_ms=_lag_figures(self.lateness),
             lag_p50_by_second=list(self.lag_p50_by_second),
             loop_lag_ms=_lag_figures(self.loop_lag),
-            service_p99_ms=latency_ms(service)["p99"],
+            service_p99_ms=figures["p99"],
+            service_mean_ms=figures["mean"],
+            target_rps=target_rps,
             workers=[WorkerLoad(w.index, w.cpu_percent_max, w.demand_percent_max,
                                 w.demand_cpu_percent, w.demand_wait_percent, w.demand_second)
                      for w in self.workers],

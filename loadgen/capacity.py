@@ -4,9 +4,15 @@ Open-model steps (latency from the intended send time, so a server that
 falls behind shows it), rising geometrically until one fails, then
 bisecting between the last good and the first bad rate.  Besides the user's
 SLOs a step must achieve 95% of its target rate: a server that silently
-queues has not "held" a rate it never served.  When loadgen itself is the
-limit (saturation detection), the search stops and says so rather than
-reporting loadgen's ceiling as the server's capacity.
+queues has not "held" a rate it never served.
+
+loadgen's own limit (``loadgen.verdict``) decides only what it could have
+changed: a step that held is a pass even if loadgen was strained (the server
+met the SLOs under at least the load asked for), and a failed step stops the
+search only if loadgen may have caused the failure.  One exception is a full
+connection pool at a step where the server's own service time rose to
+``SATURATED_SERVICE`` times that of the highest step that held: the server
+was queueing work it could not finish, so the failure is the server's.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from loadgen.config import RunConfig
 from loadgen.pacer import build_schedule
 
 ACHIEVED_SHARE = 0.95
+SATURATED_SERVICE = 2.0
 
 
 @dataclass
@@ -30,12 +37,17 @@ class Step:
     failures: list[str]
     generator_limited: bool
     doc: dict[str, Any] = field(repr=False)
+    note: str = ""          # why a generator-limited step still counts
+
+    @property
+    def service_mean_ms(self) -> float | None:
+        return ((self.doc.get("summary") or {}).get("service_time_ms") or {}).get("mean")
 
     def public(self) -> dict[str, Any]:
         return {"rate": self.rate, "passed": self.passed, "achieved_rps": self.achieved_rps,
                 "p99_ms": self.p99_ms, "failure_share": self.failure_share,
                 "slo_failures": self.failures, "generator_limited": self.generator_limited,
-                "result": self.doc}
+                "note": self.note or None, "result": self.doc}
 
 
 @dataclass
@@ -78,17 +90,22 @@ def search(base: RunConfig, run_step: RunStep, evaluate: Evaluate, start_rate: f
     def attempt(rate: float) -> Step | None:
         doc = run_step(step_config(base, rate, step_s))
         step = judge(rate, doc, evaluate(doc))
+        if step.generator_limited:
+            held = max((s for s in result.steps if s.passed), key=lambda s: s.rate, default=None)
+            step.note = _limited_note(step, held)
         result.steps.append(step)
         if on_step:
             on_step(step)
-        if step.generator_limited:
-            result.generator_limited = True
-            result.verdict = (f"stopped at {rate:g} req/s: loadgen itself was the limit "
-                              f"({'; '.join(doc['generator']['reasons'])}); the server's "
-                              "capacity is above what this machine can generate")
-            return None
         if doc["status"] != "complete":
             result.verdict = f"stopped at {rate:g} req/s: the run {doc['status']}"
+            return None
+        if step.generator_limited and not step.passed and not step.note.startswith("server"):
+            result.generator_limited = True
+            floor = max((s.rate for s in result.steps if s.passed), default=None)
+            known = (f"the SLOs held up to {floor:g} req/s; " if floor is not None else "")
+            result.verdict = (f"stopped at {rate:g} req/s: the step failed while loadgen itself "
+                              f"was the limit ({'; '.join(doc['generator']['reasons'])}); "
+                              f"{known}whether the server holds more is unknown")
             return None
         return step
 
@@ -129,3 +146,16 @@ def search(base: RunConfig, run_step: RunStep, evaluate: Evaluate, start_rate: f
     result.verdict = (f"capacity ≈ {good:g} req/s: the SLOs held at {good:g} and failed at "
                       f"{bad:g} req/s")
     return result
+
+
+def _limited_note(step: Step, held: Step | None) -> str:
+    """Why a generator-limited step still says something about the server ('' if not)."""
+    if step.passed:
+        return "held although loadgen was strained: the server met the SLOs all the same"
+    causes = set((step.doc.get("generator") or {}).get("causes") or [])
+    now, before = step.service_mean_ms, held.service_mean_ms if held else None
+    if causes == {"pool"} and now and before and now >= SATURATED_SERVICE * before:
+        return (f"server saturated: its service time rose to {now:.3g} ms from {before:.3g} ms "
+                f"at {held.rate:g} req/s, so the full connection pool was its queue, not "
+                "loadgen's limit")
+    return ""

@@ -19,6 +19,7 @@ from loadgen.capacity import Search, Step, search
 from loadgen.config import RunConfig
 from loadgen.failures import percent_text
 from loadgen.guards import one_line
+from loadgen.report import format_number
 from loadgen.output import STDOUT, is_stdout, replaceable
 from loadgen.preflight import PreflightError
 from loadgen.progress import Progress
@@ -132,20 +133,23 @@ def _slo_failures(config: RunConfig, doc: dict[str, Any]) -> list[str]:
 
 
 def _step_line(n: int, step: Step) -> str:
-    p99 = f"{step.p99_ms:.3g} ms" if step.p99_ms is not None else "-"
+    p99 = f"{format_number(step.p99_ms, thousands=True)} ms" if step.p99_ms is not None else "-"
     status = step.doc.get("status", "complete")
     if status == "interrupted":
         verdict = "INTERRUPTED"
-    elif step.generator_limited:
+    elif step.generator_limited and not step.note:
         verdict = "GENERATOR LIMITED"
     elif step.passed:
-        verdict = "held"
+        verdict = "held" + (" (loadgen strained: see the step's generator reasons)"
+                            if step.generator_limited else "")
     else:
         reasons = list(step.failures)
         if status != "complete":   # say why even when no SLO failed: the run itself broke
             problems = step.doc.get("problems") or []
             reasons.insert(0, f"the run {status}"
                            + (f" ({one_line(problems[0])})" if problems else ""))
+        if step.note:
+            reasons.append(step.note)
         verdict = "FAILED: " + "; ".join(reasons or ["the step did not hold"])
     return (f"step {n:2d}: {step.rate:>10,.1f} req/s -> achieved {step.achieved_rps:>10,.1f}, "
             f"p99 {p99}, failures {percent_text(step.failure_share)}  {verdict}")

@@ -129,6 +129,8 @@ class Connection:
         self.expired = False
         self.reconnects = 0
         self.sent_at = 0.0         # perf_counter when the last request's bytes began to be written
+        self.connect_s = 0.0       # how long the last (re)connect took ...
+        self.connected_at = 0.0    # ... and when it ended (perf_counter)
 
     def open(self) -> None:
         """Connect (or reconnect); failures raise RequestError(CONNECT).
@@ -139,11 +141,14 @@ class Connection:
         self.close()
         if self.deadline:
             self.conn.timeout = max(0.001, self.deadline - time.monotonic())
+        began = _clock()
         try:
             self.conn.connect()   # urllib3 bounds the connect with its own timeout
         except (OSError, Urllib3Error) as exc:
             self.conn.close()
             raise RequestError(CONNECT, _describe(exc)) from None
+        self.connected_at = _clock()
+        self.connect_s = self.connected_at - began
         self.sock = self.conn.sock
         self.sock.settimeout(None)
         self.framer = _Framer()

@@ -30,7 +30,7 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
     for entry, share in zip(endpoints, _endpoint_concurrency(config, len(endpoints))):
         entry["concurrency"] = share
     verdict = agg.generator_verdict(config.get("model") == "open",
-                                    config.get("max_connections"))
+                                    config.get("max_connections"), _peak_rate(config))
     doc = {
         "schema": SCHEMA,
         "tool": f"loadgen {__version__}",
@@ -59,6 +59,13 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
         doc["service_histograms"] = {name: encode_histogram(t.service) if t.service else ""
                                      for name, t in zip(agg.endpoint_names, agg.totals)}
     return doc
+
+
+def _peak_rate(config: dict[str, Any]) -> float | None:
+    """The highest rate the open model's schedule asks for; None in the closed model."""
+    rates = [stage.get(key) for stage in config.get("schedule") or []
+             for key in ("start_rate", "end_rate")]
+    return max((float(r) for r in rates if isinstance(r, (int, float))), default=None)
 
 
 def _endpoint_concurrency(config: dict[str, Any], n: int) -> list[int]:

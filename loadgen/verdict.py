@@ -13,7 +13,11 @@ server's.  The evidence, each measured in every worker:
   not running (Linux ``/proc/self/schedstat``), per whole second.  CPU time
   alone cannot see starvation: two workers sharing one core each read 50%.
 - **connection waits** (open model): sends that found every connection busy
-  with none left to open (``--max-connections``).
+  with none left to open (``--max-connections``).  They are loadgen's limit
+  only when the pool is too small for the load (Little's law: target rate x
+  mean service time fills most of it); when a server stall kept every
+  connection busy, the wait is the stall's, and it is in the corrected
+  latency exactly as the users' wait would be.
 
 Timer jitter is not a limit: gevent's timers wake ~0.5 ms late, and on a
 busy shared machine a few ms at p99.  So lag counts as evidence only when it
@@ -37,6 +41,7 @@ LAG_SHARE = 0.5          # lag p99 above this share of the service time's p99 di
 DEMAND_LIMIT = 90.0      # % of one core a worker used or waited for, in some whole second
 STARVED_WAIT = 20.0      # % of a second spent runnable but not running: starved, not busy
 POOL_SHARE = 0.05        # share of sends that waited for a connection: material
+POOL_FILL = 0.8          # rate x mean service time above this share of the pool: too small
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,10 @@ class Evidence:
     workers: list[WorkerLoad] = field(default_factory=list)
     waited: int = 0
     requests: int = 0
-    connections: int = 0
-    max_connections: int | None = None
+    connections: int = 0                  # opened
+    max_connections: int | None = None    # the pool's limit, all workers together
+    target_rps: float | None = None       # peak of the schedule
+    service_mean_ms: float | None = None
 
 
 def lag_limit_ms(service_p99_ms: float | None) -> float:
@@ -71,6 +78,7 @@ def lag_limit_ms(service_p99_ms: float | None) -> float:
 def judge(ev: Evidence) -> dict[str, Any]:
     """The ``generator`` block of the results: ``limited``, ``reasons`` and the figures."""
     reasons: list[str] = []
+    causes: list[str] = []     # one word per reason, for programs: pool lag backlog loop cpu starved
     limit = lag_limit_ms(ev.service_p99_ms)
     service = _ms(ev.service_p99_ms)
     lag = ev.send_lag_ms
@@ -78,33 +86,46 @@ def judge(ev: Evidence) -> dict[str, Any]:
     backlog = max(ev.lag_p50_by_second, default=0.0)
     late = ev.open_model and (lag_p99 > limit or backlog > LAG_FLOOR_MS)
     waited_share = ev.waited / ev.requests if ev.requests else 0.0
-    if late and waited_share >= POOL_SHARE:
+    needed = (ev.target_rps or 0.0) * (ev.service_mean_ms or 0.0) / 1000.0
+    pool = ev.max_connections or ev.connections
+    pool_short = bool(pool) and needed >= POOL_FILL * pool
+    waits = waited_share >= POOL_SHARE
+    if late and waits and pool_short:
+        causes.append("pool")
         reasons.append(
             f"connection pool exhausted: {ev.waited:,} of {ev.requests:,} sends "
-            f"({waited_share:.0%}) found all {ev.connections:,} connections busy, so requests "
-            f"queued inside loadgen (send lag p99 {_ms(lag_p99)}, service time p99 {service}); "
-            f"raise --max-connections" + (f" (now {ev.max_connections:,})"
-                                          if ev.max_connections else ""))
-    elif late:
+            f"({waited_share:.0%}) found all {pool:,} connections busy, so requests queued "
+            f"inside loadgen (send lag p99 {_ms(lag_p99)}, service time p99 {service}; "
+            f"{ev.target_rps:,.0f} req/s x {_ms(ev.service_mean_ms)} mean service time needs "
+            f"~{needed:,.0f} connections); raise --max-connections")
+    elif late and not waits:
         if backlog > LAG_FLOOR_MS:
+            causes.append("backlog")
             reasons.append(f"sends fell behind schedule: in some second half of the sends left "
                            f"more than {_ms(backlog)} late (a backlog); add --workers or cores")
         else:
+            causes.append("lag")
             reasons.append(f"sends left late: p99 {_ms(lag_p99)} behind schedule, against a "
                            f"service time p99 of {service} (limit {_ms(limit)}); "
                            "add --workers or cores")
+    # late with waits but a pool big enough for the load: the server stalled and held every
+    # connection; that wait is the server's and the corrected latency shows it
     loop = ev.loop_lag_ms
     if loop and not late and loop["p99"] > limit:
+        causes.append("loop")
         reasons.append(f"the event loop ran late: timers p99 {_ms(loop['p99'])} behind, "
                        f"against a latency p99 of {service} (limit {_ms(limit)}); "
                        "add --workers or cores")
     for w in ev.workers:
         if w.demand_percent_max >= DEMAND_LIMIT or w.cpu_percent_max >= DEMAND_LIMIT:
+            starved = w.demand_wait_percent >= STARVED_WAIT
+            causes.append("starved" if starved else "cpu")
             reasons.append(_demand_reason(w))
     cpu = max((w.cpu_percent_max for w in ev.workers), default=0.0)
     return {
         "limited": bool(reasons),
         "reasons": reasons,
+        "causes": causes,
         "lateness_ms": lag,
         "lag_limit_ms": round(limit, 3),
         "loop_lag_ms": loop,
@@ -116,6 +137,7 @@ def judge(ev: Evidence) -> dict[str, Any]:
         "waited_for_connection": ev.waited,
         "waited_share": round(waited_share, 4),
         "connections": ev.connections,
+        "connections_needed": round(needed, 1) if ev.target_rps else None,
     }
 
 

@@ -127,8 +127,8 @@ class Worker:
             data = requests[e]
             t0 = clock()
             left = intended + timeout - t0
-            if left <= 0:
-                self._lag(t0 - intended)     # never sent: at least this late
+            if left <= 0:   # never sent: at least this late
+                self.send_lag.record_value(min(int((t0 - intended) * 1e6), HIGHEST_US))
                 self._failed(e, TIMEOUT, 0, t0 - intended)
                 continue
             try:
@@ -136,13 +136,13 @@ class Worker:
             except RequestError as err:
                 t1 = clock()
                 if conn.sent_at >= t0:       # written before it failed
-                    self._lag(conn.sent_at - intended)
+                    self._lag(conn, t0, intended)
                     self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
                 self._failed(e, err.kind, len(data), t1 - intended)
                 gevent.sleep(0)
                 continue
             t1, sent = clock(), conn.sent_at
-            self._lag(sent - intended)
+            self._lag(conn, t0, intended)
             tally = self.tallies[e]
             tally.record_service(int((t1 - sent) * 1e6))
             if t1 - intended > timeout:
@@ -157,8 +157,13 @@ class Worker:
             elapsed = max(elapsed, self.plan.timeout_s)
         self.tallies[e].error(kind, bytes_out, int(elapsed * 1e6))
 
-    def _lag(self, seconds: float) -> None:
-        self.send_lag.record_value(min(max(0, int(seconds * 1e6)), HIGHEST_US))
+    def _lag(self, conn: Connection, t0: float, intended: float) -> None:
+        """Send lag: intended time -> bytes written, less a connect made for this request
+        (the server's kernel answers a connect: that time is the server's, not loadgen's)."""
+        lag = conn.sent_at - intended
+        if conn.connected_at > t0:
+            lag -= conn.connect_s
+        self.send_lag.record_value(min(max(0, int(lag * 1e6)), HIGHEST_US))
 
     def dispatch(self) -> None:
         """Release this worker's requests (index, index+stride, ...) at their scheduled times."""

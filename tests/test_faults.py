@@ -58,7 +58,7 @@ def assert_on_time(run: Run, after_running: float) -> None:
 def assert_counts_add_up(doc: dict) -> None:
     summary = doc["summary"]
     assert summary["requests"] == (sum(summary["status_codes"].values())
-                                   + sum(summary["errors"].values()))
+                                   + sum(summary["failures_by_kind"].values()))
     assert summary["requests"] == sum(w["requests"] for w in doc["workers"])
 
 
@@ -80,7 +80,7 @@ def test_target_fault_is_counted_by_kind_and_the_run_ends_on_time(tmp_path: Path
     assert run.status == 0, run.stderr
     doc = run.doc
     assert doc["status"] == "complete"
-    assert set(doc["summary"]["errors"]) == {kind}, doc["summary"]
+    assert set(doc["summary"]["failures_by_kind"]) == {kind}, doc["summary"]
     assert doc["summary"]["successes"] == 0 and doc["summary"]["requests"] > 0
     assert_counts_add_up(doc)
     assert kind in run.stdout
@@ -97,7 +97,7 @@ def test_kept_alive_connections_dropped_every_n_requests(tmp_path: Path, handler
         served = server.requests
     assert run.status == 0, run.stderr
     summary = run.doc["summary"]
-    assert summary["errors"] == {} and summary["requests"] == summary["successes"] == served
+    assert summary["failures_by_kind"] == {} and summary["requests"] == summary["successes"] == served
     assert sum(w["reconnects"] for w in run.doc["workers"]) >= served // 3 - 8
     assert_on_time(run, after_running)
 
@@ -125,8 +125,8 @@ def test_killed_target_becomes_connect_errors(tmp_path: Path) -> None:
     assert run.status == 0, run.stderr
     summary = run.doc["summary"]
     assert summary["successes"] > 0                # before the kill
-    assert summary["errors"].get("connect", 0) > 0  # refused afterwards
-    assert set(summary["errors"]) <= {"connect", "read", "write"}, summary["errors"]
+    assert summary["failures_by_kind"].get("connect", 0) > 0  # refused afterwards
+    assert set(summary["failures_by_kind"]) <= {"connect", "read", "write"}, summary["failures_by_kind"]
     assert_counts_add_up(run.doc)
     assert_on_time(run, after_running)
 
@@ -147,7 +147,7 @@ def test_stalled_target_times_out_and_the_run_still_ends_on_time(tmp_path: Path,
         stop_target_server(target)
     assert run.status == 0, run.stderr
     summary = run.doc["summary"]
-    assert summary["successes"] > 0 and summary["errors"].get("timeout", 0) > 0, summary
+    assert summary["successes"] > 0 and summary["failures_by_kind"].get("timeout", 0) > 0, summary
     assert_counts_add_up(run.doc)
     assert_on_time(run, after_running)
 
@@ -223,7 +223,7 @@ def test_killed_worker_is_named_and_the_others_data_kept(target_server, tmp_path
     survivor = [w for w in doc["workers"] if not w["lost"]][0]
     assert survivor["requests"] == 300
     assert doc["summary"]["requests"] == lost[0]["requests"] + 300
-    assert doc["summary"]["errors"] == {}
+    assert doc["summary"]["failures_by_kind"] == {}
     assert_counts_add_up(doc)
 
 
@@ -328,5 +328,5 @@ def test_first_ctrl_c_lets_requests_in_flight_time_out(tmp_path: Path) -> None:
     doc = run.doc
     assert doc["status"] == "interrupted" and doc["problems"] == []
     # the three requests in flight when Ctrl-C came were waited for and counted
-    assert doc["summary"]["errors"].get("timeout", 0) >= 3
+    assert doc["summary"]["failures_by_kind"].get("timeout", 0) >= 3
     assert_counts_add_up(doc)

@@ -188,7 +188,7 @@ def test_ctrl_c_stops_gracefully(target_server, tmp_path: Path) -> None:
     doc = orjson.loads(save.read_bytes())
     assert doc["status"] == "interrupted"
     assert 0 < doc["summary"]["requests"] < 6000
-    assert doc["summary"]["errors"] == {}
+    assert doc["summary"]["failures_by_kind"] == {}
     assert "All endpoints" in out
 
 

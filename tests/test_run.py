@@ -15,7 +15,8 @@ from rawservers import (RawServer, close_delimited, closes_every, malformed, sil
 
 LATENCY_KEYS = {"min", "mean", "p50", "p75", "p90", "p95", "p99", "p999", "max"}
 SUMMARY_KEYS = {"requests", "successes", "failures", "success_rate", "rps", "duration_s",
-                "latency_ms", "status_codes", "errors"}
+                "latency_ms", "success_latency_ms", "status_codes", "failures_by_status",
+                "failures_by_kind"}
 
 
 @pytest.mark.parametrize("requests,workers,concurrency", [
@@ -221,7 +222,7 @@ def test_broken_responses_are_errors(tmp_path: Path, handler, kind: str) -> None
                       save=tmp_path / "r.json")
     assert run.status == 0
     summary = run.doc["summary"]
-    assert summary["errors"] == {kind: 12}
+    assert summary["failures_by_kind"] == {kind: 12}
     assert summary["successes"] == 0 and summary["requests"] == 12
     assert kind in run.stdout
 
@@ -230,7 +231,11 @@ def test_timeouts_are_counted(tmp_path: Path) -> None:
     with RawServer(silent) as server:
         run = loadgen("run", "--url", server.url, "--requests", "4", "--concurrency", "2",
                       "--timeout", "300ms", save=tmp_path / "r.json")
-    assert run.doc["summary"]["errors"] == {"timeout": 4}
+    summary = run.doc["summary"]
+    assert summary["failures_by_kind"] == {"timeout": 4}
+    # a timeout is in the distribution at its elapsed time, never below the timeout
+    assert summary["latency_ms"]["min"] >= 300 and summary["latency_ms"]["max"] < 400, summary
+    assert summary["success_latency_ms"]["p50"] is None
 
 
 def test_json_schema(target_server, tmp_path: Path) -> None:
