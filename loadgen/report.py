@@ -160,11 +160,17 @@ def _generator_figures(generator: dict[str, Any]) -> str:
     parts = []
     lateness = generator.get("lateness_ms")
     if isinstance(lateness, dict):
-        parts.append("send lateness " + ", ".join(
+        parts.append("send lag " + ", ".join(
             f"{key} {format_number(lateness.get(key))} ms" for key in ("p50", "p99", "max")))
+    loop = generator.get("loop_lag_ms")
+    if isinstance(loop, dict) and isinstance(loop.get("p99"), (int, float)):
+        parts.append(f"event-loop lag p99 {format_number(loop['p99'])} ms")
     cpu = generator.get("cpu_percent_max")
     if isinstance(cpu, (int, float)):
-        parts.append(f"worker CPU max {cpu:.0f}%")
+        denied = generator.get("run_queue_percent_max")
+        parts.append(f"worker CPU max {cpu:.0f}%" + (
+            f" (waited to run up to {denied:.0f}%)"
+            if isinstance(denied, (int, float)) and denied >= 1 else ""))
     waited = generator.get("waited_for_connection")
     if isinstance(waited, int) and waited:
         parts.append(f"{waited:,} send{'s' if waited > 1 else ''} waited for a free connection")

@@ -355,7 +355,7 @@ def test_open_document_header_names_model_and_target_rate_and_generator_verdict(
     lines = table_lines(render_table(open_doc()))
     assert lines[0].startswith("Run complete: http://localhost:5000")
     assert lines[0].endswith("| open model, target 300 req/s")
-    assert lines[1].startswith("Generator: kept the schedule (send lateness p50 0.400 ms")
+    assert lines[1].startswith("Generator: kept the schedule (send lag p50 0.400 ms")
     assert "worker CPU max 42%" in lines[1]
 
 

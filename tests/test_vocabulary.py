@@ -287,8 +287,6 @@ def test_capacity_chart_reads_failure_share_and_the_old_error_share(tmp_path):
 # --- combined figures only over what was recorded -----------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="engine fix pending: merging an empty HDR histogram "
-                                        "sets min to 0 (lead: loadgen/metrics.py)")
 def test_merged_min_ignores_an_endpoint_that_recorded_nothing():
     from loadgen.metrics import Totals, latency_ms
 
