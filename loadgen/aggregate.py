@@ -15,8 +15,14 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.metrics import (Totals, decode_histogram, latency_ms, new_histogram,
-                             percentiles_us, summarize)
+from loadgen.metrics import (
+    Totals,
+    decode_histogram,
+    latency_ms,
+    new_histogram,
+    percentiles_us,
+    summarize,
+)
 from loadgen.verdict import Evidence, WorkerLoad, judge
 
 
@@ -220,4 +226,4 @@ def _lag_figures(hist: HdrHistogram) -> dict[str, float] | None:
 
 
 def _iso(wall: float) -> str:
-    return dt.datetime.fromtimestamp(wall, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(timespec="milliseconds")

@@ -17,8 +17,9 @@ was queueing work it could not finish, so the failure is the server's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from loadgen.config import RunConfig
 from loadgen.pacer import build_schedule
