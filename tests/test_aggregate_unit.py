@@ -1,7 +1,7 @@
 """``loadgen.aggregate.Aggregate`` fed with synthetic worker messages: no processes, no network.
 
-The messages have exactly the shape ``loadgen.workerloop.Worker._send_interval``
-sends (tallies built with ``Tally(...).to_wire()``), so these tests pin the
+The messages (``tests/synthetic.py``) have exactly the shape
+``loadgen.workerloop.Worker._send_interval`` sends, so these tests pin the
 coordinator's arithmetic -- counts, per-second intervals, the last partial
 second, CPU demand, failures inside the latency distribution -- without the
 timing noise of a real run.
@@ -9,68 +9,10 @@ timing noise of a real run.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 import pytest
+from synthetic import iso, message, new_aggregate, tally
 
 from loadgen.aggregate import SLIVER_S, Aggregate, WorkerState
-from loadgen.metrics import Tally, encode_histogram, new_histogram
-
-WALL_START = 1_700_000_000.0   # 2023-11-14T22:13:20Z
-
-
-def tally(ok: int = 0, status_500: int = 0, timeouts: int = 0, ok_us: int = 2_000,
-          timeout_us: int = 1_000_000, open_model: bool = False) -> Tally:
-    """One endpoint's interval: ``ok`` 2xx at ~``ok_us``, 500s at 3 ms, transport timeouts."""
-    t = Tally(open_model=open_model)
-    for i in range(ok):
-        t.record(200, ok_us + i, 100, 50)
-        if open_model:
-            t.record_service(ok_us + i)
-    for _ in range(status_500):
-        t.record(500, 3_000, 20, 50)
-    for _ in range(timeouts):
-        t.error("timeout", 50, timeout_us)
-    return t
-
-
-def message(worker: int, elapsed_s: float, endpoints: list[Tally], final: bool = False,
-            cpu_s: float = 0.0, run_delay_s: float = 0.0, waited: int = 0,
-            connections: int = 4, lateness_us: list[int] | None = None,
-            loop_lag_us: list[int] | None = None) -> dict[str, Any]:
-    """A worker message, as ``Worker._send_interval`` builds it (counters are cumulative)."""
-    def hist(values: list[int] | None) -> str:
-        h = new_histogram()
-        for v in values or []:
-            h.record_value(v)
-        return encode_histogram(h)
-
-    return {
-        "type": "final" if final else "interval",
-        "worker": worker,
-        "t": elapsed_s,
-        "elapsed_s": elapsed_s,
-        "cpu_s": cpu_s,
-        "run_delay_s": run_delay_s,
-        "reconnects": 0,
-        "connections": connections,
-        "waited": waited,
-        "lateness": hist(lateness_us),
-        "loop_lag": hist(loop_lag_us),
-        "endpoints": [t.to_wire() for t in endpoints],
-    }
-
-
-def new_aggregate(workers: int = 2, endpoints: tuple[str, ...] = ("GET /a",)) -> Aggregate:
-    agg = Aggregate(list(endpoints), [WorkerState(i) for i in range(workers)])
-    agg.wall_start = WALL_START
-    return agg
-
-
-def iso(offset_s: float) -> str:
-    return dt.datetime.fromtimestamp(WALL_START + offset_s, dt.UTC).isoformat(
-        timespec="milliseconds")
 
 
 def test_two_workers_several_seconds_count_exactly() -> None:
