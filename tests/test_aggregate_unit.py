@@ -113,6 +113,7 @@ def test_sliver_is_folded_when_the_run_is_finished_with_a_worker_still_open() ->
     "leaves a standalone sliver interval (absurd rps, a repeated t when its length is 0, or an "
     "empty partial interval at 0 req/s when the final message carried nothing: _reduce drops "
     "an empty second only when its length is <= 0). "
+    "Seen in a real 2 s closed run: last interval t=2.011, length 0.011 s, 366 req/s. "
     "Fix idea: let _close_seconds keep the newest pending second when nobody is running and "
     "leave it to finish(), or apply the sliver rule in _reduce."))
 @pytest.mark.parametrize(("sliver_s", "tail"), [(0.03, 3), (0.0, 3), (0.0011, 0)],
