@@ -106,16 +106,6 @@ def test_sliver_is_folded_when_the_run_is_finished_with_a_worker_still_open() ->
     assert last["t"] == pytest.approx(2.03)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug (loadgen/aggregate.py): when the last worker sends its final message, "
-    "Aggregate.add -> _close_seconds sees no running worker and reduces every pending second, "
-    "the sliver included, so Aggregate.finish never gets to fold it; the normal end of a run "
-    "leaves a standalone sliver interval (absurd rps, a repeated t when its length is 0, or an "
-    "empty partial interval at 0 req/s when the final message carried nothing: _reduce drops "
-    "an empty second only when its length is <= 0). "
-    "Seen in a real 2 s closed run: last interval t=2.011, length 0.011 s, 366 req/s. "
-    "Fix idea: let _close_seconds keep the newest pending second when nobody is running and "
-    "leave it to finish(), or apply the sliver rule in _reduce."))
 @pytest.mark.parametrize(("sliver_s", "tail"), [(0.03, 3), (0.0, 3), (0.0011, 0)],
                          ids=["sliver-with-responses", "zero-length", "empty-sliver"])
 def test_sliver_is_folded_at_the_normal_end_of_a_run(sliver_s: float, tail: int) -> None:
