@@ -300,7 +300,7 @@ def test_a_failed_limited_step_stops_the_search_at_the_highest_held() -> None:
 
 
 def test_a_saturated_server_behind_a_full_pool_is_the_servers_failure() -> None:
-    """Pool-only, and the server's own service time doubled vs the highest held step:
+    """Pool-only, and the server's own service time rose 1.5x over its lowest held step:
     the full pool was the server's queue, so the step failed on the server and the
     search bisects on."""
     def run_step(config: RunConfig) -> dict[str, Any]:
