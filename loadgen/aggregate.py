@@ -43,6 +43,8 @@ class WorkerState:
     demand_cpu_percent: float = 0.0
     demand_wait_percent: float = 0.0
     demand_second: int = 0
+    wait_percent_max: float = 0.0   # the most time spent runnable but not running, in a second
+    wait_second: int = 0
     done: bool = False     # sent its final message
     lost: str = ""         # why it ended without one
 
@@ -83,6 +85,8 @@ class Aggregate:
             busy = 100.0 * (message["cpu_s"] - state.cpu_s) / span
             denied = 100.0 * (message.get("run_delay_s", 0.0) - state.run_delay_s) / span
             state.cpu_percent_max = max(state.cpu_percent_max, busy)
+            if denied > state.wait_percent_max:
+                state.wait_percent_max, state.wait_second = denied, state.messages
             if busy + denied > state.demand_percent_max:
                 state.demand_percent_max = busy + denied
                 state.demand_cpu_percent, state.demand_wait_percent = busy, denied
@@ -194,7 +198,8 @@ class Aggregate:
             service_mean_ms=figures["mean"],
             target_rps=target_rps,
             workers=[WorkerLoad(w.index, w.cpu_percent_max, w.demand_percent_max,
-                                w.demand_cpu_percent, w.demand_wait_percent, w.demand_second)
+                                w.demand_cpu_percent, w.demand_wait_percent, w.demand_second,
+                                w.wait_percent_max, w.wait_second)
                      for w in self.workers],
             waited=sum(w.waited for w in self.workers),
             requests=sum(w.requests for w in self.workers),

@@ -40,6 +40,7 @@ LAG_FLOOR_MS = 10.0      # below this, lag is timer and scheduler jitter
 LAG_SHARE = 0.5          # lag p99 above this share of the service time's p99 distorts it
 DEMAND_LIMIT = 90.0      # % of one core a worker used or waited for, in some whole second
 STARVED_WAIT = 20.0      # % of a second spent runnable but not running: starved, not busy
+STARVED_LIMIT = 33.0     # ... this much on its own is a limit: responses waited to be read
 POOL_SHARE = 0.05        # share of sends that waited for a connection: material
 POOL_FILL = 0.8          # rate x mean service time above this share of the pool: too small
 
@@ -52,6 +53,8 @@ class WorkerLoad:
     demand_cpu_percent: float = 0.0      # ... of which used
     demand_wait_percent: float = 0.0     # ... of which waited to run
     demand_second: int = 0               # 1-based second of the run
+    wait_percent_max: float = 0.0        # the most time waiting to run, in one whole second
+    wait_second: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,16 @@ def judge(ev: Evidence) -> dict[str, Any]:
             starved = w.demand_wait_percent >= STARVED_WAIT
             causes.append("starved" if starved else "cpu")
             reasons.append(_demand_reason(w))
+        elif w.wait_percent_max >= STARVED_LIMIT:
+            causes.append("starved")
+            reasons.append(f"worker {w.index} was starved of CPU: it waited to run "
+                           f"{w.wait_percent_max:.0f}% of second {w.wait_second} (runnable, not "
+                           "running), so the responses it read then were read late; give "
+                           "loadgen free cores (other processes or workers share its core)")
+    waiting = max((max(w.wait_percent_max, w.demand_wait_percent) for w in ev.workers),
+                  default=0.0)
+    fix = ("give loadgen free cores (a worker waited to run up to "
+           f"{waiting:.0f}% of a second)" if waiting >= STARVED_WAIT else "add --workers or cores")
     # a worker short of CPU reads responses late, which keeps connections busy: the pool
     # reason below may then be a consequence, and it says so
     cpu_bound = bool(causes)
@@ -111,20 +124,18 @@ def judge(ev: Evidence) -> dict[str, Any]:
         if backlog > LAG_FLOOR_MS:
             causes.append("backlog")
             reasons.append(f"sends fell behind schedule: in some second half of the sends left "
-                           f"more than {_ms(backlog)} late (a backlog); add --workers or cores")
+                           f"more than {_ms(backlog)} late (a backlog); {fix}")
         else:
             causes.append("lag")
             reasons.append(f"sends left late: p99 {_ms(lag_p99)} behind schedule, against a "
-                           f"service time p99 of {service} (limit {_ms(limit)}); "
-                           "add --workers or cores")
+                           f"service time p99 of {service} (limit {_ms(limit)}); {fix}")
     # late with waits but a pool big enough for the load: the server stalled and held every
     # connection; that wait is the server's and the corrected latency shows it
     loop = ev.loop_lag_ms
-    if loop and not late and loop["p99"] > limit:
-        causes.append("loop")
+    if loop and not late and loop["p99"] > limit and "starved" not in causes:
+        causes.append("starved" if waiting >= STARVED_WAIT else "loop")
         reasons.append(f"the event loop ran late: timers p99 {_ms(loop['p99'])} behind, "
-                       f"against a latency p99 of {service} (limit {_ms(limit)}); "
-                       "add --workers or cores")
+                       f"against a latency p99 of {service} (limit {_ms(limit)}); {fix}")
     cpu = max((w.cpu_percent_max for w in ev.workers), default=0.0)
     return {
         "limited": bool(reasons),
@@ -136,8 +147,7 @@ def judge(ev: Evidence) -> dict[str, Any]:
         "cpu_percent_max": round(cpu, 1),
         "demand_percent_max": round(max((w.demand_percent_max for w in ev.workers),
                                         default=0.0), 1),
-        "run_queue_percent_max": round(max((w.demand_wait_percent for w in ev.workers),
-                                           default=0.0), 1),
+        "run_queue_percent_max": round(waiting, 1),
         "waited_for_connection": ev.waited,
         "waited_share": round(waited_share, 4),
         "connections": ev.connections,

@@ -362,3 +362,25 @@ def test_search_ends_at_max_rate_or_at_the_start_rate(limit: float,
                             step_s=1.0)
     assert found.capacity == expected
     assert ("--max-rate" if expected else "--start-rate") in found.verdict
+
+
+def test_a_worker_waiting_a_third_of_a_second_to_run_is_starved() -> None:
+    """Two workers on one core, each idle part of the time while responses were pending:
+    CPU + run-queue wait stays under 90%, but waiting to run 45% of a second is starvation."""
+    workers = [WorkerLoad(i, cpu_percent_max=25.0, demand_percent_max=70.0,
+                          demand_cpu_percent=25.0, demand_wait_percent=45.0, demand_second=2,
+                          wait_percent_max=45.0, wait_second=2) for i in (0, 1)]
+    out = judge(Evidence(open_model=False, workers=workers, service_p99_ms=1.0,
+                         loop_lag_ms=lag(12.0)))
+    assert out["causes"] == ["starved", "starved"]
+    assert all("45%" in r and "free cores" in r for r in out["reasons"])
+
+
+def test_late_sends_on_a_crowded_machine_advise_free_cores_not_more_workers() -> None:
+    crowded = WorkerLoad(0, cpu_percent_max=8.0, demand_percent_max=30.0,
+                         demand_cpu_percent=8.0, demand_wait_percent=22.0, demand_second=3,
+                         wait_percent_max=25.0, wait_second=3)
+    out = judge(Evidence(open_model=True, send_lag_ms=lag(40.0), service_p99_ms=2.0,
+                         workers=[crowded]))
+    assert out["causes"] == ["lag"]
+    assert "free cores" in out["reasons"][0] and "--workers" not in out["reasons"][0]
