@@ -17,14 +17,14 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from helpers import loadgen, one_line_error
+from rawservers import OK, RawServer, read_request, token_api
+from tlscerts import Missing, Pki, make_pki
+
 from loadgen.config import ConfigError, TlsFiles
 from loadgen.preflight import INSECURE_WARNING
 from loadgen.scenario import parse_scenario
 from loadgen.tls import build_context
-from rawservers import OK, RawServer, read_request, token_api
-from tlscerts import Missing, Pki, make_pki
 
 CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
@@ -92,15 +92,15 @@ class Handshakes:
     ({"cacert": "empty.pem"}, False, "--cacert: {d}/empty.pem holds no PEM certificate"),
     ({"cacert": "client.key"}, True, "--cacert: {d}/client.key holds no PEM certificate"),
     ({"cert": "client.pem"}, False, "--cert: {d}/client.pem holds no private key (give it"),
-    ({"cert": "junk.txt", "key": "client.key"}, False, "--cert: {d}/junk.txt holds no PEM "
-                                                       "certificate"),
-    ({"cert": "client.pem", "key": "junk.txt"}, False, "--key: {d}/junk.txt holds no PEM "
-                                                       "private key"),
-    ({"cert": "client.pem", "key": "server.key"}, False, "--key: the private key in "
-                                                         "{d}/server.key does not match"),
+    ({"cert": "junk.txt", "key": "client.key"}, False, ("--cert: {d}/junk.txt holds no PEM "
+                                                       "certificate")),
+    ({"cert": "client.pem", "key": "junk.txt"}, False, ("--key: {d}/junk.txt holds no PEM "
+                                                       "private key")),
+    ({"cert": "client.pem", "key": "server.key"}, False, ("--key: the private key in "
+                                                         "{d}/server.key does not match")),
     ({"cert": "client.pem", "key": "missing.key"}, False, "--key: cannot read {d}/missing.key"),
-    ({"cert": "client.pem", "key": "encrypted.key"}, False, "--key: the private key in "
-                                                            "{d}/encrypted.key is encrypted"),
+    ({"cert": "client.pem", "key": "encrypted.key"}, False, ("--key: the private key in "
+                                                            "{d}/encrypted.key is encrypted")),
     ({"key": "client.key"}, False, "--key needs --cert"),
 ])
 def test_bad_files_are_named_in_one_line(pki: Pki, files: dict[str, str], insecure: bool,

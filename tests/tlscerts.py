@@ -81,7 +81,7 @@ class _Cryptography:
         from cryptography import x509
         from cryptography.x509.oid import NameOID
 
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
         return (x509.CertificateBuilder().subject_name(name)
                 .issuer_name(issuer or name)   # type: ignore[arg-type]
