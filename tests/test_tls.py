@@ -11,6 +11,7 @@ made it.  How fast new connections are is measured in bench/tls.py, not here.
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import subprocess
 import threading
@@ -182,15 +183,33 @@ def test_a_wrong_ca_is_refused_in_one_line(pki: Pki) -> None:
     assert served == 0
 
 
-def test_ssl_cert_file_is_honoured_and_cacert_wins(pki: Pki, tmp_path: Path) -> None:
+def test_ssl_cert_file_is_honoured_and_cacert_wins(pki: Pki) -> None:
     """SSL_CERT_FILE is read by the explicit context too; --cacert replaces it, as in curl."""
     with RawServer(Handshakes().keep_alive, tls=server_context(pki)) as server:
         trusted = loadgen("run", "--url", server.url, "--requests", "5", "--quiet",
-                          env={"SSL_CERT_FILE": str(pki.ca), "SSL_CERT_DIR": str(tmp_path)})
+                          env={"SSL_CERT_FILE": str(pki.ca)})
         replaced = loadgen("run", "--url", server.url, "--requests", "5", "--quiet",
                            "--cacert", str(pki.other_ca), env={"SSL_CERT_FILE": str(pki.ca)})
     assert trusted.status == 0, trusted.stderr
     assert "failed verification" in one_line_error(replaced)
+
+
+def test_ssl_cert_dir_is_honoured(pki: Pki, tmp_path: Path) -> None:
+    """A hashed directory (as c_rehash makes) in SSL_CERT_DIR is trusted, with an empty file."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command names the file by its subject hash")
+    subject_hash = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(pki.ca)],
+                                  check=True, capture_output=True, text=True,
+                                  timeout=60).stdout.strip()
+    (tmp_path / f"{subject_hash}.0").write_bytes(pki.ca.read_bytes())
+    (tmp_path / "empty.pem").write_bytes(b"")
+    env = {"SSL_CERT_DIR": str(tmp_path), "SSL_CERT_FILE": str(tmp_path / "empty.pem")}
+    with RawServer(Handshakes().keep_alive, tls=server_context(pki)) as server:
+        trusted = loadgen("run", "--url", server.url, "--requests", "5", "--quiet", env=env)
+        (tmp_path / f"{subject_hash}.0").unlink()
+        untrusted = loadgen("run", "--url", server.url, "--requests", "5", "--quiet", env=env)
+    assert trusted.status == 0, trusted.stderr
+    assert "failed verification" in one_line_error(untrusted)
 
 
 @pytest.mark.parametrize("key_apart", [True, False], ids=["cert-and-key", "one-file"])
@@ -260,3 +279,20 @@ def test_new_connections_resume_the_tls_session(pki: Pki, tmp_path: Path, trust:
     # the first connection of each of the worker's connections is a full handshake
     assert shakes.full <= concurrency, (shakes.full, shakes.resumed)
     assert shakes.resumed >= requests - concurrency
+
+
+def test_scenario_file_gives_the_ca_and_client_certificate(pki: Pki, tmp_path: Path) -> None:
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    for source in (pki.ca, pki.client_cert, pki.client_key):
+        (folder / source.name).write_bytes(source.read_bytes())
+    scenario = folder / "run.toml"
+    scenario.write_text('requests = 6\nquiet = true\ncacert = "ca.pem"\n'
+                        'cert = "client.pem"\nkey = "client.key"\n')
+    shakes = Handshakes()
+    with RawServer(shakes.keep_alive, tls=server_context(pki, require_client=True)) as server:
+        run = loadgen("run", "--url", server.url, "--config", str(scenario),
+                      save=tmp_path / "r.json")
+    assert run.status == 0, run.stderr
+    assert run.doc["summary"]["status_codes"] == {"200": 6}
+    assert shakes.clients == {"loadgen test client"}
