@@ -119,8 +119,8 @@ def _await_rejection(tls: ssl.SSLSocket, handshake_s: float, target: Target,
         tls.recv(1)
     except ssl.SSLError as exc:
         reason = (exc.reason or "").lower().replace("_", " ")
-        if "alert" not in reason:
-            raise
+        if "alert" not in reason:   # e.g. an EOF without close_notify: not a refusal
+            return
         if not with_cert:
             raise PreflightError(f"TLS handshake with {target.origin} failed: the server "
                                  f"refused the connection ({reason}); does it require a client "
