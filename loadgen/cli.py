@@ -71,9 +71,22 @@ TARGET_OPTIONS = _options(
     click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr."),
 )
 
+#: TLS trust and client certificates (run and capacity); files are checked before any load.
+TLS_OPTIONS = _options(
+    click.option("--cacert", default=None, metavar="FILE",
+                 help="Trust the CA certificates in this PEM file instead of the system's "
+                      "(SSL_CERT_FILE / SSL_CERT_DIR are honoured without it)."),
+    click.option("--cert", default=None, metavar="FILE",
+                 help="Client certificate (PEM) for servers that ask for one (mTLS); "
+                      "may also hold the key."),
+    click.option("--key", default=None, metavar="FILE",
+                 help="Private key (PEM, unencrypted) of --cert, when not in the same file."),
+)
+
 
 @cli.command()
 @TARGET_OPTIONS
+@TLS_OPTIONS
 @click.option("--requests", type=click.IntRange(min=1), default=None,
               help=f"Total requests across all workers [default: {DEFAULT_REQUESTS}, "
                    "or unlimited with --duration].")
@@ -123,6 +136,7 @@ def run(**opts: Any) -> None:
 
 @cli.command()
 @TARGET_OPTIONS
+@TLS_OPTIONS
 @click.option("--slo", "slos", multiple=True, required=True,
               help="Condition each step must meet, e.g. 'p99<100ms', 'failures<1%'. Repeatable.")
 @click.option("--start-rate", type=click.FloatRange(min=0, min_open=True), default=50,

@@ -106,6 +106,22 @@ class Target:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """``--cacert``, ``--cert`` and ``--key``: absolute paths, or None for the defaults.
+
+    Paths, not contents: each worker reads them when it builds its one SSLContext
+    (loadgen.tls), so a private key never travels through pickles or results.
+    """
+
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.cacert or self.cert)
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One request blueprint; its ``name`` ("GET /path") keys every per-endpoint figure."""
 
@@ -162,6 +178,7 @@ class RunConfig:
     thresholds: tuple[Any, ...] = ()    # thresholds.Threshold, checked after the run
     cluster: str | None = None          # Dask scheduler address: run on its workers (nodes)
     workers_per_node: int | None = None  # with cluster: processes per node (default: its CPUs)
+    tls: TlsFiles = TlsFiles()          # --cacert, --cert, --key
 
     @property
     def model(self) -> str:
@@ -189,6 +206,8 @@ class RunConfig:
             "max_connections": self.max_connections if self.schedule else None,
             "schedule": _describe_schedule(self.schedule),
             **({"cluster": self.cluster} if self.cluster else {}),   # local runs: as before
+            **({"tls": {"cacert": bool(self.tls.cacert), "client_certificate": bool(self.tls.cert)}}
+               if self.tls else {}),   # whether, not where: paths say nothing about the run
         }
 
 
@@ -260,6 +279,7 @@ class WorkerPlan:
     cycle: tuple[int, ...] = (0,)   # endpoint of request i: cycle[i % len(cycle)]
     requests_total: int | None = None
     max_connections: int = 0
+    tls: TlsFiles = TlsFiles()
 
 
 def plan_workers(config: RunConfig) -> list[WorkerPlan]:
@@ -275,6 +295,6 @@ def plan_workers(config: RunConfig) -> list[WorkerPlan]:
             first_ticket=first, tickets=tickets[i], duration_s=config.duration_s,
             timeout_s=config.timeout_s, insecure=config.insecure, headers=config.headers,
             schedule=config.schedule, stride=n, cycle=cycle, requests_total=config.requests,
-            max_connections=max(conns[i], split(config.max_connections, n)[i])))
+            max_connections=max(conns[i], split(config.max_connections, n)[i]), tls=config.tls))
         first += tickets[i] or 0
     return plans

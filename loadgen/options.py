@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from loadgen.config import (ConfigError, Endpoint, RunConfig, Target, normalize_path,
+from loadgen.config import (ConfigError, Endpoint, RunConfig, Target, TlsFiles, normalize_path,
                             parse_duration, parse_header, parse_method)
 from loadgen.guards import ask_password, check_outputs, read_body_file
 
@@ -54,6 +54,7 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
     if opts["auth"] and not opts["password"]:
         raise ConfigError("--auth needs a password (--password or LOADGEN_PASSWORD)")
     thresholds = _thresholds(opts.get("thresholds") or (), endpoints)
+    tls = tls_files(opts)
     return RunConfig(
         url=opts["url"], target=target, endpoints=endpoints, requests=requests,
         duration_s=duration, concurrency=concurrency, workers=workers,
@@ -63,7 +64,27 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
         token_field=opts["token_field"],
         headers=headers, schedule=schedule,
         max_connections=max(concurrency, opts.get("max_connections") or 0),
-        thresholds=thresholds, cluster=cluster, workers_per_node=per_node)
+        thresholds=thresholds, cluster=cluster, workers_per_node=per_node, tls=tls)
+
+
+def tls_files(opts: dict[str, Any]) -> TlsFiles:
+    """``--cacert``, ``--cert``, ``--key``, checked now by building the context they make.
+
+    The workers build theirs from the same files; any problem with one (unreadable,
+    not PEM, a key that does not match) is bad input here, before any load.
+    """
+    names: dict[str, str | None] = {}
+    for key in ("cacert", "cert", "key"):
+        value = opts.get(key)
+        if value is not None and not value.strip():
+            raise ConfigError(f"--{key}: empty file name")
+        names[key] = os.path.abspath(os.path.expanduser(value)) if value else None
+    files = TlsFiles(**names)
+    if files or files.key:
+        from loadgen.tls import build_context  # ssl: not needed by plain-http runs
+
+        build_context(files, bool(opts.get("insecure")))
+    return files
 
 
 def _cluster(opts: dict[str, Any]) -> tuple[str | None, int | None]:

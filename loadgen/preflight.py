@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 import warnings
 
-from loadgen.config import RunConfig, Target, plan_workers
+from loadgen.config import ConfigError, RunConfig, Target, TlsFiles, plan_workers
 from loadgen.limits import open_files_problem
+from loadgen.tls import build_context
 
 INSECURE_WARNING = ("loadgen: warning: --insecure: TLS certificates are not verified; "
                     "anyone on the path can impersonate the server")
@@ -34,10 +36,19 @@ def check_before_load(config: RunConfig) -> None:
         problem = open_files_problem(plan_workers(config))
         if problem:
             raise PreflightError(problem, 2)
-    check_reachable(config.target, config.timeout_s, config.insecure)
+    check_reachable(config.target, config.timeout_s, config.insecure, config.tls)
 
 
-def check_reachable(target: Target, timeout: float, insecure: bool = False) -> None:
+def client_context(insecure: bool, tls: TlsFiles) -> ssl.SSLContext:
+    """The context the preflight and the login use: the workers' settings, so the same verdict."""
+    try:
+        return build_context(tls, insecure)
+    except ConfigError as exc:   # checked when the options were read; a file may have changed
+        raise PreflightError(str(exc), 2) from None
+
+
+def check_reachable(target: Target, timeout: float, insecure: bool = False,
+                    tls: TlsFiles | None = None) -> None:
     """Resolve the host and open (then close) one TCP connection to it.
 
     For https the TLS handshake is made too, verifying the certificate unless
@@ -62,20 +73,19 @@ def check_reachable(target: Target, timeout: float, insecure: bool = False) -> N
                 last = exc
                 continue
             if target.scheme == "https":
-                _handshake(sock, target, insecure)
+                tls = tls or TlsFiles()
+                _handshake(sock, target, client_context(insecure, tls), bool(tls.cert))
             return
     reason = last.strerror if last and last.strerror else str(last or "no address")
     raise PreflightError(f"cannot reach {target.origin}: {reason}", 2)
 
 
-def _handshake(sock: socket.socket, target: Target, insecure: bool) -> None:
-    context = ssl.create_default_context()
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+def _handshake(sock: socket.socket, target: Target, context: ssl.SSLContext,
+               with_cert: bool) -> None:
+    began = time.monotonic()
     try:
-        with context.wrap_socket(sock, server_hostname=target.host):
-            pass
+        with context.wrap_socket(sock, server_hostname=target.host) as tls:
+            _await_rejection(tls, time.monotonic() - began, target, with_cert)
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or exc.reason or "certificate verify failed"
         raise PreflightError(f"TLS certificate of {target.origin} failed verification: "
@@ -91,12 +101,44 @@ def _handshake(sock: socket.socket, target: Target, insecure: bool) -> None:
                              f"{exc.strerror or exc}", 2) from None
 
 
+def _await_rejection(tls: ssl.SSLSocket, handshake_s: float, target: Target,
+                     with_cert: bool) -> None:
+    """Wait briefly for the alert of a server that refuses our client certificate (or its lack).
+
+    In TLS 1.3 the client's handshake ends before the server has checked the
+    client certificate; a refusal arrives as an alert one round trip later, on
+    the first read.  Without this wait, a server that requires a certificate
+    would be found out only by a run in which every request fails.  The wait
+    is two handshake times (at least 20 ms, at most 1 s); a server that stays
+    silent, as HTTP servers do until asked, passes.
+    """
+    if tls.version() != "TLSv1.3":   # TLS 1.2 checks the client certificate in the handshake
+        return
+    tls.settimeout(min(1.0, max(0.02, 2 * handshake_s)))
+    try:
+        tls.recv(1)
+    except ssl.SSLError as exc:
+        reason = (exc.reason or "").lower().replace("_", " ")
+        if "alert" not in reason:   # e.g. an EOF without close_notify: not a refusal
+            return
+        if not with_cert:
+            raise PreflightError(f"TLS handshake with {target.origin} failed: the server "
+                                 f"refused the connection ({reason}); does it require a client "
+                                 "certificate (--cert/--key)?", 2) from None
+        raise PreflightError(f"TLS handshake with {target.origin} failed: the server refused "
+                             f"the client certificate ({reason})", 2) from None
+    except (TimeoutError, OSError):
+        pass   # silent (as it should be), or closed: the load will tell
+
+
 def login(config: RunConfig, password: str) -> str:
     """POST the credentials as JSON to the login endpoint and return the bearer token."""
     import urllib3  # only the coordinator logs in; workers import urllib3 after patching
 
     url = config.target.origin + config.target.base_path + config.login_endpoint
-    pool = urllib3.PoolManager(cert_reqs="CERT_NONE" if config.insecure else "CERT_REQUIRED",
+    context = client_context(config.insecure, config.tls) if config.target.scheme == "https" \
+        else None
+    pool = urllib3.PoolManager(ssl_context=context,
                                timeout=urllib3.Timeout(total=config.timeout_s), retries=False)
     body = json.dumps({"username": config.username, "password": password}).encode()
     try:

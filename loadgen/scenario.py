@@ -11,6 +11,8 @@ over the file.  Example (every key is optional; an empty file is valid)::
     workers = 2                   # worker processes
     timeout = "10s"               # per-request timeout
     insecure = false              # true: do not verify TLS certificates
+    # cacert = "ca.pem"           # trust this CA bundle (PEM) instead of the system's
+    # cert = "client.pem"         # client certificate (mTLS); key = "client.key" if apart
     quiet = false                 # true: no live progress on stderr
     thresholds = ["p99<200ms", "failures<1%"]
     save = "results.json"         # results document (JSON)
@@ -52,7 +54,8 @@ Rules:
   (``output_image``, ``max_connections``...); ``endpoints``, ``headers``,
   ``stages`` and ``thresholds`` are arrays.  Durations are strings like
   ``"30s"``, ``"2m"``, ``"500ms"`` or a number of seconds.
-- Files the scenario reads (``data_file``, ``body_file``) are relative to the
+- Files the scenario reads (``data_file``, ``body_file``, ``cacert``, ``cert``,
+  ``key``) are relative to the
   scenario file's folder; files it writes (``save``, ``output_image``) are
   relative to the current directory, as on the command line.
 - ``[[endpoints]]`` tables and top-level ``method``/``data``/``data_file``
@@ -95,6 +98,7 @@ TOP_KEYS = (
     "url", "endpoints", "requests", "concurrency", "auth", "save", "visualize", "output_image",
     "workers", "duration", "method", "headers", "data", "data_file", "timeout", "insecure",
     "rate", "stages", "max_connections", "quiet", "thresholds", "cluster", "workers_per_node",
+    "cacert", "cert", "key",
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
 ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file")
@@ -108,7 +112,8 @@ _HINTS = {
             "login_endpoint": "[auth] login_endpoint", "token_field": "[auth] token_field",
             "user": "[auth] username", "connections": "concurrency", "processes": "workers",
             "rps": "rate", "stage": "stages", "header": "headers", "endpoint": "endpoints",
-            "threshold": "thresholds", "verify": "insecure", "output": "save"},
+            "threshold": "thresholds", "verify": "insecure", "output": "save",
+            "ca_cert": "cacert", "ca": "cacert", "client_cert": "cert", "client_key": "key"},
     "endpoints": {"data": "body", "data_file": "body_file", "url": "path", "endpoint": "path",
                   "header": "headers"},
     "auth": {"user": "username", "login": "login_endpoint", "token": "token_field"},
@@ -281,7 +286,7 @@ class _Reader:
                 out[key] = self.boolean(value, label)
             elif key in ("save", "output_image", "cluster"):
                 out[key] = self.string(value, label)
-            elif key == "data_file":
+            elif key in ("data_file", "cacert", "cert", "key"):   # read later, checked then
                 out[key] = self.resolve(self.string(value, label))
             elif key == "data":
                 out[key] = self.string(value, label, empty_ok=True)

@@ -204,7 +204,7 @@ class Worker:
         plan = self.plan
         self.pool = make_pool(plan.target.scheme, plan.target.host, plan.target.port,
                               max(plan.connections, plan.max_connections), plan.timeout_s,
-                              plan.insecure)
+                              plan.insecure, plan.tls)
         self.connections = [Connection(self.pool, plan.timeout_s)
                             for _ in range(plan.connections)]
         gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
