@@ -134,7 +134,8 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """
     from collections import Counter
 
-    from loadgen.metrics import Totals, decode_histogram, summarize
+    from loadgen.config import parse_status_set
+    from loadgen.metrics import DEFAULT_SUCCESS, Totals, decode_histogram, summarize
 
     if not docs:
         raise ValueError("combine_runs needs at least one results document")
@@ -145,7 +146,12 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"run {i} has endpoints {other}, run 1 has {names}: "
                              "not repeats of one configuration")
     open_model = any("service_histograms" in d for d in docs)
-    totals = [Totals(service=decode_histogram("") if open_model else None) for _ in names]
+    # what counted as a success in these runs (files older than --expect-status: 2xx)
+    expect_text = (docs[0].get("config") or {}).get("expect_status") or {}
+    expects = [parse_status_set(expect_text[name]) if name in expect_text else DEFAULT_SUCCESS
+               for name in names]
+    totals = [Totals(service=decode_histogram("") if open_model else None, expect=ok)
+              for ok in expects]
     intervals: list[dict[str, Any]] = []
     workers: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -158,7 +164,9 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
             one = Totals(hist=decode_histogram(histograms.get(name, "")),
                          service=decode_histogram(service.get(name, "")) if open_model else None,
                          codes=Counter(entry.get("status_codes") or {}),
-                         errors=Counter(entry.get("errors") or {}),
+                         errors=Counter(entry.get("failures_by_kind")
+                                        or entry.get("errors") or {}),
+                         expect=merged.expect,
                          bytes_in=entry.get("bytes_in", 0), bytes_out=entry.get("bytes_out", 0),
                          overflow=entry.get("latency_overflow", 0))
             merged.merge(one)

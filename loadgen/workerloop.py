@@ -30,8 +30,8 @@ from gevent.queue import SimpleQueue
 
 from loadgen.channel import Channel, ChannelClosed
 from loadgen.client import TIMEOUT, Connection, RequestError, build_request, make_pool
-from loadgen.config import WorkerPlan
-from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
+from loadgen.config import WorkerPlan, merge_headers
+from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram, success_table
 
 # Seconds between deltas.  Only bench/intervals.py changes it (to price the machinery);
 # the coordinator's per-second series assumes 1.
@@ -50,8 +50,9 @@ class Worker:
         self.open_model = plan.schedule is not None
         host, base = plan.target.host_header, plan.target.base_path
         self.requests = [build_request(e.method, host, base + e.path,
-                                       [*plan.headers, *e.headers], e.body)
+                                       merge_headers(plan.headers, e.headers), e.body)
                          for e in plan.endpoints]
+        self.success_tables = [success_table(e.expect_status) for e in plan.endpoints]
         self.heads = [e.head for e in plan.endpoints]
         self.tallies = self._new_tallies()
         self.send_lag = new_histogram()   # open model: intended send time -> bytes written
@@ -71,7 +72,7 @@ class Worker:
         self.finished = Event()
 
     def _new_tallies(self) -> list[Tally]:
-        return [Tally(self.open_model) for _ in self.plan.endpoints]
+        return [Tally(self.open_model, ok) for ok in self.success_tables]
 
     # -- the hot loops ----------------------------------------------------------------
     def closed_loop(self, conn: Connection) -> None:
