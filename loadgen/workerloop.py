@@ -31,7 +31,7 @@ from gevent.queue import SimpleQueue
 from loadgen.channel import Channel, ChannelClosed
 from loadgen.client import TIMEOUT, Connection, RequestError, build_request, make_pool
 from loadgen.config import WorkerPlan, merge_headers
-from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram, success_table
+from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 
 # Seconds between deltas.  Only bench/intervals.py changes it (to price the machinery);
 # the coordinator's per-second series assumes 1.
@@ -52,7 +52,6 @@ class Worker:
         self.requests = [build_request(e.method, host, base + e.path,
                                        merge_headers(plan.headers, e.headers), e.body)
                          for e in plan.endpoints]
-        self.success_tables = [success_table(e.expect_status) for e in plan.endpoints]
         self.heads = [e.head for e in plan.endpoints]
         self.tallies = self._new_tallies()
         self.send_lag = new_histogram()   # open model: intended send time -> bytes written
@@ -72,7 +71,7 @@ class Worker:
         self.finished = Event()
 
     def _new_tallies(self) -> list[Tally]:
-        return [Tally(self.open_model, ok) for ok in self.success_tables]
+        return [Tally(self.open_model, e.expect_status) for e in self.plan.endpoints]
 
     # -- the hot loops ----------------------------------------------------------------
     def closed_loop(self, conn: Connection) -> None:
