@@ -131,6 +131,9 @@ class Aggregate:
         for k in sorted(self._pending):
             second = self._pending[k]
             last = self._last
+            if k == max(self._pending) and second.length < 1.0 and not second.totals.requests:
+                self._pending.pop(k)   # a last partial second with nothing in it
+                continue
             if (k == max(self._pending) and second.length < SLIVER_S and last is not None
                     and last[0] == k - 1 and last[1].length >= 1.0):
                 self._pending.pop(k)
@@ -146,7 +149,9 @@ class Aggregate:
 
     def _close_seconds(self) -> None:
         running = [w.messages for w in self.workers if not w.done and not w.lost]
-        complete_upto = min(running) if running else max(self._pending, default=0)
+        if not running:
+            return   # every worker is done: finish() reduces the rest, folding a last sliver
+        complete_upto = min(running)
         for k in sorted(self._pending):
             if k <= complete_upto:
                 self._reduce(k)

@@ -11,20 +11,23 @@ changed: a step that held is a pass even if loadgen was strained (the server
 met the SLOs under at least the load asked for), and a failed step stops the
 search only if loadgen may have caused the failure.  One exception is a full
 connection pool at a step where the server's own service time rose to
-``SATURATED_SERVICE`` times that of the highest step that held: the server
-was queueing work it could not finish, so the failure is the server's.
+``SATURATED_SERVICE`` times its lowest at a step that held (the server's
+unloaded pace): the server was queueing work it could not finish, so the
+failure is the server's.  A fast server behind a pool that is too small
+keeps its pace (ratio ~1).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from loadgen.config import RunConfig
 from loadgen.pacer import build_schedule
 
 ACHIEVED_SHARE = 0.95
-SATURATED_SERVICE = 2.0
+SATURATED_SERVICE = 1.5
 
 
 @dataclass
@@ -91,7 +94,8 @@ def search(base: RunConfig, run_step: RunStep, evaluate: Evaluate, start_rate: f
         doc = run_step(step_config(base, rate, step_s))
         step = judge(rate, doc, evaluate(doc))
         if step.generator_limited:
-            held = max((s for s in result.steps if s.passed), key=lambda s: s.rate, default=None)
+            paced = [s for s in result.steps if s.passed and s.service_mean_ms]
+            held = min(paced, key=lambda s: s.service_mean_ms or 0.0, default=None)
             step.note = _limited_note(step, held)
         result.steps.append(step)
         if on_step:

@@ -115,19 +115,31 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     not an average of per-run percentiles, which is not a percentile of
     anything.  The HDR histograms are merged losslessly, so the combined
     percentiles are exactly those of all the repeats' requests together; counts,
-    status codes, errors and bytes are summed; ``duration_s`` is the summed
+    status codes, failure kinds and bytes are summed; ``duration_s`` is the summed
     time under load, so ``rps`` is total requests / total time under load.
+
+    ``histograms`` (every request) give ``latency_ms``; ``success_histograms``
+    (successes only) give ``success_latency_ms``.  Files written before successes had
+    their own histogram have none: if any run lacks them, a merged "successes
+    only" distribution would silently leave that run's successes out, so the
+    combined ``success_latency_ms`` is all None (as for a run where nothing
+    succeeded) and no ``success_histograms`` are written.  Failure kinds come
+    from ``failures_by_kind``, or from the old key ``errors`` (same meaning).
 
     ``intervals`` are concatenated in run order with ``t`` shifted by the
     earlier runs' durations, so the series continues (charts, and compare's
-    per-second method when a side has fewer than three runs).
+    per-second method when a side has fewer than three runs).  Each interval
+    keeps its own ``start`` (the wall clock of that run's second: the runs were
+    not back to back), ``length_s`` and ``partial`` (a run's partial last second
+    stays partial, so per-second statistics still leave it out).
     ``status`` is "complete" only if every run was (else the worst status);
     ``generator_limited`` is true if any run was; ``config`` is the first
     run's.  The per-run lateness histograms are not saved, so ``generator``
-    holds the worst run's figures.  ``combined_from`` says how many runs went
-    in and ``combined_runs`` what each one was, with its own ``rps`` and
-    ``latency_ms``: each run is one observation for ``loadgen compare``, which
-    judges repeats by the variance between runs, not between seconds.
+    holds the worst run's figures (``_worst_generator``).  ``combined_from`` says
+    how many runs went in and ``combined_runs`` what each one was, with its own
+    ``rps`` and ``latency_ms``: each run is one observation for ``loadgen
+    compare``, which judges repeats by the variance between runs, not between
+    seconds.
 
     Raises ValueError for no documents, or documents whose endpoint names
     differ (they are not repeats of one configuration).
@@ -146,6 +158,8 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"run {i} has endpoints {other}, run 1 has {names}: "
                              "not repeats of one configuration")
     open_model = any("service_histograms" in d for d in docs)
+    # only when every run has them: else the merged "successes only" would miss a run's
+    with_success = all(isinstance(d.get("success_histograms"), dict) for d in docs)
     # what counted as a success in these runs (files older than --expect-status: 2xx)
     expect_text = (docs[0].get("config") or {}).get("expect_status") or {}
     expects = [parse_status_set(expect_text[name]) if name in expect_text else DEFAULT_SUCCESS
@@ -160,18 +174,22 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     for run, doc in enumerate(docs, start=1):
         histograms = doc.get("histograms") or {}
         service = doc.get("service_histograms") or {}
+        success = doc.get("success_histograms") or {}
         for name, entry, merged in zip(names, doc["endpoints"], totals):
+            kinds = entry.get("failures_by_kind")
             one = Totals(hist=decode_histogram(histograms.get(name, "")),
+                         success=decode_histogram(success.get(name, "") if with_success else ""),
                          service=decode_histogram(service.get(name, "")) if open_model else None,
                          codes=Counter(entry.get("status_codes") or {}),
-                         errors=Counter(entry.get("failures_by_kind")
-                                        or entry.get("errors") or {}),
+                         errors=Counter((kinds if kinds is not None else entry.get("errors"))
+                                        or {}),
                          expect=merged.expect,
                          bytes_in=entry.get("bytes_in", 0), bytes_out=entry.get("bytes_out", 0),
                          overflow=entry.get("latency_overflow", 0))
             merged.merge(one)
         duration = float(doc["summary"].get("duration_s") or 0.0)
         series = sorted(doc.get("intervals") or [], key=lambda i: i["t"])
+        # only t moves: start (wall clock), length_s and partial stay the run's own
         intervals += [{**i, "t": round(i["t"] + offset, 3)} for i in series]
         # never step back, even if a run's last interval ended after its recorded duration
         offset += max(duration, series[-1]["t"] if series else 0.0)
@@ -214,6 +232,9 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
         "combined_from": len(docs),
         "combined_runs": runs,
     }
+    if with_success:
+        combined["success_histograms"] = {name: encode_histogram(t.success)
+                                          for name, t in zip(names, totals)}
     if open_model:
         combined["service_histograms"] = {
             name: encode_histogram(t.service) if t.service is not None else ""
@@ -226,15 +247,40 @@ def _worst_generator(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 
     Lateness percentiles of separate runs cannot be merged (their histograms are
     not saved), and the question they answer -- was loadgen ever the limit? --
-    is answered by the worst run.
+    is answered by the worst run.  So every figure is its maximum over the runs
+    (per key for ``lateness_ms`` and ``loop_lag_ms``, over the keys every run
+    has; None if no run has one), except ``waited_for_connection`` (a count:
+    summed).  ``reasons`` are prefixed with their run and ``causes`` concatenated
+    in the same order, so ``causes[i]`` still names ``reasons[i]``.  Old files
+    lack the newer keys: they count as 0 / absent.
     """
-    lateness = [b["lateness_ms"] for b in blocks if b.get("lateness_ms")]
     reasons = [f"run {i}: {r}" for i, b in enumerate(blocks, start=1)
                for r in b.get("reasons") or []]
+    causes = [c for b in blocks for c in b.get("causes") or []]
+
+    def worst(key: str) -> float:
+        return max((b.get(key) or 0.0 for b in blocks), default=0.0)
+
+    needed = [b["connections_needed"] for b in blocks if b.get("connections_needed") is not None]
     return {"reasons": reasons,
-            "lateness_ms": ({k: max(x[k] for x in lateness) for k in ("p50", "p99", "max")}
-                            if lateness else None),
-            "cpu_percent_max": max((b.get("cpu_percent_max") or 0.0 for b in blocks),
-                                   default=0.0),
+            "causes": causes,
+            "lateness_ms": _worst_figures(blocks, "lateness_ms"),
+            "lag_limit_ms": max((b["lag_limit_ms"] for b in blocks
+                                 if b.get("lag_limit_ms") is not None), default=None),
+            "loop_lag_ms": _worst_figures(blocks, "loop_lag_ms"),
+            "cpu_percent_max": worst("cpu_percent_max"),
+            "demand_percent_max": worst("demand_percent_max"),
+            "run_queue_percent_max": worst("run_queue_percent_max"),
             "waited_for_connection": sum(b.get("waited_for_connection") or 0 for b in blocks),
-            "connections": max((b.get("connections") or 0 for b in blocks), default=0)}
+            "waited_share": worst("waited_share"),
+            "connections": max((b.get("connections") or 0 for b in blocks), default=0),
+            "connections_needed": max(needed, default=None)}
+
+
+def _worst_figures(blocks: list[dict[str, Any]], key: str) -> dict[str, float] | None:
+    """Per percentile, the worst run's value, over the percentiles every run that has them has."""
+    figures = [b[key] for b in blocks if isinstance(b.get(key), dict) and b[key]]
+    if not figures:
+        return None
+    shared = [k for k in figures[0] if all(isinstance(f.get(k), (int, float)) for f in figures)]
+    return {k: max(f[k] for f in figures) for k in shared}

@@ -90,6 +90,14 @@ def judge(ev: Evidence) -> dict[str, Any]:
     pool = ev.max_connections or ev.connections
     pool_short = bool(pool) and needed >= POOL_FILL * pool
     waits = waited_share >= POOL_SHARE
+    for w in ev.workers:
+        if w.demand_percent_max >= DEMAND_LIMIT or w.cpu_percent_max >= DEMAND_LIMIT:
+            starved = w.demand_wait_percent >= STARVED_WAIT
+            causes.append("starved" if starved else "cpu")
+            reasons.append(_demand_reason(w))
+    # a worker short of CPU reads responses late, which keeps connections busy: the pool
+    # reason below may then be a consequence, and it says so
+    cpu_bound = bool(causes)
     if late and waits and pool_short:
         causes.append("pool")
         reasons.append(
@@ -97,7 +105,8 @@ def judge(ev: Evidence) -> dict[str, Any]:
             f"({waited_share:.0%}) found all {pool:,} connections busy, so requests queued "
             f"inside loadgen (send lag p99 {_ms(lag_p99)}, service time p99 {service}; "
             f"{ev.target_rps:,.0f} req/s x {_ms(ev.service_mean_ms)} mean service time needs "
-            f"~{needed:,.0f} connections); raise --max-connections")
+            f"~{needed:,.0f} connections); raise --max-connections"
+            + (" (this may follow from the CPU limit above)" if cpu_bound else ""))
     elif late and not waits:
         if backlog > LAG_FLOOR_MS:
             causes.append("backlog")
@@ -116,11 +125,6 @@ def judge(ev: Evidence) -> dict[str, Any]:
         reasons.append(f"the event loop ran late: timers p99 {_ms(loop['p99'])} behind, "
                        f"against a latency p99 of {service} (limit {_ms(limit)}); "
                        "add --workers or cores")
-    for w in ev.workers:
-        if w.demand_percent_max >= DEMAND_LIMIT or w.cpu_percent_max >= DEMAND_LIMIT:
-            starved = w.demand_wait_percent >= STARVED_WAIT
-            causes.append("starved" if starved else "cpu")
-            reasons.append(_demand_reason(w))
     cpu = max((w.cpu_percent_max for w in ev.workers), default=0.0)
     return {
         "limited": bool(reasons),

@@ -1,0 +1,100 @@
+"""Synthetic worker messages and results documents, for fast tests without processes.
+
+The messages have exactly the shape ``loadgen.workerloop.Worker._send_interval``
+sends (tallies built with ``Tally(...).to_wire()``), and the documents are
+built from them by the real ``Aggregate`` and ``build_document``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from loadgen.aggregate import Aggregate, WorkerState
+from loadgen.metrics import Tally, encode_histogram, new_histogram
+from loadgen.results import build_document
+
+WALL_START = 1_700_000_000.0   # 2023-11-14T22:13:20Z
+
+
+def tally(ok: int = 0, status_500: int = 0, timeouts: int = 0, ok_us: int = 2_000,
+          timeout_us: int = 1_000_000, open_model: bool = False) -> Tally:
+    """One endpoint's interval: ``ok`` 2xx at ~``ok_us``, 500s at 3 ms, transport timeouts."""
+    t = Tally(open_model=open_model)
+    for i in range(ok):
+        t.record(200, ok_us + i, 100, 50)
+        if open_model:
+            t.record_service(ok_us + i)
+    for _ in range(status_500):
+        t.record(500, 3_000, 20, 50)
+    for _ in range(timeouts):
+        t.error("timeout", 50, timeout_us)
+    return t
+
+
+def message(worker: int, elapsed_s: float, endpoints: list[Tally], final: bool = False,
+            cpu_s: float = 0.0, run_delay_s: float = 0.0, waited: int = 0,
+            connections: int = 4, lateness_us: list[int] | None = None,
+            loop_lag_us: list[int] | None = None) -> dict[str, Any]:
+    """A worker message, as ``Worker._send_interval`` builds it (counters are cumulative)."""
+    def hist(values: list[int] | None) -> str:
+        h = new_histogram()
+        for v in values or []:
+            h.record_value(v)
+        return encode_histogram(h)
+
+    return {
+        "type": "final" if final else "interval",
+        "worker": worker,
+        "t": elapsed_s,
+        "elapsed_s": elapsed_s,
+        "cpu_s": cpu_s,
+        "run_delay_s": run_delay_s,
+        "reconnects": 0,
+        "connections": connections,
+        "waited": waited,
+        "lateness": hist(lateness_us),
+        "loop_lag": hist(loop_lag_us),
+        "endpoints": [t.to_wire() for t in endpoints],
+    }
+
+
+def new_aggregate(workers: int = 2, endpoints: tuple[str, ...] = ("GET /a",)) -> Aggregate:
+    agg = Aggregate(list(endpoints), [WorkerState(i) for i in range(workers)])
+    agg.wall_start = WALL_START
+    return agg
+
+
+def iso(offset_s: float) -> str:
+    return dt.datetime.fromtimestamp(WALL_START + offset_s, dt.UTC).isoformat(
+        timespec="milliseconds")
+
+
+def synthetic_run(ok: int = 30, status_500: int = 1, timeouts: int = 1, seconds: int = 2,
+                  tail_s: float = 0.5, open_model: bool = False, wall_start: float = WALL_START,
+                  causes_cpu: bool = False) -> dict[str, Any]:
+    """A results document for a two-worker run: ``seconds`` whole seconds then a partial one.
+
+    Each worker sends ``ok`` 2xx, ``status_500`` 500s and ``timeouts`` transport timeouts
+    (at 1 s) per whole second, and ``ok`` // 2 2xx in its last ``tail_s``.  With
+    ``causes_cpu`` worker 0 used a whole core in second 1 (a generator-limited run).
+    """
+    agg = Aggregate(["GET /a"], [WorkerState(0), WorkerState(1)])
+    agg.wall_start = wall_start
+    for k in range(1, seconds + 1):
+        for w in (0, 1):
+            cpu = (0.95 if causes_cpu and w == 0 else 0.2) * k
+            agg.add(message(w, k + 0.0004, [tally(ok, status_500, timeouts,
+                                                  open_model=open_model)],
+                            cpu_s=cpu, waited=k, lateness_us=[300, 400] if open_model else None))
+    for w in (0, 1):
+        agg.add(message(w, seconds + tail_s, [tally(ok // 2, open_model=open_model)], final=True,
+                        cpu_s=seconds, waited=seconds))
+    agg.finish()
+    config: dict[str, Any] = {"model": "open" if open_model else "closed", "concurrency": 4}
+    if open_model:
+        config["schedule"] = [{"duration_s": seconds + tail_s, "start_rate": 2.0 * ok,
+                               "end_rate": 2.0 * ok}]
+        config["max_connections"] = 8
+    started = dt.datetime.fromtimestamp(wall_start, dt.UTC)
+    return build_document(config, agg, "complete", [], started)
