@@ -16,6 +16,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from loadgen.metrics import (
+    DEFAULT_SUCCESS,
     Totals,
     decode_histogram,
     latency_ms,
@@ -60,15 +61,20 @@ class _Second:
 
 @dataclass
 class Aggregate:
+    """``success_sets``: each endpoint's statuses that count as a success (default 2xx)."""
+
     endpoint_names: list[str]
     workers: list[WorkerState]
+    success_sets: list[frozenset[int]] | None = None
     totals: list[Totals] = field(init=False)
     intervals: list[dict[str, Any]] = field(default_factory=list)
     wall_start: float | None = None     # time.time() of the run's start, once known
     _pending: dict[int, _Second] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.totals = [Totals() for _ in self.endpoint_names]
+        if self.success_sets is None:
+            self.success_sets = [DEFAULT_SUCCESS] * len(self.endpoint_names)
+        self.totals = [Totals(expect=ok) for ok in self.success_sets]
         self.lateness = new_histogram()   # send lag: intended send time -> bytes written
         self.loop_lag = new_histogram()   # event-loop lag probe of every worker
         self.lag_p50_by_second: list[float] = []   # send lag median of each whole second
@@ -106,7 +112,7 @@ class Aggregate:
             self.loop_lag.decode_and_add(message["loop_lag"])
         for totals, wire in zip(self.totals, message["endpoints"]):
             totals.add_wire(wire)
-            second.totals.add_wire(wire)
+            second.totals.add_wire(wire, totals.expect)
         state.requests += sum(sum(w["codes"].values()) + sum(w["errors"].values())
                               for w in message["endpoints"])
         span = message["elapsed_s"] - (state.messages - 1)

@@ -13,10 +13,9 @@ import click
 from click.core import ParameterSource
 
 from loadgen import __version__, exitcodes
-
 from loadgen.config import ConfigError, parse_duration
-from loadgen.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
 from loadgen.guards import one_line
+from loadgen.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
 from loadgen.pacer import MAX_RATE
 
 
@@ -60,7 +59,13 @@ TARGET_OPTIONS = _options(
     click.option("--workers", type=click.IntRange(min=1), default=None,
                  help="Worker processes [default: CPU count, at most the concurrency]."),
     click.option("--method", default=None, help="HTTP method [default: GET, or POST with a body]."),
-    click.option("--header", "headers", multiple=True, help="'Name: value'; repeatable."),
+    click.option("--header", "headers", multiple=True,
+                 help="'Name: value'; repeatable. Replaces loadgen's own header of that name "
+                      "(Host, User-Agent, Accept), e.g. 'Host: api.example.test' for a virtual "
+                      "host."),
+    click.option("--expect-status", default=None, metavar="STATUSES",
+                 help="Statuses that count as a success, e.g. 200-399 or 200,201,304 or "
+                      "2xx,304 [default: 200-299]."),
     click.option("--data", default=None, help="Request body."),
     click.option("--data-file", type=click.Path(dir_okay=False), default=None,
                  help="Read the request body from this file."),

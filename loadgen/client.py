@@ -86,15 +86,25 @@ class _Framer:
 
 def build_request(method: str, host_header: str, path: str,
                   headers: list[tuple[str, str]], body: bytes) -> bytes:
-    """The full request, built once per endpoint and written as-is for every send."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}"]
-    names = {name.lower() for name, _ in headers}
-    if "user-agent" not in names:
+    """The full request, built once per endpoint and written as-is for every send.
+
+    A user header replaces loadgen's default of the same name, case-insensitively:
+    ``Host`` (a virtual host reached by IP, as curl ``-H 'Host: ...'``), ``User-Agent``,
+    ``Accept``.  Content-Length is always loadgen's own, written once (config checked
+    that a user's agrees with the body).  A ``#fragment`` never goes on the wire.
+    """
+    given = {name.lower(): value for name, value in headers}
+    if "transfer-encoding" in given:   # config refuses it; never send two framings
+        raise ValueError("Transfer-Encoding cannot be combined with loadgen's Content-Length")
+    target = path.partition("#")[0]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {given.get('host', host_header)}"]
+    if "user-agent" not in given:
         lines.append("User-Agent: loadgen")
-    if "accept" not in names:
+    if "accept" not in given:
         lines.append("Accept: */*")
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    if body or method in ("POST", "PUT", "PATCH"):
+    lines.extend(f"{name}: {value}" for name, value in headers
+                 if name.lower() not in ("host", "content-length"))
+    if body or method in ("POST", "PUT", "PATCH") or "content-length" in given:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 

@@ -33,16 +33,16 @@ import pickle
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
 from loadgen import __version__
 from loadgen.aggregate import Aggregate, WorkerState
 from loadgen.config import RunConfig, plan_workers
-from loadgen.coordinator import (READY_TIMEOUT_S, SILENCE_LIMIT_S, Outcome, _with_headers,
-                                 run_status)
+from loadgen.coordinator import READY_TIMEOUT_S, SILENCE_LIMIT_S, Outcome, _with_headers, run_status
 from loadgen.node import NodeJob, node_task, probe
 from loadgen.preflight import PreflightError
 
@@ -164,7 +164,8 @@ class Cluster:
         plans = plan_workers(config)
         if headers:
             plans = [_with_headers(p, headers) for p in plans]
-        agg = Aggregate([e.name for e in config.endpoints], [WorkerState(p.index) for p in plans])
+        agg = Aggregate([e.name for e in config.endpoints], [WorkerState(p.index) for p in plans],
+                        [e.expect_status for e in config.endpoints])
         run_id = uuid.uuid4().hex
         names = {"queue": f"loadgen-{run_id}-messages", "start": f"loadgen-{run_id}-start",
                  "stop": f"loadgen-{run_id}-stop"}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -54,6 +54,97 @@ def parse_header(text: str) -> tuple[str, str]:
         raise ConfigError(f"--header: the value of {name!r} has control characters or "
                           "characters outside ISO-8859-1 (percent-encode them)")
     return name, value
+
+
+#: What counts as a success unless --expect-status / expect_status says otherwise.
+DEFAULT_EXPECT_STATUS = frozenset(range(200, 300))
+_STATUS_ITEM = re.compile(r"^(\d{3})(?:-(\d{3}))?$")
+
+
+def parse_status_set(text: str, what: str = "--expect-status") -> frozenset[int]:
+    """'200-399', '200,201,304' or '2xx,304' -> the set of statuses that count as a success.
+
+    Statuses are 100-599 (RFC 9110 §15); a range is inclusive.  Anything else,
+    including an empty list or a reversed range, is bad input: a typo here would
+    silently turn every failure into a success.
+    """
+    codes: set[int] = set()
+    items = [item.strip() for item in str(text).split(",")]
+    for item in items:
+        low = item.lower()
+        if len(low) == 3 and low[0] in "12345" and low[1:] == "xx":   # 2xx: a whole class
+            start = int(low[0]) * 100
+            codes.update(range(start, start + 100))
+            continue
+        m = _STATUS_ITEM.match(item)
+        if not m:
+            raise ConfigError(f"{what}: {text!r} is not a status list "
+                              "(examples: 200-399, 200,201,304, 2xx)")
+        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+        for code in (first, last):
+            if not 100 <= code <= 599:
+                raise ConfigError(f"{what}: {code} is not an HTTP status (100-599) in {text!r}")
+        if last < first:
+            raise ConfigError(f"{what}: the range {item!r} runs backwards in {text!r}")
+        codes.update(range(first, last + 1))
+    return frozenset(codes)
+
+
+def format_status_set(codes: frozenset[int]) -> str:
+    """The canonical text of a status set ('200-299', '200-201,304'): saved with the results."""
+    parts, ordered = [], sorted(codes)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def merge_headers(run: tuple[tuple[str, str], ...] | list[tuple[str, str]],
+                  endpoint: tuple[tuple[str, str], ...] | list[tuple[str, str]]
+                  ) -> list[tuple[str, str]]:
+    """The user's headers for one endpoint: an endpoint's header replaces the run's of that name.
+
+    Names compare case-insensitively (RFC 9110 §5.1).  Within one layer repeats are
+    kept as given (list-valued fields may repeat); ``check_headers`` refuses the
+    repeats that break a request (Host, Content-Length).
+    """
+    replaced = {name.lower() for name, _ in endpoint}
+    return [*((n, v) for n, v in run if n.lower() not in replaced), *endpoint]
+
+
+#: Fields a request may carry only once (RFC 9112 §3.2: two Hosts are answered 400).
+_SINGLETONS = ("host", "content-length")
+
+
+def check_headers(headers: list[tuple[str, str]], endpoint: str, body: bytes | None,
+                  where: str = "--header") -> None:
+    """Refuse user headers that would make the request something other than what was asked.
+
+    loadgen frames every body itself with Content-Length: a user Content-Length
+    that agrees is accepted (and sent once), one that disagrees would desync the
+    connection, and Transfer-Encoding would contradict loadgen's framing.
+    ``body`` None: the body is not known yet (a run's headers, before each endpoint's).
+    """
+    seen: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _SINGLETONS and lower in seen:
+            raise ConfigError(f"{where}: {name} given twice (a request carries one)")
+        seen[lower] = value
+        if lower == "transfer-encoding":
+            raise ConfigError(f"{where}: Transfer-Encoding cannot be set: loadgen sends every "
+                              "body whole, framed by Content-Length")
+        if lower == "content-length" and body is not None and not (
+                value.isascii() and value.isdigit() and int(value) == len(body)):
+            raise ConfigError(f"{where}: 'Content-Length: {value}' does not match the "
+                              f"{len(body)}-byte body of {endpoint} (leave it out: loadgen "
+                              "sets it)")
+        if lower == "host" and not value:
+            raise ConfigError(f"{where}: Host is empty")
 
 
 def parse_method(text: str) -> str:
@@ -130,6 +221,7 @@ class Endpoint:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     weight: float = 1.0
+    expect_status: frozenset[int] = DEFAULT_EXPECT_STATUS   # statuses that count as a success
 
     @property
     def name(self) -> str:
@@ -141,10 +233,17 @@ class Endpoint:
 
 
 def normalize_path(path: str, what: str = "--endpoint") -> str:
-    """A request path: leading ``/``; non-ASCII characters percent-encoded as UTF-8."""
-    path = path.strip()
+    """A request path: leading ``/``; non-ASCII characters percent-encoded as UTF-8.
+
+    A ``#fragment`` is dropped: it names a part of the resource for the browser and
+    is never part of a request target (RFC 9112 §3.2), so the endpoint's name is
+    the path as sent.
+    """
+    given = path.strip()
+    path = given.partition("#")[0]
     if not path:
-        raise ConfigError(f"{what}: empty path")
+        raise ConfigError(f"{what}: {given!r} has no path before its #fragment" if given
+                          else f"{what}: empty path")
     if any(c.isspace() or c < " " or c == "\x7f" for c in path):
         raise ConfigError(f"{what}: {path!r} contains white space or control characters")
     if not path.isascii():
@@ -201,6 +300,9 @@ class RunConfig:
             "header_names": [name for name, _ in self.headers],
             "body_bytes": {e.name: len(e.body) for e in self.endpoints if e.body},
             "weights": {e.name: e.weight for e in self.endpoints},
+            # what counted as a success, so a saved run's success rate can be read later
+            "expect_status": {e.name: format_status_set(e.expect_status)
+                              for e in self.endpoints},
             "thresholds": [t.text for t in self.thresholds],
             "model": self.model,
             "max_connections": self.max_connections if self.schedule else None,

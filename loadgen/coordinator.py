@@ -11,9 +11,10 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -101,7 +102,8 @@ class Coordinator:
             if self.extra_headers:
                 plans = [_with_headers(p, self.extra_headers) for p in plans]
         names = [e.name for e in self.config.endpoints]
-        agg = Aggregate(names, [WorkerState(p.index) for p in plans])
+        agg = Aggregate(names, [WorkerState(p.index) for p in plans],
+                        [e.expect_status for e in self.config.endpoints])
         ctx = mp.get_context("spawn")
         handles = self.handles
         for plan in plans:

@@ -23,6 +23,8 @@ PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0),
                ("p99", 99.0), ("p999", 99.9))
 
 
+#: Statuses that count as a success unless the endpoint says otherwise (loadgen.config's).
+DEFAULT_SUCCESS = frozenset(range(200, 300))
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
@@ -46,18 +48,22 @@ class Tally:
     Swapped for a fresh one every interval (a new histogram is ~10x cheaper
     than ``reset``), so the wire carries deltas and nothing is counted twice.
 
-    Every request lands in exactly one latency histogram: ``hist`` for a 2xx
-    response, ``failed`` for anything else (a non-2xx response, or no response
-    at all, at the time it failed).  A failure left out of the distribution
+    Every request lands in exactly one latency histogram: ``hist`` for a
+    success (a status in the endpoint's success set, 2xx unless
+    ``--expect-status`` says otherwise), ``failed`` for anything else (another
+    status, or no response at all, at the time it failed).  A failure left out of the distribution
     would make a stall longer than the timeout look *better*; split this way
     the worker still records one value per request, and the coordinator
     merges the two into "every request" and keeps "successes only" beside it.
     """
 
-    __slots__ = ("hist", "failed", "service", "codes", "errors", "bytes_in", "bytes_out",
-                 "overflow")
+    __slots__ = ("bytes_in", "bytes_out", "codes", "errors", "failed", "hist", "ok", "overflow",
+                 "service")
 
-    def __init__(self, open_model: bool = False) -> None:
+    def __init__(self, open_model: bool = False, ok: frozenset[int] = DEFAULT_SUCCESS) -> None:
+        # the endpoint's success set: ``status in ok`` costs no more than the old
+        # ``200 <= status < 300`` did (bench/success_lookup.py)
+        self.ok = ok
         self.hist = new_histogram()
         self.failed = new_histogram()
         # open model: ``hist``/``failed`` run from the intended send time, ``service`` from
@@ -70,7 +76,7 @@ class Tally:
         self.overflow = 0
 
     def record(self, status: int, latency_us: int, bytes_in: int, bytes_out: int) -> None:
-        hist = self.hist if 200 <= status < 300 else self.failed
+        hist = self.hist if status in self.ok else self.failed
         if not hist.record_value(latency_us):
             self.overflow += 1
             hist.record_value(HIGHEST_US)
@@ -112,9 +118,13 @@ class Totals:
     """Merged counts for one endpoint (or all of them) in the coordinator.
 
     ``hist`` holds every request (the distribution the table, thresholds,
-    compare and capacity use); ``success`` only the 2xx responses.  Empty
+    compare and capacity use); ``success`` only the successes.  Empty
     histograms are never added: hdrhistogram's ``add`` would take their
     minimum of 0 as the merged minimum.
+
+    ``expect`` is the endpoint's success set: statuses outside it are counted
+    in ``failed_codes`` as they arrive, so totals that merge endpoints with
+    different success sets (the run's summary, each second) stay right.
     """
 
     hist: HdrHistogram = field(default_factory=new_histogram)
@@ -125,8 +135,15 @@ class Totals:
     bytes_in: int = 0
     bytes_out: int = 0
     overflow: int = 0
+    expect: frozenset[int] = DEFAULT_SUCCESS
+    failed_codes: Counter[str] = field(init=False)   # failures_by_status
 
-    def add_wire(self, wire: dict[str, Any]) -> None:
+    def __post_init__(self) -> None:
+        self.failed_codes = Counter({code: n for code, n in self.codes.items()
+                                     if not _is_success(code, self.expect)})
+
+    def add_wire(self, wire: dict[str, Any], expect: frozenset[int] | None = None) -> None:
+        """Merge one worker delta; ``expect``: its endpoint's success set (default: ours)."""
         if wire["hist"]:
             ok = decode_histogram(wire["hist"])
             self.hist.add(ok)
@@ -138,6 +155,9 @@ class Totals:
                 self.service = new_histogram()
             if wire["service"]:
                 self.service.decode_and_add(wire["service"])
+        expect = self.expect if expect is None else expect
+        self.failed_codes.update({code: n for code, n in wire["codes"].items()
+                                  if not _is_success(code, expect)})
         self._add_counts(wire["codes"], wire["errors"], wire["bytes_in"],
                          wire["bytes_out"], wire["overflow"])
 
@@ -148,6 +168,7 @@ class Totals:
             if self.service is None:
                 self.service = new_histogram()
             _add(self.service, other.service)
+        self.failed_codes.update(other.failed_codes)
         self._add_counts(other.codes, other.errors, other.bytes_in, other.bytes_out,
                          other.overflow)
 
@@ -165,11 +186,12 @@ class Totals:
 
     @property
     def successes(self) -> int:
-        return sum(n for code, n in self.codes.items() if _is_success(code))
+        return sum(self.codes.values()) - sum(self.failed_codes.values())
 
 
-def _is_success(code: str | int) -> bool:
-    return str(code).isdigit() and 200 <= int(code) < 300
+def _is_success(code: str | int, expect: frozenset[int] = DEFAULT_SUCCESS) -> bool:
+    text = str(code)
+    return text.isascii() and text.isdigit() and int(text) in expect
 
 
 def _add(into: HdrHistogram, other: HdrHistogram) -> None:
@@ -222,8 +244,9 @@ def latency_ms(hist: HdrHistogram) -> dict[str, float | None]:
 def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
     """The summary block (S) of the results document.
 
-    One vocabulary: a *failure* is a request that did not succeed (no 2xx),
-    split into ``failures_by_status`` (it got a non-2xx response) and
+    One vocabulary: a *failure* is a request that did not succeed (no status
+    in its endpoint's success set, 2xx by default), split into
+    ``failures_by_status`` (it got a response with another status) and
     ``failures_by_kind`` (it got no response: connect, timeout, write, read,
     protocol).  ``latency_ms`` covers every request; ``success_latency_ms``
     only the successes.
@@ -240,8 +263,7 @@ def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
         "latency_ms": latency_ms(totals.hist),
         "success_latency_ms": latency_ms(totals.success),
         "status_codes": dict(sorted(totals.codes.items())),
-        "failures_by_status": {code: n for code, n in sorted(totals.codes.items())
-                               if n and not _is_success(code)},
+        "failures_by_status": {code: n for code, n in sorted(totals.failed_codes.items()) if n},
         "failures_by_kind": {k: v for k, v in sorted(totals.errors.items()) if v},
         "bytes_in": totals.bytes_in,
         "bytes_out": totals.bytes_out,

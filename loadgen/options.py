@@ -10,8 +10,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from loadgen.config import (ConfigError, Endpoint, RunConfig, Target, TlsFiles, normalize_path,
-                            parse_duration, parse_header, parse_method)
+from loadgen.config import (
+    DEFAULT_EXPECT_STATUS,
+    ConfigError,
+    Endpoint,
+    RunConfig,
+    Target,
+    TlsFiles,
+    check_headers,
+    merge_headers,
+    normalize_path,
+    parse_duration,
+    parse_header,
+    parse_method,
+    parse_status_set,
+)
 from loadgen.guards import ask_password, check_outputs, read_body_file
 
 DEFAULT_REQUESTS = 100
@@ -43,6 +56,7 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
         requests = DEFAULT_REQUESTS
     endpoints = _endpoints(opts)
     headers = tuple(parse_header(h) for h in opts["headers"])
+    _check_headers(headers, endpoints)
     concurrency = opts["concurrency"]
     if (opts["workers"] or 0) > MAX_WORKERS:
         raise ConfigError(f"--workers: at most {MAX_WORKERS} processes on one machine")
@@ -106,17 +120,35 @@ def _cluster(opts: dict[str, Any]) -> tuple[str | None, int | None]:
 
 
 def _endpoints(opts: dict[str, Any]) -> tuple[Endpoint, ...]:
+    expect = _expect_status(opts.get("expect_status"))
     specs = opts.get("endpoint_specs")
-    if specs:
+    if specs:   # an endpoint's own expect_status is more specific than the run's
         return tuple(Endpoint(s["method"], s["path"], s["body"], tuple(s["headers"]),
-                              float(s["weight"])) for s in specs)
+                              float(s["weight"]), s.get("expect_status") or expect)
+                     for s in specs)
     body = _read_body(opts.get("data"), opts.get("data_file"))
     method = (parse_method(opts["method"]) if opts.get("method") is not None
               else "POST" if body else "GET")
     paths = dict.fromkeys(normalize_path(p) for p in opts["endpoints"])
     if not paths:
         raise ConfigError("--endpoint: no endpoint to test")
-    return tuple(Endpoint(method, path, body) for path in paths)
+    return tuple(Endpoint(method, path, body, expect_status=expect) for path in paths)
+
+
+def _expect_status(text: str | None) -> frozenset[int]:
+    """``--expect-status`` (or the scenario's top-level expect_status); default 2xx."""
+    return DEFAULT_EXPECT_STATUS if text is None else parse_status_set(text)
+
+
+def _check_headers(headers: tuple[tuple[str, str], ...],
+                   endpoints: tuple[Endpoint, ...]) -> None:
+    """Every endpoint's headers as they will be sent (run's, then its own) must be sendable."""
+    check_headers(list(headers), "", None, "--header")
+    for e in endpoints:
+        own = {name.lower() for name, _ in e.headers}
+        where = f"headers of {e.name}" if "content-length" in own else "--header"
+        check_headers(list(e.headers), e.name, None, f"headers of {e.name}")
+        check_headers(merge_headers(headers, e.headers), e.name, e.body, where)
 
 
 def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:

@@ -131,6 +131,23 @@ def _await_rejection(tls: ssl.SSLSocket, handshake_s: float, target: Target,
         pass   # silent (as it should be), or closed: the load will tell
 
 
+#: Headers the login sets itself: it sends its own JSON body, framed by urllib3.
+_LOGIN_OWN = ("content-type", "content-length", "transfer-encoding")
+
+
+def login_headers(config: RunConfig) -> dict[str, str]:
+    """The run's --header / scenario headers, then the login's own Content-Type.
+
+    The login goes where the load goes, so it carries the same user headers: a
+    ``Host`` naming a virtual host (urllib3 then writes no Host of its own), an
+    API key a gateway wants on every request.
+    """
+    headers = {name: value for name, value in config.headers
+               if name.lower() not in _LOGIN_OWN}
+    headers["Content-Type"] = "application/json"
+    return headers
+
+
 def login(config: RunConfig, password: str) -> str:
     """POST the credentials as JSON to the login endpoint and return the bearer token."""
     import urllib3  # only the coordinator logs in; workers import urllib3 after patching
@@ -144,8 +161,7 @@ def login(config: RunConfig, password: str) -> str:
     try:
         with warnings.catch_warnings():   # --insecure already said so, on one line
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-            response = pool.request("POST", url, body=body,
-                                    headers={"Content-Type": "application/json"})
+            response = pool.request("POST", url, body=body, headers=login_headers(config))
     except urllib3.exceptions.HTTPError as exc:
         raise PreflightError(f"login failed: {type(exc).__name__} talking to {url}", 3) from None
     finally:

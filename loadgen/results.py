@@ -119,7 +119,7 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     time under load, so ``rps`` is total requests / total time under load.
 
     ``histograms`` (every request) give ``latency_ms``; ``success_histograms``
-    (2xx only) give ``success_latency_ms``.  Files written before successes had
+    (successes only) give ``success_latency_ms``.  Files written before successes had
     their own histogram have none: if any run lacks them, a merged "successes
     only" distribution would silently leave that run's successes out, so the
     combined ``success_latency_ms`` is all None (as for a run where nothing
@@ -146,7 +146,8 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """
     from collections import Counter
 
-    from loadgen.metrics import Totals, decode_histogram, summarize
+    from loadgen.config import parse_status_set
+    from loadgen.metrics import DEFAULT_SUCCESS, Totals, decode_histogram, summarize
 
     if not docs:
         raise ValueError("combine_runs needs at least one results document")
@@ -159,7 +160,12 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     open_model = any("service_histograms" in d for d in docs)
     # only when every run has them: else the merged "successes only" would miss a run's
     with_success = all(isinstance(d.get("success_histograms"), dict) for d in docs)
-    totals = [Totals(service=decode_histogram("") if open_model else None) for _ in names]
+    # what counted as a success in these runs (files older than --expect-status: 2xx)
+    expect_text = (docs[0].get("config") or {}).get("expect_status") or {}
+    expects = [parse_status_set(expect_text[name]) if name in expect_text else DEFAULT_SUCCESS
+               for name in names]
+    totals = [Totals(service=decode_histogram("") if open_model else None, expect=ok)
+              for ok in expects]
     intervals: list[dict[str, Any]] = []
     workers: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -177,6 +183,7 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
                          codes=Counter(entry.get("status_codes") or {}),
                          errors=Counter((kinds if kinds is not None else entry.get("errors"))
                                         or {}),
+                         expect=merged.expect,
                          bytes_in=entry.get("bytes_in", 0), bytes_out=entry.get("bytes_out", 0),
                          overflow=entry.get("latency_overflow", 0))
             merged.merge(one)

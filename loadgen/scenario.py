@@ -19,6 +19,7 @@ over the file.  Example (every key is optional; an empty file is valid)::
     visualize = true              # draw the charts
     output_image = "performance.png"
     headers = { "X-Env" = "staging" }   # or ["X-Env: staging"]; sent on every request
+    expect_status = "200-399"     # statuses that count as a success (default "200-299")
     # cluster = "tcp://10.0.0.5:8786"   # instead of `workers`: run on a Dask scheduler's workers
     # workers_per_node = 8              # with cluster: processes per node (default: its CPUs)
 
@@ -47,6 +48,7 @@ over the file.  Example (every key is optional; an empty file is valid)::
     weight = 3                    # share of requests, relative to the others (default 1)
     headers = { "Content-Type" = "application/json" }
     body = '{"text": "hello"}'    # or body_file = "transform-body.json"
+    expect_status = [200, 201]    # this endpoint's successes (default: the top-level's)
 
 Rules:
 
@@ -63,6 +65,11 @@ Rules:
   ``headers`` go on every request either way.  In an ``endpoints`` array, a
   plain string next to tables is short for ``{ path = "..." }``.  A method and
   path may appear only once (it names the endpoint's row in the report).
+- ``expect_status`` is a string as ``--expect-status`` takes it
+  (``"200-399"``, ``"200,201,304"``, ``"2xx"``), an integer, or an array of
+  integers and such strings.  An endpoint's own ``expect_status`` replaces the
+  top-level one (or ``--expect-status``) for that endpoint; an endpoint's
+  ``headers`` replace top-level headers (and ``--header``) of the same name.
 - Anything wrong is one line naming the file and the key: a TOML syntax error
   (with its line and column), an unknown key (with the close match), a wrong
   type, or a bad value (the same message as the command-line option).
@@ -72,7 +79,8 @@ Rules:
 (``duration="30s"``, ``headers=("X-Env: staging",)``, ``stages=("30s:100",)``,
 ``rate=200.0``), plus ``thresholds`` (a list of strings) and, for
 ``[[endpoints]]`` tables, ``endpoint_specs``: a tuple of dicts
-``{"method", "path", "body": bytes, "headers": ((name, value), ...), "weight"}``,
+``{"method", "path", "body": bytes, "headers": ((name, value), ...), "weight"}``
+(and ``"expect_status": frozenset`` when the table sets it),
 validated and normalized (upper-case method, path with a leading ``/``).
 """
 
@@ -88,8 +96,16 @@ import tomllib
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from loadgen.config import (ConfigError, Target, normalize_path, parse_duration, parse_header,
-                            parse_method)
+from loadgen.config import (
+    ConfigError,
+    Target,
+    format_status_set,
+    normalize_path,
+    parse_duration,
+    parse_header,
+    parse_method,
+    parse_status_set,
+)
 from loadgen.pacer import parse_stage
 
 T = TypeVar("T")
@@ -98,10 +114,10 @@ TOP_KEYS = (
     "url", "endpoints", "requests", "concurrency", "auth", "save", "visualize", "output_image",
     "workers", "duration", "method", "headers", "data", "data_file", "timeout", "insecure",
     "rate", "stages", "max_connections", "quiet", "thresholds", "cluster", "workers_per_node",
-    "cacert", "cert", "key",
+    "cacert", "cert", "key", "expect_status",
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
-ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file")
+ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file", "expect_status")
 STAGE_KEYS = ("duration", "rate")
 MAX_SCENARIO_BYTES = 16 << 20
 
@@ -113,9 +129,11 @@ _HINTS = {
             "user": "[auth] username", "connections": "concurrency", "processes": "workers",
             "rps": "rate", "stage": "stages", "header": "headers", "endpoint": "endpoints",
             "threshold": "thresholds", "verify": "insecure", "output": "save",
-            "ca_cert": "cacert", "ca": "cacert", "client_cert": "cert", "client_key": "key"},
+            "ca_cert": "cacert", "ca": "cacert", "client_cert": "cert", "client_key": "key",
+            "expect": "expect_status", "success_status": "expect_status",
+            "status": "expect_status"},
     "endpoints": {"data": "body", "data_file": "body_file", "url": "path", "endpoint": "path",
-                  "header": "headers"},
+                  "header": "headers", "expect": "expect_status", "status": "expect_status"},
     "auth": {"user": "username", "login": "login_endpoint", "token": "token_field"},
     "stages": {"target": "rate", "time": "duration"},
 }
@@ -254,6 +272,17 @@ class _Reader:
             parsed.append(self.reuse(parse_header, f"{name}: {item}", label))
         return tuple(parsed)
 
+    def statuses(self, value: Any, label: str) -> frozenset[int]:
+        """A status list as --expect-status takes it, a status, or an array of either."""
+        self.expect(value, (str, int, list), label,
+                    'a status list like "200-399", a status, or an array of them')
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            self.fail(f"{label} is empty")
+        for i, item in enumerate(items, 1):
+            self.expect(item, (str, int), f"item {i} of {label}", "a status or a status list")
+        return self.reuse(parse_status_set, ",".join(str(item) for item in items), label)
+
     def read_file(self, value: Any, label: str) -> bytes:
         name = self.resolve(self.string(value, label))
         try:
@@ -297,6 +326,8 @@ class _Reader:
                 out[key] = self.positive(value, label)
             elif key == "headers":
                 out[key] = tuple(f"{name}: {val}" for name, val in self.headers(value, label))
+            elif key == "expect_status":   # the form --expect-status takes
+                out[key] = format_status_set(self.statuses(value, label))
             elif key == "stages":
                 out[key] = tuple(self.stage(item, i) for i, item in
                                  enumerate(self.array(value, label), 1))
@@ -392,11 +423,15 @@ class _Reader:
         headers: tuple[tuple[str, str], ...] = ()
         if "headers" in table:
             headers = self.headers(table["headers"], f"'headers' in {where}")
-        return {"method": method, "path": path, "body": body, "headers": headers,
+        spec = {"method": method, "path": path, "body": body, "headers": headers,
                 "weight": weight}
+        if "expect_status" in table:   # else the top-level's (or --expect-status) applies
+            spec["expect_status"] = self.statuses(table["expect_status"],
+                                                  f"'expect_status' in {where}")
+        return spec
 
 
-def _number_text(value: int | float) -> str:
+def _number_text(value: float) -> str:
     """A TOML number as the command line would have spelled it: 30, 0.5, 1500."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
         return str(int(value))

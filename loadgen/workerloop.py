@@ -30,7 +30,7 @@ from gevent.queue import SimpleQueue
 
 from loadgen.channel import Channel, ChannelClosed
 from loadgen.client import TIMEOUT, Connection, RequestError, build_request, make_pool
-from loadgen.config import WorkerPlan
+from loadgen.config import WorkerPlan, merge_headers
 from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 
 # Seconds between deltas.  Only bench/intervals.py changes it (to price the machinery);
@@ -50,7 +50,7 @@ class Worker:
         self.open_model = plan.schedule is not None
         host, base = plan.target.host_header, plan.target.base_path
         self.requests = [build_request(e.method, host, base + e.path,
-                                       [*plan.headers, *e.headers], e.body)
+                                       merge_headers(plan.headers, e.headers), e.body)
                          for e in plan.endpoints]
         self.heads = [e.head for e in plan.endpoints]
         self.tallies = self._new_tallies()
@@ -71,7 +71,7 @@ class Worker:
         self.finished = Event()
 
     def _new_tallies(self) -> list[Tally]:
-        return [Tally(self.open_model) for _ in self.plan.endpoints]
+        return [Tally(self.open_model, e.expect_status) for e in self.plan.endpoints]
 
     # -- the hot loops ----------------------------------------------------------------
     def closed_loop(self, conn: Connection) -> None:
