@@ -25,21 +25,14 @@ standard library, gevent and loadgen only; not used by the tests.
 
 from __future__ import annotations
 
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
 from gevent import monkey
-
-monkey.patch_all()
-
-import argparse  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import urllib3  # noqa: E402
-from gevent.monkey import get_original  # noqa: E402
-
-from loadgen.client import Connection, build_request  # noqa: E402
 
 SERVER = r"""
 import socket, sys, threading
@@ -72,7 +65,7 @@ class _NothingPending:
 
 
 def micro(calls: int, repeat: int) -> dict[str, float]:
-    poll = get_original("select", "poll")
+    poll = monkey.get_original("select", "poll")
     server = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(server.getsockname())
     peer, _ = server.accept()
@@ -108,6 +101,10 @@ def micro(calls: int, repeat: int) -> dict[str, float]:
 
 
 def in_situ(requests: int, repeat: int) -> dict[str, float]:
+    import urllib3  # after patch_all(), as in a worker: its pool queue must be gevent's
+
+    from loadgen.client import Connection, build_request
+
     proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     try:
@@ -140,6 +137,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=20_000)
     args = parser.parse_args()
+    monkey.patch_all()   # loadgen's client only ever runs patched (loadgen/worker.py)
     print(f"micro: median of {args.repeat} interleaved rounds of {args.calls:,} calls")
     for name, ns in micro(args.calls, args.repeat).items():
         print(f"  {name:<22} {ns:8.0f} ns/call")
