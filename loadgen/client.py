@@ -11,6 +11,7 @@ Only imported inside worker processes, after gevent has monkey-patched.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import gevent
 import httptools
 import urllib3
+from gevent.monkey import get_original
 from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -38,6 +40,8 @@ _MAX_HEAD = 1 << 20   # a response head (status line + headers) longer than this
 # 640 MB at --concurrency 10000.
 _VIEW = memoryview(bytearray(_RECV_SIZE))
 _clock = time.perf_counter
+# The real poll(2), not gevent's cooperative one: a zero-timeout check must not yield.
+_poll = get_original("select", "poll")
 
 
 class RequestError(Exception):
@@ -50,24 +54,36 @@ class RequestError(Exception):
 
 
 class _Framer:
-    """httptools callbacks that only track where one response ends.
+    """httptools callbacks that only track where the final response ends.
+
+    llhttp parses back-to-back messages in one buffer (pipelining), and reports
+    each 1xx interim response (100 Continue, 102, 103 Early Hints) as a whole
+    message: those are skipped until the final response (RFC 9110 §15.2).  Bytes
+    that start yet another message after the final one (``extra``) mean the
+    connection is out of step with its requests, so it is not reused.
 
     ``on_header`` watches for Content-Length / Transfer-Encoding because
     httptools does not expose llhttp_finish(): at EOF we must tell a
     close-delimited body (complete) from a framed one cut short (an error).
     """
 
-    __slots__ = ("headers_done", "done", "framed", "keep_alive", "parser")
+    __slots__ = ("done", "extra", "framed", "headers_done", "keep_alive", "parser", "status")
 
     def __init__(self) -> None:
         self.headers_done = False
         self.done = False
         self.framed = False
         self.keep_alive = False
+        self.extra = False
+        self.status = 0
         self.parser = httptools.HttpResponseParser(self)
 
     def reset(self) -> None:
-        self.headers_done = self.done = self.framed = False
+        self.headers_done = self.done = self.framed = self.extra = False
+
+    def on_message_begin(self) -> None:
+        if self.done:   # a response nobody asked for: leftover or stray bytes
+            self.extra = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) in (14, 17):
@@ -76,12 +92,31 @@ class _Framer:
                 self.framed = True
 
     def on_headers_complete(self) -> None:
-        # llhttp forgets the keep-alive verdict once the message completes.
+        if self.done:
+            return
+        status = self.parser.get_status_code()
+        if status < 200:   # interim: its headers say nothing about the final response
+            return
+        self.status = status
         self.headers_done = True
+        # llhttp forgets the keep-alive verdict once the message completes.
         self.keep_alive = self.parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
-        self.done = True
+        if self.headers_done:
+            self.done = True
+        else:              # the end of a 1xx: the final response follows
+            self.framed = False
+
+
+class _HeadFramer(_Framer):
+    """For a HEAD request: llhttp cannot be told that the head ends the response, so it
+    takes whatever follows for the body Content-Length announces; any such byte is extra."""
+
+    __slots__ = ()
+
+    def on_body(self, body: bytes) -> None:
+        self.extra = True
 
 
 def build_request(method: str, host_header: str, path: str,
@@ -189,9 +224,10 @@ class Connection:
     """One kept-alive connection and its response parser.
 
     ``request`` sends prebuilt bytes and returns ``(status, bytes_in)`` or
-    raises RequestError.  A kept-alive connection the server closed before
-    answering (zero bytes back) is reopened and the request written once
-    more: the server never saw it, so counts stay exact.
+    raises RequestError.  A request is written once and never resent: a server
+    may have read (and acted on) a request it then dropped without answering,
+    so only a connection found closed *before* writing is replaced, uncounted
+    (``reconnects``); a close after the write is a ``read`` failure.
 
     Sockets are in blocking mode (no socket timeout): gevent would create a
     Timeout object for every wait, ~20% of the hot path.  Instead ``deadline``
@@ -204,8 +240,8 @@ class Connection:
         self.timeout = timeout
         self.conn = pool._get_conn()
         self.sock: Any = None
+        self.poller: Any = None   # poll(2) on sock alone: is anything waiting to be read?
         self.framer = _Framer()
-        self.fresh = True          # no response read on this socket yet
         self.deadline = 0.0        # monotonic time the request in flight must end by; 0 = idle
         self.expired = False
         self.reconnects = 0
@@ -232,13 +268,15 @@ class Connection:
         self.connect_s = self.connected_at - began
         self.sock = self.conn.sock
         self.sock.settimeout(None)
+        self.poller = _poll()
+        self.poller.register(self.sock.fileno(), select.POLLIN)
         self.framer = _Framer()
-        self.fresh = True
 
     def close(self) -> None:
         if self.sock is not None:
             self.conn.close()
             self.sock = None
+            self.poller = None
 
     def expire(self) -> None:
         """Called by the watchdog: end the request in flight as a timeout."""
@@ -256,7 +294,13 @@ class Connection:
         self.pool._put_conn(self.conn)
 
     def request(self, data: bytes, head: bool, deadline: float = 0.0) -> tuple[int, int]:
-        """``deadline`` (monotonic) overrides the default of now + timeout."""
+        """``deadline`` (monotonic) overrides the default of now + timeout.
+
+        An idle kept-alive connection has nothing to read: if poll(2) finds something
+        (the server's FIN or RST, or bytes nobody asked for) the connection is replaced
+        before the request is written.  poll with a zero timeout is one syscall, no
+        exception and no allocation (~0.7 µs; see bench/precheck.py).
+        """
         if self.expired:   # the watchdog fired as the last response completed: socket is shut
             self.expired = False
             self.close()
@@ -264,29 +308,51 @@ class Connection:
         try:
             if self.sock is None:
                 self.open()
-            try:
-                return self._exchange(data, head)
-            except _StaleConnection:
+            elif self.poller.poll(0) and self._unusable():
                 self.reconnects += 1
                 self.open()
-                return self._exchange(data, head)
+            return self._exchange(data, head)
         finally:
             self.deadline = 0.0
 
+    def _unusable(self) -> bool:
+        """poll(2) said the idle socket is readable: closed (EOF, reset, TLS close_notify)
+        or out of step (bytes no request asked for)?  Either way a new connection is due;
+        a spurious wake-up, or TLS records meant for the TLS layer (session tickets), are not.
+
+        Rare, so it may use the socket's own (gevent) methods with a zero timeout.
+        """
+        sock = self.sock
+        tls = hasattr(sock, "pending")   # an SSLSocket: peeking would see ciphertext
+        sock.settimeout(0.0)
+        try:
+            sock.recv(1) if tls else sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except OSError:
+            pass
+        finally:
+            sock.settimeout(None)
+        self.close()
+        return True
+
     def _exchange(self, data: bytes, head: bool) -> tuple[int, int]:
         sock = self.sock
-        framer = self.framer
-        framer.reset()
+        if head:   # its own parser: llhttp expects the body the head announces
+            framer: _Framer = _HeadFramer()
+        else:
+            framer = self.framer
+            framer.reset()
         parser = framer.parser
         self.sent_at = _clock()
+        write_error: OSError | None = None
         try:
             sock.sendall(data)
         except OSError as exc:
+            # The server may have answered early and closed without reading the rest
+            # (418 to a 5 MB upload): its answer is in our receive queue, read it.
             self._failed()
-            if not self.fresh:
-                raise _StaleConnection() from None
-            self.close()
-            raise RequestError(WRITE, _describe(exc)) from None
+            write_error = exc
         received = 0
         yield_at = _YIELD_EVERY
         recv_into = sock.recv_into
@@ -295,7 +361,7 @@ class Connection:
             while True:
                 n = recv_into(view)
                 if n == 0:
-                    return self._at_eof(framer, parser, received)
+                    return self._at_eof(framer, received, write_error)
                 received += n
                 parser.feed_data(view[:n])
                 if framer.done or (head and framer.headers_done):
@@ -306,22 +372,25 @@ class Connection:
                         raise RequestError(PROTOCOL, "response head larger than 1 MiB")
                     yield_at += _YIELD_EVERY
                     gevent.sleep(0)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self.close()
+            if framer.done or (head and framer.headers_done):
+                return framer.status, received   # complete; what followed it was garbage
+            if parser.get_status_code() == 101:
+                raise RequestError(PROTOCOL, "101 Switching Protocols to a request that "
+                                             "asked for no upgrade") from None
             raise RequestError(PROTOCOL, _describe(exc)) from None
         except OSError as exc:
             self._failed()
-            if received == 0 and not self.fresh:
-                raise _StaleConnection() from None
             self.close()
+            if received == 0:
+                if write_error is not None:
+                    raise RequestError(WRITE, _describe(write_error)) from None
+                raise RequestError(READ, f"closed without a response ({_describe(exc)})") from None
             raise RequestError(READ, _describe(exc)) from None
-        self.fresh = False
-        status = parser.get_status_code()
-        if not framer.keep_alive:
+        if framer.extra or not framer.keep_alive or write_error is not None:
             self.close()
-        elif head:  # llhttp still expects the body a HEAD answer announces
-            self.framer = _Framer()
-        return status, received
+        return framer.status, received
 
     def _failed(self) -> None:
         """A socket error after the watchdog fired is the timeout, whatever errno says."""
@@ -330,20 +399,22 @@ class Connection:
             self.close()
             raise RequestError(TIMEOUT, f"no complete response in {self.timeout:g}s")
 
-    def _at_eof(self, framer: _Framer, parser: httptools.HttpResponseParser,
-                received: int) -> tuple[int, int]:
-        """The server closed: a close-delimited body ends here; anything else is an error."""
+    def _at_eof(self, framer: _Framer, received: int,
+                write_error: OSError | None) -> tuple[int, int]:
+        """The server closed: a close-delimited body ends here; anything else is an error.
+
+        No byte of a response: after a failed write that is the write's failure; after a
+        complete write the server had the request, so it is a ``read`` failure, not resent.
+        """
         self._failed()
-        if received == 0 and not self.fresh:
-            raise _StaleConnection()
         self.close()
         if framer.headers_done and not framer.framed:
-            return parser.get_status_code(), received
+            return framer.status, received
+        if received == 0:
+            if write_error is not None:
+                raise RequestError(WRITE, _describe(write_error))
+            raise RequestError(READ, "closed without a response")
         raise RequestError(READ, "connection closed before the response was complete")
-
-
-class _StaleConnection(Exception):
-    """A reused connection was closed by the server before it answered."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -96,10 +96,23 @@ def close_delimited(server: RawServer, conn: socket.socket) -> None:
 def closes_every(n: int) -> Handler:
     """Keep-alive with Content-Length, but silently closes after ``n`` responses.
 
-    The client only finds out when its next request on that connection gets
-    EOF: it must reconnect and resend without double counting.
+    The FIN travels in the same segment as the last response (TCP_CORK holds the
+    response until shutdown() tacks the FIN onto it), so the close is already known
+    when the client reads that response: it must replace the connection before its
+    next request, uncounted.  (A close that races the client's next request is a
+    different case: the client cannot tell whether the server read it.)
     """
-    return _answers_then(n, lambda conn: conn.shutdown(socket.SHUT_RDWR))
+    def handler(server: RawServer, conn: socket.socket) -> None:
+        buffer = bytearray()
+        for i in range(n):
+            if not read_request(conn, buffer):
+                return
+            server.count()
+            if i == n - 1:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            conn.sendall(OK)
+        conn.shutdown(socket.SHUT_RDWR)
+    return handler
 
 
 def _answers_then(n: int, end: Callable[[socket.socket], None]) -> Handler:
@@ -170,8 +183,9 @@ def resets(server: RawServer, conn: socket.socket) -> None:
 def resets_every(n: int) -> Handler:
     """Keep-alive, but resets the connection (RST) right after ``n`` responses.
 
-    The client finds out on its next request on that connection, which the
-    server never read: it must reconnect and resend, counting it once.
+    An RST cannot ride with the response: only a client that waits a while before its
+    next request on that connection (the open model at a low rate) is sure to see it
+    first; it must then replace the connection before writing, uncounted.
     """
     return _answers_then(n, reset)
 
