@@ -41,6 +41,7 @@ LAG_SHARE = 0.5          # lag p99 above this share of the service time's p99 di
 DEMAND_LIMIT = 90.0      # % of one core a worker used or waited for, in some whole second
 STARVED_WAIT = 20.0      # % of a second spent runnable but not running: starved, not busy
 STARVED_LIMIT = 33.0     # ... this much on its own is a limit: responses waited to be read
+BUSY_CPU = 70.0          # a worker this busy while its sends fell behind is the reason
 POOL_SHARE = 0.05        # share of sends that waited for a connection: material
 POOL_FILL = 0.8          # rate x mean service time above this share of the pool: too small
 
@@ -104,6 +105,12 @@ def judge(ev: Evidence) -> dict[str, Any]:
                            f"{w.wait_percent_max:.0f}% of second {w.wait_second} (runnable, not "
                            "running), so the responses it read then were read late; give "
                            "loadgen free cores (other processes or workers share its core)")
+    busiest = max(ev.workers, key=lambda w: w.cpu_percent_max, default=None)
+    if late and not causes and busiest is not None and busiest.cpu_percent_max >= BUSY_CPU:
+        causes.append("cpu")
+        reasons.append(f"worker {busiest.index} used {busiest.cpu_percent_max:.0f}% of a CPU "
+                       f"while its sends fell behind schedule (send lag p99 {_ms(lag_p99)}): "
+                       "it could not keep the rate; add --workers or cores")
     waiting = max((max(w.wait_percent_max, w.demand_wait_percent) for w in ev.workers),
                   default=0.0)
     fix = ("give loadgen free cores (a worker waited to run up to "

@@ -384,3 +384,17 @@ def test_late_sends_on_a_crowded_machine_advise_free_cores_not_more_workers() ->
                          workers=[crowded]))
     assert out["causes"] == ["lag"]
     assert "free cores" in out["reasons"][0] and "--workers" not in out["reasons"][0]
+
+
+def test_a_busy_worker_behind_schedule_is_named_before_the_pool() -> None:
+    """30k req/s on one worker: 83% CPU, connections busy because responses are read late.
+    The pool reason alone would send the user to --max-connections; the CPU comes first."""
+    busy = WorkerLoad(0, cpu_percent_max=83.0, demand_percent_max=88.0, demand_cpu_percent=83.0,
+                      demand_wait_percent=5.0, demand_second=2)
+    out = judge(Evidence(open_model=True, send_lag_ms=lag(9000.0, p50=4000.0),
+                         lag_p50_by_second=[4000.0], service_p99_ms=15.0, service_mean_ms=3.0,
+                         target_rps=30000, waited=20000, requests=40000, connections=50,
+                         max_connections=50, workers=[busy]))
+    assert out["causes"] == ["cpu", "pool"]
+    assert "83%" in out["reasons"][0] and "--workers" in out["reasons"][0]
+    assert "may follow from the CPU limit" in out["reasons"][1]
