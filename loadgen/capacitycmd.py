@@ -19,11 +19,11 @@ from loadgen.capacity import Search, Step, search
 from loadgen.config import RunConfig
 from loadgen.failures import percent_text
 from loadgen.guards import one_line
-from loadgen.report import format_number
-from loadgen.output import STDOUT, is_stdout, replaceable
+from loadgen.output import is_stdout, replaceable
 from loadgen.preflight import PreflightError
 from loadgen.progress import Progress
-from loadgen.results import write_document
+from loadgen.report import format_number
+from loadgen.results import save_final, write_document
 from loadgen.session import execute, prepare
 from loadgen.thresholds import evaluate, format_actual
 
@@ -84,15 +84,8 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
     say("")
     say(("!! " if found.generator_limited else "") + found.verdict)
     doc = _document(config, found, started, status)
-    if save:
-        try:
-            write_document(STDOUT if to_stdout else save, doc)
-        except OSError as exc:
-            click.echo(f"loadgen: cannot save results to {save}: {exc.strerror or exc}",
-                       err=True)
-            return exitcodes.BROKEN
-        if not to_stdout:
-            say(f"Results saved to {save}")
+    if save and not save_final(save, doc, say):
+        return exitcodes.BROKEN
     if opts["visualize"] or opts["output_image"]:
         from loadgen.charts import draw_capacity
 

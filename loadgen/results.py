@@ -8,14 +8,16 @@ while saving.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
+import click
 import orjson
 
 from loadgen import __version__
 from loadgen.aggregate import Aggregate
 from loadgen.metrics import encode_histogram
-from loadgen.output import write_bytes
+from loadgen.output import STDOUT, is_stdout, write_bytes
 
 SCHEMA = "loadgen/1"
 
@@ -80,6 +82,24 @@ def write_document(path: str, doc: dict[str, Any]) -> None:
     devices are written directly (``loadgen.output``).
     """
     write_bytes(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def save_final(path: str, doc: dict[str, Any], announce: Callable[[str], None]) -> bool:
+    """The end-of-run save that ``run`` and ``capacity`` share: True when it worked.
+
+    On failure one line goes to stderr (the caller exits 3: the run happened, its
+    record did not); "Results saved to ..." is announced only for a real file, never
+    when the document went to stdout.
+    """
+    to_stdout = is_stdout(path)
+    try:
+        write_document(STDOUT if to_stdout else path, doc)
+    except OSError as exc:
+        click.echo(f"loadgen: cannot save results to {path}: {exc.strerror or exc}", err=True)
+        return False
+    if not to_stdout:
+        announce(f"Results saved to {path}")
+    return True
 
 
 def read_document(path: str) -> dict[str, Any]:

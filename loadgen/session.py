@@ -18,11 +18,11 @@ from loadgen.aggregate import Aggregate
 from loadgen.config import RunConfig
 from loadgen.coordinator import Coordinator
 from loadgen.guards import one_line
-from loadgen.output import STDOUT, is_stdout, replaceable
-from loadgen.progress import Progress
+from loadgen.output import is_stdout, replaceable
 from loadgen.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
+from loadgen.progress import Progress
 from loadgen.report import render_table
-from loadgen.results import build_document, write_document
+from loadgen.results import build_document, save_final, write_document
 
 
 def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
@@ -59,7 +59,7 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
     cluster = None
     try:
         if config.cluster:
-            from loadgen.cluster import Cluster   # here only: local runs never import dask
+            from loadgen.cluster import Cluster  # here only: local runs never import dask
 
             cluster = Cluster.connect(config)    # the scheduler first: exit 2 before a login
             config = cluster.config              # now with every node's workers
@@ -98,15 +98,8 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
         click.echo("\n" + render_thresholds(verdicts), err=to_stdout)
     for problem in doc["problems"]:
         click.echo(f"loadgen: {problem}", err=True)
-    if save:
-        try:
-            write_document(STDOUT if to_stdout else save, doc)
-        except OSError as exc:
-            click.echo(f"loadgen: cannot save results to {save}: {exc.strerror or exc}",
-                       err=True)
-            return exitcodes.BROKEN
-        if not to_stdout:
-            click.echo(f"Results saved to {save}")
+    if save and not save_final(save, doc, click.echo):
+        return exitcodes.BROKEN
     if opts["visualize"] or opts["output_image"]:
         from loadgen.charts import draw_summary
 
