@@ -307,3 +307,19 @@ def test_real_30ms_run_fails_the_gate(runs):
     result = compare(runs.fast, runs.slow, "--fail-on-regression", "p50")
     assert result.status == 1, (result.stdout, result.stderr)
     assert "REGRESSION delay30: latency p50 significantly higher" in result.stderr
+
+
+def test_an_a_a_pair_of_separate_runs_is_never_called_different(runs, target_server, tmp_path):
+    """The audit's A/A case: a second, separate run of the 10 ms configuration.  Its seconds
+    are autocorrelated and the machine drifts between runs; the verdict must not cry wolf,
+    and the CI gate must pass."""
+    again = tmp_path / "delay10-again.json"
+    run = loadgen("run", "--url", target_server.url, "--endpoint", "/delay/10", "--rate", "50",
+                  "--duration", "6s", "--concurrency", "10", "--workers", "1", "--quiet",
+                  save=again)
+    assert run.status == 0, run.stderr
+    result = compare(runs.fast, again, "--label", "A", "--label", "A-again",
+                     "--fail-on-regression", "any")
+    assert result.status == 0, result.stdout + result.stderr
+    verdicts = table_verdicts(result.stdout)
+    assert not any(v.startswith("significantly") for v in verdicts.values()), verdicts
