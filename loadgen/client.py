@@ -245,6 +245,8 @@ class Connection:
         self.deadline = 0.0        # monotonic time the request in flight must end by; 0 = idle
         self.expired = False
         self.reconnects = 0
+        self.read_wait: Any = None   # plain TCP: gevent's wait on the socket's read watcher
+        self.read_event: Any = None
         self.sent_at = 0.0         # perf_counter when the last request's bytes began to be written
         self.connect_s = 0.0       # how long the last (re)connect took ...
         self.connected_at = 0.0    # ... and when it ended (perf_counter)
@@ -265,12 +267,28 @@ class Connection:
             self.conn.close()
             raise RequestError(CONNECT, _describe(exc)) from None
         self.connected_at = _clock()
+        self._watch_reads(self.conn.sock)
         self.connect_s = self.connected_at - began
         self.sock = self.conn.sock
         self.sock.settimeout(None)
         self.poller = _poll()
         self.poller.register(self.sock.fileno(), select.POLLIN)
         self.framer = _Framer()
+
+    def _watch_reads(self, sock: Any) -> None:
+        """Wait for readability before the first read of a response, on plain TCP.
+
+        Right after the send the answer is never there yet, so gevent's recv
+        would make a syscall that fails with EAGAIN, raise and catch it, then
+        wait on the socket's read watcher.  Waiting on that watcher first (what
+        gevent's recv does after the EAGAIN) skips both: about a quarter of the
+        hot path on a VM where syscalls are dear (bench/README.md, precheck).
+        TLS sockets keep the usual path: a response may sit decrypted in the
+        TLS layer already.  A gevent without these internals keeps it too.
+        """
+        wait, event = getattr(sock, "_wait", None), getattr(sock, "_read_event", None)
+        plain = not hasattr(sock, "pending")
+        self.read_wait, self.read_event = (wait, event) if plain and wait and event else (None, None)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -358,6 +376,8 @@ class Connection:
         recv_into = sock.recv_into
         view = _VIEW
         try:
+            if self.read_event is not None:   # plain TCP: the answer is never there yet
+                self.read_wait(self.read_event)
             while True:
                 n = recv_into(view)
                 if n == 0:
