@@ -132,24 +132,29 @@ class Aggregate:
         second boundary) joins the second before it instead of standing alone
         with an absurd rate.
         """
+        final = max(self._pending, default=0)
         for k in sorted(self._pending):
             second = self._pending[k]
-            last = self._last
-            if k == max(self._pending) and second.length < 1.0 and not second.totals.requests:
-                self._pending.pop(k)   # a last partial second with nothing in it
-                continue
-            if (k == max(self._pending) and second.length < SLIVER_S and last is not None
-                    and last[0] == k - 1 and last[1].length >= 1.0):
-                self._pending.pop(k)
-                merged = last[1]
-                merged.totals.merge(second.totals)
-                if second.lag.get_total_count():
-                    merged.lag.add(second.lag)
-                merged.length += max(0.0, second.length)
-                self.intervals.pop()
-                self.intervals.append(self._interval(k - 1, merged))
-                continue
-            self._reduce(k)
+            if k == final and second.length < 1.0 and not second.totals.requests:
+                del self._pending[k]   # a last partial second with nothing in it
+            elif k == final and second.length < SLIVER_S and self._can_fold(k):
+                del self._pending[k]
+                self._fold_into_last(second)
+            else:
+                self._reduce(k)
+
+    def _can_fold(self, k: int) -> bool:
+        """The second before ``k`` was reduced as a whole second: a sliver can join it."""
+        return self._last is not None and self._last[0] == k - 1 and self._last[1].length >= 1.0
+
+    def _fold_into_last(self, sliver: _Second) -> None:
+        assert self._last is not None
+        k, merged = self._last
+        merged.totals.merge(sliver.totals)
+        if sliver.lag.get_total_count():
+            merged.lag.add(sliver.lag)
+        merged.length += max(0.0, sliver.length)
+        self.intervals[-1] = self._interval(k, merged)
 
     def _close_seconds(self) -> None:
         running = [w.messages for w in self.workers if not w.done and not w.lost]

@@ -267,10 +267,10 @@ class Connection:
             self.conn.close()
             raise RequestError(CONNECT, _describe(exc)) from None
         self.connected_at = _clock()
-        self._watch_reads(self.conn.sock)
         self.connect_s = self.connected_at - began
         self.sock = self.conn.sock
         self.sock.settimeout(None)
+        self._watch_reads(self.sock)
         self.poller = _poll()
         self.poller.register(self.sock.fileno(), select.POLLIN)
         self.framer = _Framer()
@@ -317,7 +317,8 @@ class Connection:
         An idle kept-alive connection has nothing to read: if poll(2) finds something
         (the server's FIN or RST, or bytes nobody asked for) the connection is replaced
         before the request is written.  poll with a zero timeout is one syscall, no
-        exception and no allocation (~0.7 µs; see bench/precheck.py).
+        exception and no allocation (0.7 µs in a tight loop, a few µs in situ where
+        syscalls are dear; see bench/precheck.py).
         """
         if self.expired:   # the watchdog fired as the last response completed: socket is shut
             self.expired = False

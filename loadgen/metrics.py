@@ -25,6 +25,8 @@ PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0),
 
 #: Statuses that count as a success unless the endpoint says otherwise (loadgen.config's).
 DEFAULT_SUCCESS = frozenset(range(200, 300))
+
+
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
@@ -51,8 +53,9 @@ class Tally:
     Every request lands in exactly one latency histogram: ``hist`` for a
     success (a status in the endpoint's success set, 2xx unless
     ``--expect-status`` says otherwise), ``failed`` for anything else (another
-    status, or no response at all, at the time it failed).  A failure left out of the distribution
-    would make a stall longer than the timeout look *better*; split this way
+    status, or no response at all, at the time it failed).  A failure left out
+    of the distribution would make a stall longer than the timeout look
+    *better*; split this way
     the worker still records one value per request, and the coordinator
     merges the two into "every request" and keeps "successes only" beside it.
     """

@@ -11,7 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from loadgen.failures import failure_count, failures_by_kind, failures_by_status, share_text
+from loadgen.failures import (
+    failure_count,
+    failures_by_kind,
+    failures_by_status,
+    percent_text,
+    share_text,
+)
 
 ALL_ENDPOINTS = "All endpoints"
 MISSING = "-"
@@ -340,12 +346,7 @@ def format_percent(rate: float | None, requests: int, successes: int) -> str:
     partial success as "0.0", since those two values are the ones users act on."""
     if not requests or rate is None:
         return MISSING
-    text = f"{rate * 100:.1f}"
-    if text == "100.0" and successes < requests:
-        return ">99.9"
-    if text == "0.0" and successes > 0:
-        return "<0.1"
-    return text
+    return percent_text(successes / requests, 1).removesuffix("%")
 
 
 def format_seconds(seconds: float) -> str:

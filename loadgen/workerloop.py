@@ -128,7 +128,7 @@ class Worker:
             t0 = clock()
             left = intended + timeout - t0
             if left <= 0:   # never sent: at least this late
-                self.send_lag.record_value(min(int((t0 - intended) * 1e6), HIGHEST_US))
+                self._record_lag(t0 - intended)
                 self._failed(e, TIMEOUT, 0, t0 - intended)
                 continue
             try:
@@ -163,7 +163,10 @@ class Worker:
         lag = conn.sent_at - intended
         if conn.connected_at > t0:
             lag -= conn.connect_s
-        self.send_lag.record_value(min(max(0, int(lag * 1e6)), HIGHEST_US))
+        self._record_lag(lag)
+
+    def _record_lag(self, seconds: float) -> None:
+        self.send_lag.record_value(min(max(0, int(seconds * 1e6)), HIGHEST_US))
 
     def dispatch(self) -> None:
         """Release this worker's requests (index, index+stride, ...) at their scheduled times."""
