@@ -28,6 +28,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadgen.metrics import (
     HIGHEST_US,
+    RECORD_CHUNK,
     decode_histogram,
     encode_histogram,
     latency_ms,
@@ -71,11 +72,16 @@ class PhaseRecorder:
         if self.tls is not None:
             tls, self.tls = self.tls, new_histogram()
             wire["tls"] = encode_histogram(tls)
-        # a copy, then empty the array: no greenlet runs in between (no I/O here)
-        seconds = np.frombuffer(self.ttfb, dtype=np.float64).copy()
-        del self.ttfb[:]
+        # read in place, in chunks (small temporaries: see RECORD_CHUNK), then emptied; no
+        # greenlet runs in between (no I/O here), so no value lands in neither interval
         ttfb = new_histogram()
-        record_values(ttfb, np.clip((seconds * 1e6).astype(np.int64), 0, HIGHEST_US))
+        seconds = np.frombuffer(self.ttfb, dtype=np.float64)
+        for start in range(0, seconds.size, RECORD_CHUNK):
+            us = seconds[start:start + RECORD_CHUNK] * 1e6
+            np.clip(us, 0, HIGHEST_US, out=us)   # as int(s * 1e6) clamped, once truncated
+            record_values(ttfb, us.astype(np.int64))
+        del seconds   # the buffer export: the array cannot be resized while it lives
+        del self.ttfb[:]
         wire["ttfb"] = encode_histogram(ttfb)
         return wire
 

@@ -30,6 +30,7 @@ from loadgen.compare import compare_documents, warnings
 from loadgen.config import ConfigError, asks_to_close, check_keepalive
 from loadgen.metrics import (
     HIGHEST_US,
+    RECORD_CHUNK,
     counts_indices,
     decode_histogram,
     encode_histogram,
@@ -131,6 +132,19 @@ def test_recorder_hands_over_an_interval_and_starts_afresh() -> None:
     assert PhaseTotals.from_document({"phase_histograms": again}).hists["ttfb"] \
         .get_total_count() == 1
     assert again["connect"] == "" and again["tls"] == ""
+
+
+def test_recorder_converts_many_values_in_chunks_exactly() -> None:
+    rng = np.random.default_rng(11)
+    seconds = np.concatenate([rng.exponential(0.002, 3 * RECORD_CHUNK + 17),
+                              [0.0, 1e-7, 59.9999, 60.0, 61.0, 3600.0]])
+    recorder = PhaseRecorder()
+    recorder.ttfb.extend(seconds.tolist())
+    totals = PhaseTotals()
+    totals.add_wire(recorder.to_wire())
+    direct, _ = by_record_value([min(int(s * 1e6), HIGHEST_US) for s in seconds.tolist()])
+    assert_same(totals.hists["ttfb"], decode_histogram(encode_histogram(direct)))
+    assert len(recorder.ttfb) == 0
 
 
 def test_plain_http_has_no_tls_phase() -> None:
