@@ -49,8 +49,17 @@ class Worker:
         self.channel = channel
         self.open_model = plan.schedule is not None
         host, base = plan.target.host_header, plan.target.base_path
+        # http through a proxy: the request names its origin (absolute form, RFC 9112 §3.2.2)
+        # and carries the proxy's credentials; https goes through a tunnel, unchanged
+        forward = plan.proxy is not None and plan.target.scheme == "http"
+        if forward:
+            base = plan.target.origin + base
+        to_proxy = [("Proxy-Authorization", plan.proxy.authorization)] \
+            if forward and plan.proxy.authorization else []
         self.requests = [build_request(e.method, host, base + e.path,
-                                       merge_headers(plan.headers, e.headers), e.body)
+                                       merge_headers(to_proxy,
+                                                     merge_headers(plan.headers, e.headers)),
+                                       e.body)
                          for e in plan.endpoints]
         self.heads = [e.head for e in plan.endpoints]
         self.tallies = self._new_tallies()
@@ -207,7 +216,7 @@ class Worker:
         plan = self.plan
         self.pool = make_pool(plan.target.scheme, plan.target.host, plan.target.port,
                               max(plan.connections, plan.max_connections), plan.timeout_s,
-                              plan.insecure, plan.tls)
+                              plan.insecure, plan.tls, plan.proxy)
         self.connections = [Connection(self.pool, plan.timeout_s)
                             for _ in range(plan.connections)]
         gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
