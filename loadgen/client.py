@@ -24,7 +24,7 @@ from gevent.monkey import get_original
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from loadgen.config import Proxy, TlsFiles
+from loadgen.config import Proxy, Target, TlsFiles
 from loadgen.tls import build_context
 
 # Error kinds, in the order the report lists them.
@@ -142,6 +142,21 @@ def build_request(method: str, host_header: str, path: str,
     if body or method in ("POST", "PUT", "PATCH") or "content-length" in given:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def proxy_form(target: Target, proxy: Proxy | None) -> tuple[str, list[tuple[str, str]]]:
+    """What a request through ``proxy`` adds: (the origin before its path, headers for the proxy).
+
+    An http request to a proxy names its origin (absolute form, RFC 9112 §3.2.2:
+    ``GET http://host:port/path``) and carries the proxy's credentials.  An https
+    request travels inside a CONNECT tunnel, which carries the credentials, so it
+    is the same bytes as without a proxy: ("", []).  A user's own
+    Proxy-Authorization header replaces this one (``merge_headers``).
+    """
+    if proxy is None or target.scheme != "http":
+        return "", []
+    return target.origin, ([("Proxy-Authorization", proxy.authorization)]
+                           if proxy.authorization else [])
 
 
 def make_pool(scheme: str, host: str, port: int, size: int, timeout: float,
@@ -271,7 +286,7 @@ class Connection:
         # https through a proxy: (host, port, headers) of the CONNECT every connect starts with
         self.tunnel: tuple[str, int, Any] | None = (
             (pool.host, pool.port, pool.proxy_headers)
-            if getattr(pool, "proxy", None) is not None and pool.scheme == "https" else None)
+            if pool.proxy is not None and pool.scheme == "https" else None)
         self.sock: Any = None
         self.poller: Any = None   # poll(2) on sock alone: is anything waiting to be read?
         self.framer = _Framer()

@@ -29,7 +29,14 @@ from gevent.event import Event
 from gevent.queue import SimpleQueue
 
 from loadgen.channel import Channel, ChannelClosed
-from loadgen.client import TIMEOUT, Connection, RequestError, build_request, make_pool
+from loadgen.client import (
+    TIMEOUT,
+    Connection,
+    RequestError,
+    build_request,
+    make_pool,
+    proxy_form,
+)
 from loadgen.config import WorkerPlan, merge_headers
 from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 
@@ -49,14 +56,8 @@ class Worker:
         self.channel = channel
         self.open_model = plan.schedule is not None
         host, base = plan.target.host_header, plan.target.base_path
-        # http through a proxy: the request names its origin (absolute form, RFC 9112 §3.2.2)
-        # and carries the proxy's credentials; https goes through a tunnel, unchanged
-        forward = plan.proxy is not None and plan.target.scheme == "http"
-        if forward:
-            base = plan.target.origin + base
-        to_proxy = [("Proxy-Authorization", plan.proxy.authorization)] \
-            if forward and plan.proxy.authorization else []
-        self.requests = [build_request(e.method, host, base + e.path,
+        origin, to_proxy = proxy_form(plan.target, plan.proxy)   # ("", []) without one
+        self.requests = [build_request(e.method, host, origin + base + e.path,
                                        merge_headers(to_proxy,
                                                      merge_headers(plan.headers, e.headers)),
                                        e.body)

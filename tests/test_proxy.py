@@ -196,6 +196,26 @@ def test_the_plan_carries_the_proxy_to_every_worker_and_node() -> None:
         assert "proxy" not in _config(no_proxy=True).public()   # direct runs: as before
 
 
+def test_request_bytes_through_a_proxy() -> None:
+    """http: absolute form and the credentials in the prebuilt bytes; https: unchanged (the
+    CONNECT carries the credentials).  A user's own Proxy-Authorization replaces loadgen's."""
+    from loadgen.client import build_request, proxy_form
+    from loadgen.config import merge_headers
+
+    proxy = parse_proxy_url("http://u:pw@127.0.0.1:3128", "--proxy")
+    origin, to_proxy = proxy_form(HTTP, proxy)
+    data = build_request("GET", HTTP.host_header, origin + "/a?b=1#c", to_proxy, b"")
+    assert data.startswith(b"GET http://127.0.0.1:5000/a?b=1 HTTP/1.1\r\n"
+                           b"Host: 127.0.0.1:5000\r\n")
+    assert f"\r\nProxy-Authorization: {basic('u', 'pw')}\r\n".encode() in data
+    assert proxy_form(HTTPS, proxy) == ("", [])
+    assert proxy_form(HTTP, None) == ("", [])
+    assert proxy_form(HTTP, parse_proxy_url(P1, "--proxy")) == ("http://127.0.0.1:5000", [])
+    mine = merge_headers(to_proxy, [("proxy-authorization", "Bearer x")])
+    data = build_request("GET", HTTP.host_header, origin + "/a", mine, b"")
+    assert data.lower().count(b"proxy-authorization") == 1 and b"proxy-authorization: Bearer x" in data
+
+
 def test_report_says_when_a_proxy_carried_the_load() -> None:
     assert proxy_words({"proxy": {"url": P1, "source": "HTTPS_PROXY"}}) == \
         f" via proxy {P1} (from HTTPS_PROXY)"
