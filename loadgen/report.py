@@ -187,6 +187,7 @@ def _header_line(doc: dict[str, Any]) -> str:
     """One line answering 'did it finish, against what, how long, how fast'."""
     summary = doc.get("summary") or {}
     url = (doc.get("config") or {}).get("url", "?")
+    via = proxy_words(doc.get("config") or {})
     status = doc.get("status", "unknown")
     status = STATUS_WORDS.get(status, status)
     requests = summary.get("requests", 0)
@@ -195,8 +196,21 @@ def _header_line(doc: dict[str, Any]) -> str:
     model = f" | {_model_words(doc)}" if is_open_model(doc) else ""
     success = (f" | {share_text(requests - failure_count(summary), requests)} success"
                if requests else "")
-    return (f"Run {status}: {url} | {requests:,} requests in {format_seconds(duration)}"
+    return (f"Run {status}: {url}{via} | {requests:,} requests in {format_seconds(duration)}"
             f" | {format_number(rps, thousands=True)} req/s{success}{model}")
+
+
+def proxy_words(config: dict[str, Any]) -> str:
+    """" via proxy http://127.0.0.1:3128 (from HTTPS_PROXY)", or "" for a direct run.
+
+    The environment can choose a proxy without a word on the command line, so a
+    report must say when one carried the load (files before --proxy have none).
+    """
+    proxy = config.get("proxy")
+    if not isinstance(proxy, dict) or not isinstance(proxy.get("url"), str):
+        return ""
+    source = proxy.get("source")
+    return f" via proxy {proxy['url']}" + (f" (from {source})" if isinstance(source, str) else "")
 
 
 def _model_words(doc: dict[str, Any]) -> str:

@@ -29,7 +29,14 @@ from gevent.event import Event
 from gevent.queue import SimpleQueue
 
 from loadgen.channel import Channel, ChannelClosed
-from loadgen.client import TIMEOUT, Connection, RequestError, build_request, make_pool
+from loadgen.client import (
+    TIMEOUT,
+    Connection,
+    RequestError,
+    build_request,
+    make_pool,
+    proxy_form,
+)
 from loadgen.config import WorkerPlan, merge_headers
 from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 
@@ -49,8 +56,11 @@ class Worker:
         self.channel = channel
         self.open_model = plan.schedule is not None
         host, base = plan.target.host_header, plan.target.base_path
-        self.requests = [build_request(e.method, host, base + e.path,
-                                       merge_headers(plan.headers, e.headers), e.body)
+        origin, to_proxy = proxy_form(plan.target, plan.proxy)   # ("", []) without one
+        self.requests = [build_request(e.method, host, origin + base + e.path,
+                                       merge_headers(to_proxy,
+                                                     merge_headers(plan.headers, e.headers)),
+                                       e.body)
                          for e in plan.endpoints]
         self.heads = [e.head for e in plan.endpoints]
         self.tallies = self._new_tallies()
@@ -207,7 +217,7 @@ class Worker:
         plan = self.plan
         self.pool = make_pool(plan.target.scheme, plan.target.host, plan.target.port,
                               max(plan.connections, plan.max_connections), plan.timeout_s,
-                              plan.insecure, plan.tls)
+                              plan.insecure, plan.tls, plan.proxy)
         self.connections = [Connection(self.pool, plan.timeout_s)
                             for _ in range(plan.connections)]
         gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
