@@ -158,24 +158,30 @@ def _await_rejection(tls: ssl.SSLSocket, handshake_s: float, target: Target,
     would be found out only by a run in which every request fails.  The wait
     is two handshake times (at least 20 ms, at most 1 s); a server that stays
     silent, as HTTP servers do until asked, passes.
+
+    Some servers refuse without an alert: asyncio's TLS (uvicorn) just closes the
+    connection.  An HTTP server that closes a new connection before any request has
+    refused it too, so that clean end of stream is a refusal as well.
     """
     if tls.version() != "TLSv1.3":   # TLS 1.2 checks the client certificate in the handshake
         return
     tls.settimeout(min(1.0, max(0.02, 2 * handshake_s)))
     try:
-        tls.recv(1)
+        if tls.recv(1):
+            return   # a server that speaks first: not a refusal
+        reason = "closed right after the handshake, without an alert"
     except ssl.SSLError as exc:
         reason = (exc.reason or "").lower().replace("_", " ")
         if "alert" not in reason:   # e.g. an EOF without close_notify: not a refusal
             return
-        if not with_cert:
-            raise PreflightError(f"TLS handshake with {target.origin} failed: the server "
-                                 f"refused the connection ({reason}); does it require a client "
-                                 "certificate (--cert/--key)?", 2) from None
-        raise PreflightError(f"TLS handshake with {target.origin} failed: the server refused "
-                             f"the client certificate ({reason})", 2) from None
     except (TimeoutError, OSError):
-        pass   # silent (as it should be), or closed: the load will tell
+        return   # silent (as it should be), or reset: the load will tell
+    if not with_cert:
+        raise PreflightError(f"TLS handshake with {target.origin} failed: the server "
+                             f"refused the connection ({reason}); does it require a client "
+                             "certificate (--cert/--key)?", 2)
+    raise PreflightError(f"TLS handshake with {target.origin} failed: the server refused "
+                         f"the client certificate ({reason})", 2)
 
 
 #: Headers the login sets itself: it sends its own JSON body, framed by urllib3.

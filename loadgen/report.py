@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from loadgen.config import DEFAULT_EXPECT_STATUS, format_status_set
 from loadgen.failures import (
     failure_count,
     failures_by_kind,
@@ -49,6 +50,7 @@ CORRECTED_CAPTION = "Latency, corrected (from intended send time):"
 SERVICE_CAPTION = "Service time (uncorrected, from actual send):"
 EVERY_REQUEST_CAPTION = "Every request, failures included:"
 SUCCESS_CAPTION = "Latency of successful requests only (2xx):"
+DEFAULT_SUCCESS_TEXT = format_status_set(DEFAULT_EXPECT_STATUS)   # "200-299"
 # The successes-only table answers "how fast is it when it works", so it shows the
 # count it is computed over instead of the rates, which belong to the main table.
 SUCCESS_HEADERS: tuple[str, ...] = (
@@ -87,7 +89,7 @@ def render_table(doc: dict[str, Any]) -> str:
         lines.append(EVERY_REQUEST_CAPTION)
     lines += [_table(doc), ""]
     if successes_table:
-        lines += [SUCCESS_CAPTION, _success_table(doc), ""]
+        lines += [success_caption(doc), _success_table(doc), ""]
     if has_service_time(doc):
         lines += [SERVICE_CAPTION, _service_table(doc), ""]
     lines.append(_status_codes_line(summary.get("status_codes") or {}))
@@ -246,8 +248,27 @@ def _table(doc: dict[str, Any]) -> str:
     return _layout(HEADERS, rows, total)
 
 
+def success_caption(doc: dict[str, Any]) -> str:
+    """The successes table's caption names what counted as a success.
+
+    "(2xx)" would be false for a run with ``--expect-status 201`` or ``200-399``: the
+    table then holds 201s only, or 3xx too.  The document saves each endpoint's set
+    (``config.expect_status``, canonical text); files older than it meant 2xx.
+    """
+    saved = (doc.get("config") or {}).get("expect_status")
+    sets = saved if isinstance(saved, dict) else {}
+    texts = {str(text) for text in sets.values()}
+    if not texts or texts == {DEFAULT_SUCCESS_TEXT}:
+        return SUCCESS_CAPTION
+    if len(texts) == 1:
+        return f"Latency of successful requests only (expected statuses: {texts.pop()}):"
+    each = "; ".join(f"{name} {text}" for name, text in sets.items())
+    return f"Latency of successful requests only (expected statuses: {each}):"
+
+
 def _success_table(doc: dict[str, Any]) -> str:
-    """Latency of the 2xx responses alone, same rows as the main table; "-" where none."""
+    """Latency of the successes alone (2xx unless --expect-status), same rows as the main
+    table; "-" where none."""
 
     def row(name: str, s: dict[str, Any]) -> list[str]:
         latency = s.get("success_latency_ms") or {}
