@@ -51,7 +51,8 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
 
     started = dt.datetime.now(dt.timezone.utc)
     slos = ", ".join(t.text for t in config.thresholds)
-    say(f"Capacity search on {config.url}: SLOs {slos}; {step_s:g}s steps from "
+    via = f" via proxy {config.proxy.describe()}" if config.proxy else ""
+    say(f"Capacity search on {config.url}{via}: SLOs {slos}; {step_s:g}s steps from "
         f"{opts['start_rate']:g} req/s (at most {opts['max_rate']:g})")
     steps: list[Step] = []
 

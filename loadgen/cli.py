@@ -76,6 +76,13 @@ TARGET_OPTIONS = _options(
     click.option("--no-keepalive", is_flag=True,
                  help="A new connection for every request (sends 'Connection: close'): "
                       "measures connect and TLS in every latency."),
+    click.option("--proxy", default=None, metavar="URL",
+                 help="Send every request through this HTTP proxy, http://[user:password@]"
+                      "host[:port] (port 1080 if none; https targets through CONNECT); '' for "
+                      "none [default: http_proxy / https_proxy, unless NO_PROXY names the host]."),
+    click.option("--no-proxy", "no_proxy", is_flag=True,
+                 help="Ignore the proxy environment variables (HTTP_PROXY, HTTPS_PROXY, "
+                      "NO_PROXY): connect directly unless --proxy says otherwise."),
     click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr."),
 )
 
@@ -236,7 +243,8 @@ def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
         click.echo(f"Built-in target at {url}", err=is_stdout(save))   # stdout: the JSON alone
         opts = {**_run_defaults(), "url": url, "requests": requests, "concurrency": concurrency,
                 "endpoints": ["/api/health", "/api/dataset/summary", "/api/dataset/transform"],
-                "save": save, "visualize": True, "output_image": output_image}
+                "save": save, "visualize": True, "output_image": output_image,
+                "no_proxy": True}   # its own target on loopback: never a proxy's business
         status = run_session(build_config(opts), opts)
     sys.exit(status)
 

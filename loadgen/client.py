@@ -24,7 +24,7 @@ from gevent.monkey import get_original
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from loadgen.config import TlsFiles
+from loadgen.config import Proxy, Target, TlsFiles
 from loadgen.phases import PhaseRecorder
 from loadgen.tls import build_context
 
@@ -150,8 +150,24 @@ def build_request(method: str, host_header: str, path: str,
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def proxy_form(target: Target, proxy: Proxy | None) -> tuple[str, list[tuple[str, str]]]:
+    """What a request through ``proxy`` adds: (the origin before its path, headers for the proxy).
+
+    An http request to a proxy names its origin (absolute form, RFC 9112 §3.2.2:
+    ``GET http://host:port/path``) and carries the proxy's credentials.  An https
+    request travels inside a CONNECT tunnel, which carries the credentials, so it
+    is the same bytes as without a proxy: ("", []).  A user's own
+    Proxy-Authorization header replaces this one (``merge_headers``).
+    """
+    if proxy is None or target.scheme != "http":
+        return "", []
+    return target.origin, ([("Proxy-Authorization", proxy.authorization)]
+                           if proxy.authorization else [])
+
+
 def make_pool(scheme: str, host: str, port: int, size: int, timeout: float,
-              insecure: bool, tls: TlsFiles | None = None) -> urllib3.HTTPConnectionPool:
+              insecure: bool, tls: TlsFiles | None = None,
+              proxy: Proxy | None = None) -> urllib3.HTTPConnectionPool:
     """A urllib3 pool that hands out connections; it owns DNS, TLS and socket options.
 
     For https it gets the process's one SSLContext: without it urllib3 builds a
@@ -159,6 +175,8 @@ def make_pool(scheme: str, host: str, port: int, size: int, timeout: float,
     worker each time), and no TLS session could be resumed.
     """
     t = urllib3.Timeout(connect=timeout, read=timeout)
+    if proxy is not None:
+        return _proxy_pool(proxy, scheme, host, port, size, t, insecure, tls)
     if scheme == "https":
         pool = urllib3.HTTPSConnectionPool(host, port, maxsize=size, block=False, timeout=t,
                                            ssl_context=worker_context(tls or TlsFiles(), insecure))
@@ -191,6 +209,32 @@ class _StampsTcp:
 
 class _TimedHTTPConnection(_StampsTcp, HTTPConnection):
     """urllib3's HTTPConnection, stamping when its TCP connection is up."""
+
+
+def _proxy_pool(proxy: Proxy, scheme: str, host: str, port: int, size: int,
+                timeout: urllib3.Timeout, insecure: bool,
+                tls: TlsFiles | None) -> urllib3.HTTPConnectionPool:
+    """urllib3's pool for ``scheme://host:port`` behind ``proxy``.
+
+    http: a pool of connections to the proxy itself; the request bytes name
+    the origin (absolute form) and carry Proxy-Authorization (workerloop).
+    https: connections to the proxy that urllib3 turns into a CONNECT tunnel
+    (``Connection.open`` sets it up on every connect, with the credentials in
+    the CONNECT's headers), then TLS with the target inside it, through the
+    process's one SSLContext, so the request bytes stay as without a proxy.
+    """
+    headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+    # urllib3 turns Nagle back on for proxy connections; a request's last segment would
+    # then wait for the ACK of the one before it (40 ms with delayed ACKs): keep TCP_NODELAY
+    kwargs: dict[str, Any] = {"maxsize": size, "block": False, "timeout": timeout,
+                              "socket_options": HTTPConnection.default_socket_options}
+    if scheme == "https":
+        kwargs["ssl_context"] = worker_context(tls or TlsFiles(), insecure)
+    manager = urllib3.ProxyManager(proxy.url, proxy_headers=headers, **kwargs)
+    pool = manager.connection_from_host(host, port, scheme)
+    # the classes that stamp the end of TCP (and of the CONNECT): the phases of a connect
+    pool.ConnectionCls = _ResumingHTTPSConnection if scheme == "https" else _TimedHTTPConnection
+    return pool
 
 
 class _ResumingContext(ssl.SSLContext):
@@ -278,6 +322,10 @@ class Connection:
         self.phases = phases if phases is not None else PhaseRecorder()
         self.ttfb_append = self.phases.ttfb.append
         self.conn = pool._get_conn()
+        # https through a proxy: (host, port, headers) of the CONNECT every connect starts with
+        self.tunnel: tuple[str, int, Any] | None = (
+            (pool.host, pool.port, pool.proxy_headers)
+            if pool.proxy is not None and pool.scheme == "https" else None)
         self.sock: Any = None
         self.poller: Any = None   # poll(2) on sock alone: is anything waiting to be read?
         self.framer = _Framer()
@@ -303,12 +351,16 @@ class Connection:
         conn.tcp_at = 0.0
         began = _clock()
         try:
+            if self.tunnel is not None:   # close() forgot it: urllib3 sets it on each connect too
+                host, port, headers = self.tunnel
+                conn.set_tunnel(host, port, headers, scheme="http")
             conn.connect()   # urllib3 bounds the connect with its own timeout
         except (OSError, Urllib3Error) as exc:
             if conn.tcp_at:   # TCP was up; the TLS handshake (or the tunnel) failed
                 self.phases.record_connect(conn.tcp_at - began)
             conn.close()
-            raise RequestError(CONNECT, _describe(exc)) from None
+            where = "through the proxy: " if self.tunnel is not None else ""
+            raise RequestError(CONNECT, where + _describe(exc)) from None
         self.connected_at = _clock()
         self.connect_s = self.connected_at - began
         self._record_phases(began)

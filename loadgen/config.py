@@ -234,6 +234,37 @@ class TlsFiles:
 
 
 @dataclass(frozen=True)
+class Proxy:
+    """The HTTP proxy every request goes through (``--proxy``, or the environment's).
+
+    Resolved once, in the coordinator (loadgen.proxy), and carried in every
+    worker's plan: a worker process or cluster node never reads its own
+    environment to decide where the load goes.  ``source`` says where it came
+    from (``--proxy``, ``HTTPS_PROXY``...) so the report can say why.
+    ``authorization`` is the Proxy-Authorization value made from the URL's
+    ``user:password``: a secret, like the token in ``headers``, never saved
+    (``public`` and ``url`` leave it out).
+    """
+
+    host: str
+    port: int
+    source: str
+    authorization: str = field(default="", repr=False)
+
+    @property
+    def url(self) -> str:
+        """The proxy as a URL without credentials: what reports and results show."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def describe(self) -> str:
+        return f"{self.url} (from {self.source})"
+
+    def public(self) -> dict[str, object]:
+        return {"url": self.url, "source": self.source, "credentials": bool(self.authorization)}
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One request blueprint; its ``name`` ("GET /path") keys every per-endpoint figure."""
 
@@ -300,6 +331,7 @@ class RunConfig:
     workers_per_node: int | None = None  # with cluster: processes per node (default: its CPUs)
     tls: TlsFiles = TlsFiles()          # --cacert, --cert, --key
     keepalive: bool = True              # False: --no-keepalive, a new connection per request
+    proxy: Proxy | None = None          # --proxy or HTTP(S)_PROXY, resolved for this target
 
     @property
     def model(self) -> str:
@@ -333,6 +365,7 @@ class RunConfig:
             **({"cluster": self.cluster} if self.cluster else {}),   # local runs: as before
             **({"tls": {"cacert": bool(self.tls.cacert), "client_certificate": bool(self.tls.cert)}}
                if self.tls else {}),   # whether, not where: paths say nothing about the run
+            **({"proxy": self.proxy.public()} if self.proxy else {}),   # direct runs: as before
         }
 
 
@@ -406,6 +439,7 @@ class WorkerPlan:
     max_connections: int = 0
     tls: TlsFiles = TlsFiles()
     keepalive: bool = True          # False: Connection: close, a new connection per request
+    proxy: Proxy | None = None
 
 
 def plan_workers(config: RunConfig) -> list[WorkerPlan]:
@@ -422,6 +456,6 @@ def plan_workers(config: RunConfig) -> list[WorkerPlan]:
             timeout_s=config.timeout_s, insecure=config.insecure, headers=config.headers,
             schedule=config.schedule, stride=n, cycle=cycle, requests_total=config.requests,
             max_connections=max(conns[i], split(config.max_connections, n)[i]), tls=config.tls,
-            keepalive=config.keepalive))
+            proxy=config.proxy, keepalive=config.keepalive))
         first += tickets[i] or 0
     return plans

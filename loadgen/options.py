@@ -28,6 +28,7 @@ from loadgen.config import (
     parse_status_set,
 )
 from loadgen.guards import ask_password, check_outputs, read_body_file
+from loadgen.proxy import resolve_proxy
 
 DEFAULT_REQUESTS = 100
 MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
@@ -72,6 +73,7 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
         raise ConfigError("--auth needs a password (--password or LOADGEN_PASSWORD)")
     thresholds = _thresholds(opts.get("thresholds") or (), endpoints)
     tls = tls_files(opts)
+    proxy = resolve_proxy(target, opts.get("proxy"), bool(opts.get("no_proxy")), os.environ)
     return RunConfig(
         url=opts["url"], target=target, endpoints=endpoints, requests=requests,
         duration_s=duration, concurrency=concurrency, workers=workers,
@@ -82,7 +84,7 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
         headers=headers, schedule=schedule,
         max_connections=max(concurrency, opts.get("max_connections") or 0),
         thresholds=thresholds, cluster=cluster, workers_per_node=per_node, tls=tls,
-        keepalive=keepalive)
+        proxy=proxy, keepalive=keepalive)
 
 
 def tls_files(opts: dict[str, Any]) -> TlsFiles:

@@ -14,8 +14,9 @@ import ssl
 import time
 import warnings
 
-from loadgen.config import ConfigError, RunConfig, Target, TlsFiles, plan_workers
+from loadgen.config import ConfigError, Proxy, RunConfig, Target, TlsFiles, plan_workers
 from loadgen.limits import open_files_problem
+from loadgen.proxy import avoid_hint
 from loadgen.tls import build_context
 
 INSECURE_WARNING = ("loadgen: warning: --insecure: TLS certificates are not verified; "
@@ -36,7 +37,8 @@ def check_before_load(config: RunConfig) -> None:
         problem = open_files_problem(plan_workers(config))
         if problem:
             raise PreflightError(problem, 2)
-    check_reachable(config.target, config.timeout_s, config.insecure, config.tls)
+    check_reachable(config.target, config.timeout_s, config.insecure, config.tls,
+                    config.proxy)
 
 
 def client_context(insecure: bool, tls: TlsFiles) -> ssl.SSLContext:
@@ -48,20 +50,28 @@ def client_context(insecure: bool, tls: TlsFiles) -> ssl.SSLContext:
 
 
 def check_reachable(target: Target, timeout: float, insecure: bool = False,
-                    tls: TlsFiles | None = None) -> None:
+                    tls: TlsFiles | None = None, proxy: Proxy | None = None) -> None:
     """Resolve the host and open (then close) one TCP connection to it.
 
     For https the TLS handshake is made too, verifying the certificate unless
     ``insecure``: a self-signed or expired certificate is one line before any
     load, not a run in which every request is a ``connect`` error.
+
+    Through a ``proxy`` the connection goes to the proxy, as the load's will;
+    for https the proxy is asked for a CONNECT tunnel first (a 407 for missing
+    credentials, or a 403, is then one line before any load) and the handshake
+    is made with the target through it.
     """
+    host, port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
+    what = f"proxy {proxy.describe()}" if proxy else target.origin
+    kind, hint = (f"proxy host {host!r} (from {proxy.source})", avoid_hint(proxy.source)) \
+        if proxy else (f"host {host!r}", "")
     try:
-        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise PreflightError(f"cannot resolve host {target.host!r}: {exc.strerror}", 2) from None
+        raise PreflightError(f"cannot resolve {kind}: {exc.strerror}{hint}", 2) from None
     except UnicodeError:   # IDNA: a label over 63 characters, undecodable bytes, ...
-        raise PreflightError(f"cannot resolve host {target.host!r}: not a valid host name",
-                             2) from None
+        raise PreflightError(f"cannot resolve {kind}: not a valid host name{hint}", 2) from None
     last: OSError | None = None
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -74,10 +84,47 @@ def check_reachable(target: Target, timeout: float, insecure: bool = False,
                 continue
             if target.scheme == "https":
                 tls = tls or TlsFiles()
+                if proxy:
+                    _tunnel(sock, target, proxy)
                 _handshake(sock, target, client_context(insecure, tls), bool(tls.cert))
             return
     reason = last.strerror if last and last.strerror else str(last or "no address")
-    raise PreflightError(f"cannot reach {target.origin}: {reason}", 2)
+    raise PreflightError(f"cannot reach {what}: {reason}{hint}", 2)
+
+
+_MAX_PROXY_HEAD = 65536
+
+
+def _tunnel(sock: socket.socket, target: Target, proxy: Proxy) -> None:
+    """Ask the proxy for a CONNECT tunnel to the target, as urllib3 will for every connection."""
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    authority = f"{host}:{target.port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    head = b""
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        while b"\r\n\r\n" not in head and len(head) < _MAX_PROXY_HEAD:
+            chunk = sock.recv(_MAX_PROXY_HEAD)
+            if not chunk:
+                break
+            head += chunk
+    except OSError as exc:
+        raise PreflightError(f"CONNECT to {authority} through proxy {proxy.describe()} failed: "
+                             f"{exc.strerror or exc or 'timed out'}", 2) from None
+    status_line = head.partition(b"\r\n")[0].decode("latin-1")
+    parts = status_line.split(None, 2)
+    if b"\r\n\r\n" not in head or len(parts) < 2 or not parts[0].startswith("HTTP/") \
+            or not parts[1].isdigit():
+        raise PreflightError(f"proxy {proxy.describe()} gave no HTTP answer to CONNECT "
+                             f"{authority} (is it an HTTP proxy?)", 2)
+    if not parts[1].startswith("2"):
+        answer = " ".join(parts[1:])
+        hint = (" (credentials go in the proxy URL: http://user:password@host:port)"
+                if parts[1] == "407" else "")
+        raise PreflightError(f"proxy {proxy.describe()} refused CONNECT to {authority}: "
+                             f"{answer}{hint}{avoid_hint(proxy.source)}", 2)
 
 
 def _handshake(sock: socket.socket, target: Target, context: ssl.SSLContext,
@@ -111,24 +158,30 @@ def _await_rejection(tls: ssl.SSLSocket, handshake_s: float, target: Target,
     would be found out only by a run in which every request fails.  The wait
     is two handshake times (at least 20 ms, at most 1 s); a server that stays
     silent, as HTTP servers do until asked, passes.
+
+    Some servers refuse without an alert: asyncio's TLS (uvicorn) just closes the
+    connection.  An HTTP server that closes a new connection before any request has
+    refused it too, so that clean end of stream is a refusal as well.
     """
     if tls.version() != "TLSv1.3":   # TLS 1.2 checks the client certificate in the handshake
         return
     tls.settimeout(min(1.0, max(0.02, 2 * handshake_s)))
     try:
-        tls.recv(1)
+        if tls.recv(1):
+            return   # a server that speaks first: not a refusal
+        reason = "closed right after the handshake, without an alert"
     except ssl.SSLError as exc:
         reason = (exc.reason or "").lower().replace("_", " ")
         if "alert" not in reason:   # e.g. an EOF without close_notify: not a refusal
             return
-        if not with_cert:
-            raise PreflightError(f"TLS handshake with {target.origin} failed: the server "
-                                 f"refused the connection ({reason}); does it require a client "
-                                 "certificate (--cert/--key)?", 2) from None
-        raise PreflightError(f"TLS handshake with {target.origin} failed: the server refused "
-                             f"the client certificate ({reason})", 2) from None
     except (TimeoutError, OSError):
-        pass   # silent (as it should be), or closed: the load will tell
+        return   # silent (as it should be), or reset: the load will tell
+    if not with_cert:
+        raise PreflightError(f"TLS handshake with {target.origin} failed: the server "
+                             f"refused the connection ({reason}); does it require a client "
+                             "certificate (--cert/--key)?", 2)
+    raise PreflightError(f"TLS handshake with {target.origin} failed: the server refused "
+                         f"the client certificate ({reason})", 2)
 
 
 #: Headers the login sets itself: it sends its own JSON body, framed by urllib3.
@@ -148,6 +201,11 @@ def login_headers(config: RunConfig) -> dict[str, str]:
     return headers
 
 
+def proxy_headers(proxy: Proxy) -> dict[str, str] | None:
+    """What urllib3 adds to a CONNECT (https) or a forwarded request (http) for the proxy."""
+    return {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+
+
 def login(config: RunConfig, password: str) -> str:
     """POST the credentials as JSON to the login endpoint and return the bearer token."""
     import urllib3  # only the coordinator logs in; workers import urllib3 after patching
@@ -155,8 +213,11 @@ def login(config: RunConfig, password: str) -> str:
     url = config.target.origin + config.target.base_path + config.login_endpoint
     context = client_context(config.insecure, config.tls) if config.target.scheme == "https" \
         else None
-    pool = urllib3.PoolManager(ssl_context=context,
-                               timeout=urllib3.Timeout(total=config.timeout_s), retries=False)
+    settings = {"ssl_context": context, "timeout": urllib3.Timeout(total=config.timeout_s),
+                "retries": False}
+    proxy = config.proxy   # the login goes the way the load will
+    pool = urllib3.ProxyManager(proxy.url, proxy_headers=proxy_headers(proxy), **settings) \
+        if proxy else urllib3.PoolManager(**settings)
     body = json.dumps({"username": config.username, "password": password}).encode()
     try:
         with warnings.catch_warnings():   # --insecure already said so, on one line

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from loadgen.config import DEFAULT_EXPECT_STATUS, format_status_set
 from loadgen.failures import (
     failure_count,
     failures_by_kind,
@@ -49,6 +50,7 @@ CORRECTED_CAPTION = "Latency, corrected (from intended send time):"
 SERVICE_CAPTION = "Service time (uncorrected, from actual send):"
 EVERY_REQUEST_CAPTION = "Every request, failures included:"
 SUCCESS_CAPTION = "Latency of successful requests only (2xx):"
+DEFAULT_SUCCESS_TEXT = format_status_set(DEFAULT_EXPECT_STATUS)   # "200-299"
 # The successes-only table answers "how fast is it when it works", so it shows the
 # count it is computed over instead of the rates, which belong to the main table.
 SUCCESS_HEADERS: tuple[str, ...] = (
@@ -102,7 +104,7 @@ def render_table(doc: dict[str, Any]) -> str:
         lines.append(EVERY_REQUEST_CAPTION)
     lines += [_table(doc), ""]
     if successes_table:
-        lines += [SUCCESS_CAPTION, _success_table(doc), ""]
+        lines += [success_caption(doc), _success_table(doc), ""]
     if has_service_time(doc):
         lines += [SERVICE_CAPTION, _service_table(doc), ""]
     phases = _phases_table(summary.get("phases_ms"))
@@ -205,6 +207,7 @@ def _header_line(doc: dict[str, Any]) -> str:
     """One line answering 'did it finish, against what, how long, how fast'."""
     summary = doc.get("summary") or {}
     url = (doc.get("config") or {}).get("url", "?")
+    via = proxy_words(doc.get("config") or {})
     status = doc.get("status", "unknown")
     status = STATUS_WORDS.get(status, status)
     requests = summary.get("requests", 0)
@@ -216,8 +219,21 @@ def _header_line(doc: dict[str, Any]) -> str:
     # files without the key were kept alive: it is said only when off
     keepalive = (f" | {NO_KEEPALIVE_WORDS}"
                  if (doc.get("config") or {}).get("keepalive") is False else "")
-    return (f"Run {status}: {url} | {requests:,} requests in {format_seconds(duration)}"
+    return (f"Run {status}: {url}{via} | {requests:,} requests in {format_seconds(duration)}"
             f" | {format_number(rps, thousands=True)} req/s{success}{model}{keepalive}")
+
+
+def proxy_words(config: dict[str, Any]) -> str:
+    """" via proxy http://127.0.0.1:3128 (from HTTPS_PROXY)", or "" for a direct run.
+
+    The environment can choose a proxy without a word on the command line, so a
+    report must say when one carried the load (files before --proxy have none).
+    """
+    proxy = config.get("proxy")
+    if not isinstance(proxy, dict) or not isinstance(proxy.get("url"), str):
+        return ""
+    source = proxy.get("source")
+    return f" via proxy {proxy['url']}" + (f" (from {source})" if isinstance(source, str) else "")
 
 
 def _model_words(doc: dict[str, Any]) -> str:
@@ -253,8 +269,27 @@ def _table(doc: dict[str, Any]) -> str:
     return _layout(HEADERS, rows, total)
 
 
+def success_caption(doc: dict[str, Any]) -> str:
+    """The successes table's caption names what counted as a success.
+
+    "(2xx)" would be false for a run with ``--expect-status 201`` or ``200-399``: the
+    table then holds 201s only, or 3xx too.  The document saves each endpoint's set
+    (``config.expect_status``, canonical text); files older than it meant 2xx.
+    """
+    saved = (doc.get("config") or {}).get("expect_status")
+    sets = saved if isinstance(saved, dict) else {}
+    texts = {str(text) for text in sets.values()}
+    if not texts or texts == {DEFAULT_SUCCESS_TEXT}:
+        return SUCCESS_CAPTION
+    if len(texts) == 1:
+        return f"Latency of successful requests only (expected statuses: {texts.pop()}):"
+    each = "; ".join(f"{name} {text}" for name, text in sets.items())
+    return f"Latency of successful requests only (expected statuses: {each}):"
+
+
 def _success_table(doc: dict[str, Any]) -> str:
-    """Latency of the 2xx responses alone, same rows as the main table; "-" where none."""
+    """Latency of the successes alone (2xx unless --expect-status), same rows as the main
+    table; "-" where none."""
 
     def row(name: str, s: dict[str, Any]) -> list[str]:
         latency = s.get("success_latency_ms") or {}

@@ -23,6 +23,8 @@ over the file.  Example (every key is optional; an empty file is valid)::
     expect_status = "200-399"     # statuses that count as a success (default "200-299")
     # cluster = "tcp://10.0.0.5:8786"   # instead of `workers`: run on a Dask scheduler's workers
     # workers_per_node = 8              # with cluster: processes per node (default: its CPUs)
+    # proxy = "http://127.0.0.1:3128"   # every request through this HTTP proxy ("" for none)
+    # no_proxy = true                   # ignore HTTP_PROXY / HTTPS_PROXY / NO_PROXY
 
     # Open model (instead of the closed model above): a constant rate ...
     rate = 200                    # requests per second in total, bounded by duration/requests
@@ -108,6 +110,7 @@ from loadgen.config import (
     parse_status_set,
 )
 from loadgen.pacer import parse_stage
+from loadgen.proxy import parse_proxy_url
 
 T = TypeVar("T")
 
@@ -115,7 +118,7 @@ TOP_KEYS = (
     "url", "endpoints", "requests", "concurrency", "auth", "save", "visualize", "output_image",
     "workers", "duration", "method", "headers", "data", "data_file", "timeout", "insecure",
     "rate", "stages", "max_connections", "quiet", "thresholds", "cluster", "workers_per_node",
-    "cacert", "cert", "key", "expect_status", "no_keepalive",
+    "cacert", "cert", "key", "expect_status", "proxy", "no_proxy", "no_keepalive",
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
 ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file", "expect_status")
@@ -313,12 +316,16 @@ class _Reader:
                 out[key] = self.count(value, label)
             elif key in ("duration", "timeout"):
                 out[key] = self.duration(value, label)
-            elif key in ("visualize", "insecure", "quiet", "no_keepalive"):
+            elif key in ("visualize", "insecure", "quiet", "no_proxy", "no_keepalive"):
                 out[key] = self.boolean(value, label)
             elif key in ("save", "output_image", "cluster"):
                 out[key] = self.string(value, label)
             elif key in ("data_file", "cacert", "cert", "key"):   # read later, checked then
                 out[key] = self.resolve(self.string(value, label))
+            elif key == "proxy":   # '' is no proxy, as --proxy ''
+                out[key] = self.string(value, label, empty_ok=True)
+                if value.strip():
+                    self.reuse(lambda text: parse_proxy_url(text, "--proxy"), value, label)
             elif key == "data":
                 out[key] = self.string(value, label, empty_ok=True)
             elif key == "method":

@@ -29,7 +29,14 @@ from gevent.event import Event
 from gevent.queue import SimpleQueue
 
 from loadgen.channel import Channel, ChannelClosed
-from loadgen.client import TIMEOUT, Connection, RequestError, build_request, make_pool
+from loadgen.client import (
+    TIMEOUT,
+    Connection,
+    RequestError,
+    build_request,
+    make_pool,
+    proxy_form,
+)
 from loadgen.config import WorkerPlan, asks_to_close, merge_headers
 from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 from loadgen.phases import PhaseRecorder
@@ -50,8 +57,10 @@ class Worker:
         self.channel = channel
         self.open_model = plan.schedule is not None
         host, base = plan.target.host_header, plan.target.base_path
-        headers = [merge_headers(plan.headers, e.headers) for e in plan.endpoints]
-        self.requests = [build_request(e.method, host, base + e.path, h, e.body,
+        origin, to_proxy = proxy_form(plan.target, plan.proxy)   # ("", []) without one
+        headers = [merge_headers(to_proxy, merge_headers(plan.headers, e.headers))
+                   for e in plan.endpoints]
+        self.requests = [build_request(e.method, host, origin + base + e.path, h, e.body,
                                        close=not plan.keepalive)
                          for e, h in zip(plan.endpoints, headers)]
         self.heads = [e.head for e in plan.endpoints]
@@ -217,7 +226,7 @@ class Worker:
         plan = self.plan
         self.pool = make_pool(plan.target.scheme, plan.target.host, plan.target.port,
                               max(plan.connections, plan.max_connections), plan.timeout_s,
-                              plan.insecure, plan.tls)
+                              plan.insecure, plan.tls, plan.proxy)
         self.connections = [Connection(self.pool, plan.timeout_s, self.phases)
                             for _ in range(plan.connections)]
         if not all(self.closes):   # else every request opens its own: connect in its latency

@@ -16,6 +16,14 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# loadgen honours HTTP_PROXY / HTTPS_PROXY / NO_PROXY as curl does.  A machine that sets them
+# (a CI runner behind a proxy) would send every test's load to that proxy, so they are
+# dropped for the whole session, here at import, before any test or subprocess starts;
+# subprocesses inherit the clean environment.  Proxy tests set them explicitly (env=).
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+for _name in [name for name in os.environ if name.lower() in PROXY_VARIABLES]:
+    del os.environ[_name]
 TARGET_READY_PREFIX = "loadgen target listening on "
 TARGET_START_TIMEOUT_S = 15.0
 

@@ -96,6 +96,15 @@ def assert_bad_input(run: Run) -> str:
     (["--url", "http://127.0.0.1:5000/#top"], "fragment"),
     (["--url", "http://" + "a" * 64 + ".example:80"], "resolve"),
     (["--url", "http://no-such-host.invalid:5000"], "resolve"),
+    # proxies
+    (["--proxy", "socks5://127.0.0.1:1080"], "SOCKS"),
+    (["--proxy", "https://127.0.0.1:3128"], "https://"),
+    (["--proxy", "http://admin:secret@127.0.0.1:3128/path"], "--proxy"),
+    (["--proxy", "http://127.0.0.1:99999"], "--proxy"),
+    (["--proxy", "http://127.0.0.1:0"], "port 0"),
+    (["--proxy", "http://admin:secret@"], "no host"),
+    (["--proxy", "http://admin:secret\n@127.0.0.1:3128"], "--proxy"),
+    (["--proxy", "http://no-such-host.invalid:3128"], "resolve proxy host"),
     # line breaks and escapes in what was typed still make one line
     (["extra\nargument"], "unexpected extra argument"),
     (["--endpoint", "/a\rb"], "--endpoint"),

@@ -221,6 +221,26 @@ def test_a_killed_node_is_named_and_the_rest_is_kept(dask_cluster, target_server
 
 
 @needs_dask
+def test_nodes_use_the_proxy_of_the_plan(dask_cluster, target_server, tmp_path: Path) -> None:
+    """HTTP_PROXY is set where loadgen runs, not on the nodes (started with a clean
+    environment): the proxy resolved there travels in the plan, so every node's requests
+    go through it -- each one a request line the proxy saw."""
+    from forwardproxy import ForwardProxy
+
+    target_server.reset()
+    with ForwardProxy() as proxy:
+        run = loadgen("run", "--url", target_server.url, "--cluster", dask_cluster.address,
+                      "--workers-per-node", "1", "--requests", "401", "--concurrency", "4",
+                      "--quiet", save=tmp_path / "r.json", env={"HTTP_PROXY": proxy.url})
+        lines = proxy.lines()
+    assert run.status == 0, run.stderr
+    assert [n["requests"] for n in run.doc["nodes"]] == [201, 200]
+    assert lines == [f"GET {target_server.url}/api/health HTTP/1.1"] * 401
+    assert target_server.stats()["requests"] == 401
+    assert run.doc["config"]["proxy"]["source"] == "HTTP_PROXY"
+
+
+@needs_dask
 def test_unreachable_scheduler_is_one_line_and_exit_2(target_server, tmp_path: Path) -> None:
     import socket
 

@@ -551,3 +551,37 @@ def test_new_charts_do_not_leak_pyplot_figures(tmp_path):
     draw_summary(open_doc(), str(tmp_path / "a.png"))
     draw_comparison([open_doc()], ["a"], str(tmp_path / "b.png"))
     assert len(plt.get_fignums()) == before
+
+
+# --- the successes table says what counted as a success ----------------------------------------
+
+
+def success_doc(expect_status: dict[str, str] | None) -> dict[str, Any]:
+    """Two endpoints, some failures (so the successes table is drawn), the saved sets."""
+    a, b = block(100, 90, codes={"201": 90, "500": 10}), block(100, 100, codes={"200": 100})
+    for s in (a, b):
+        s["success_latency_ms"] = s["latency_ms"]
+    doc = make_doc({"POST /a": a, "GET /b": b}, summary=block(200, 190, codes={
+        "200": 100, "201": 90, "500": 10}))
+    doc["summary"]["success_latency_ms"] = doc["summary"]["latency_ms"]
+    if expect_status is not None:
+        doc["config"]["expect_status"] = expect_status
+    return doc
+
+
+@pytest.mark.parametrize("expect_status, caption", [
+    (None, "Latency of successful requests only (2xx):"),   # a file older than the sets
+    ({"POST /a": "200-299", "GET /b": "200-299"}, "Latency of successful requests only (2xx):"),
+    ({"POST /a": "201", "GET /b": "201"},
+     "Latency of successful requests only (expected statuses: 201):"),
+    ({"POST /a": "200-399", "GET /b": "200-399"},
+     "Latency of successful requests only (expected statuses: 200-399):"),
+    ({"POST /a": "201", "GET /b": "200-299"},
+     "Latency of successful requests only (expected statuses: POST /a 201; GET /b 200-299):"),
+])
+def test_success_caption_names_the_success_set(expect_status, caption):
+    lines = render_table(success_doc(expect_status)).splitlines()
+    assert caption in lines
+    assert sum("successful requests only" in line for line in lines) == 1
+    if expect_status and set(expect_status.values()) != {"200-299"}:
+        assert "(2xx)" not in "\n".join(lines)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from forwardproxy import ForwardProxy, basic
 from helpers import (REPO, children, finish, loadgen, one_line_error, start_loadgen, stop,
                      wait_for_status)
 from loadgen.preflight import INSECURE_WARNING
@@ -157,6 +158,47 @@ def test_prompt_on_a_terminal_does_not_echo(api, tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert api.requests == 5
     assert_no_secret(echoed, out, err)
+
+
+# --- proxy credentials -------------------------------------------------------------------------
+
+PROXY_PASSWORD = "px-41c7-Secret"
+
+
+@pytest.mark.parametrize("where", ["option", "environment"])
+def test_proxy_credentials_reach_the_proxy_and_nothing_else(api, tmp_path: Path,
+                                                            where: str) -> None:
+    """``http://user:password@proxy``: every request (the login too) carries
+    Proxy-Authorization: Basic; the password, and the Basic value that encodes it, are
+    nowhere in stdout, stderr, the results, the chart or a re-rendered report."""
+    authorization = basic("loadgen", PROXY_PASSWORD)
+    with ForwardProxy(require=authorization) as proxy:
+        url = f"http://loadgen:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        args, env = (["--proxy", url], {}) if where == "option" else ([], {"http_proxy": url})
+        save, image = tmp_path / "r.json", tmp_path / "r.png"
+        run = loadgen("run", "--url", api.url, *AUTH, "--password", PASSWORD, *args,
+                      "--requests", "20", "--concurrency", "2", "--quiet",
+                      "--output-image", str(image), save=save, env=env)
+        seen = proxy.lines()
+    assert run.status == 0, run.stderr
+    assert api.requests == 20 and len(seen) == 21          # the requests and the login
+    assert proxy.authorizations() == {authorization}
+    leaks = (PROXY_PASSWORD.encode(), authorization.split()[1].encode())
+    again = loadgen("report", str(save))
+    assert "via proxy" in again.stdout
+    for blob in (run.stdout, run.stderr, save.read_bytes(), image.read_bytes(),
+                 again.stdout, again.stderr):
+        data = blob.encode() if isinstance(blob, str) else blob
+        assert not any(leak in data for leak in leaks)
+    assert_no_secret(run.stdout, run.stderr, save.read_bytes())
+    assert run.doc["config"]["proxy"]["credentials"] is True
+
+
+def test_a_bad_proxy_url_never_shows_its_password(api) -> None:
+    line = one_line_error(loadgen("run", "--url", api.url, "--requests", "5",
+                                  env={"http_proxy": f"http://u:{PROXY_PASSWORD}@127.0.0.1:0"}))
+    assert "port 0" in line and PROXY_PASSWORD not in line
+    assert api.requests == 0
 
 
 # --- TLS ---------------------------------------------------------------------------------------

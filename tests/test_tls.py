@@ -22,8 +22,8 @@ from helpers import loadgen, one_line_error
 from rawservers import OK, RawServer, read_request, token_api
 from tlscerts import Missing, Pki, make_pki
 
-from loadgen.config import ConfigError, TlsFiles
-from loadgen.preflight import INSECURE_WARNING
+from loadgen.config import ConfigError, Target, TlsFiles
+from loadgen.preflight import INSECURE_WARNING, PreflightError, check_reachable
 from loadgen.scenario import parse_scenario
 from loadgen.tls import build_context
 
@@ -245,6 +245,34 @@ def test_without_the_client_certificate_it_is_bad_input(pki: Pki,
     if version == ssl.TLSVersion.TLSv1_3:
         assert "client certificate (--cert/--key)" in line, line
     assert served == 0
+
+
+def closes_after_handshake(server: RawServer, conn: ssl.SSLSocket) -> None:
+    """What asyncio's TLS (uvicorn) does to a client without the required certificate:
+    no alert, the connection just closes once the handshake is over."""
+
+
+@pytest.mark.parametrize("with_cert", [False, True])
+def test_a_close_without_an_alert_is_a_refusal(pki: Pki, with_cert: bool) -> None:
+    """The preflight (unit: check_reachable) reads a close right after a TLS 1.3 handshake,
+    before any request, as the refusal it is; without this a run against uvicorn
+    requiring a client certificate was all ``read`` failures."""
+    files = TlsFiles(str(pki.ca), str(pki.client_both) if with_cert else None)
+    context = server_context(pki, maximum=ssl.TLSVersion.TLSv1_3)
+    with RawServer(closes_after_handshake, tls=context) as server, \
+            pytest.raises(PreflightError) as caught:
+        check_reachable(Target.parse(server.url), 5.0, tls=files)
+    message = str(caught.value)
+    assert caught.value.status == 2
+    assert "closed right after the handshake, without an alert" in message, message
+    assert ("refused the client certificate" in message) == with_cert, message
+    assert ("does it require a client certificate (--cert/--key)?" in message) != with_cert
+
+
+def test_a_silent_server_passes_the_preflight(pki: Pki) -> None:
+    """The other side of the test above: a server that waits for the request passes."""
+    with RawServer(Handshakes().keep_alive, tls=server_context(pki)) as server:
+        check_reachable(Target.parse(server.url), 5.0, tls=TlsFiles(str(pki.ca)))
 
 
 def test_login_verifies_with_the_same_settings(pki: Pki, tmp_path: Path) -> None:
