@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import time
 import traceback
 from typing import Any
@@ -231,6 +232,8 @@ class Worker:
                             for _ in range(plan.connections)]
         if not all(self.closes):   # else every request opens its own: connect in its latency
             gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
+        elif self.connections:
+            self._warm_up(self.connections[0])
         # Everything allocated so far lives for the whole run: move it out of the
         # collector's sight so full collections stay short and do not stall greenlets.
         gc.collect()
@@ -273,6 +276,16 @@ class Worker:
             conn.open()
         except RequestError:
             pass  # retried (and counted as an error) by the first request
+
+    @staticmethod
+    def _warm_up(conn: Connection) -> None:
+        """Without preconnects, resolve the host once before the start: a process's first
+        name lookup imports modules (idna, gevent's resolver and thread pool) while the
+        event loop waits, ~10 ms that would land in the first requests and the loop lag."""
+        try:
+            socket.getaddrinfo(conn.conn.host, conn.conn.port, 0, socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            pass   # the first request's connect fails and says why
 
     def _control(self) -> None:
         """Obey the coordinator; if it is gone, nobody will read our results: exit now."""

@@ -75,7 +75,8 @@ def test_a_new_connection_for_every_request(tmp_path: Path, how: list[str]) -> N
     assert found["connect"]["count"] == 60 and "tls" not in found
     assert all(h.lower().count(b"\r\nconnection: close") == 1 for h in heads.heads), heads.heads
     assert run.doc["config"]["keepalive"] is False
-    assert run.stdout.splitlines()[0].endswith("| keep-alive off (a new connection per request)")
+    header = next(line for line in run.stdout.splitlines() if line.startswith("Run complete"))
+    assert header.endswith("| keep-alive off (a new connection per request)")
     assert "Connect (TCP)" in run.stdout and "First byte (TTFB)" in run.stdout
     assert_ttfb_within_latency(run.doc)
     # each latency holds its own connect and first byte (sums: the means, within the
