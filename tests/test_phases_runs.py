@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from forwardproxy import ForwardProxy
 from helpers import loadgen
 from rawservers import OK, RawServer, read_head
 from test_framing import _wait_listening, free_port
@@ -145,6 +146,27 @@ def test_tls_phase_per_connection_and_sessions_resume(pki: Pki, tmp_path: Path,
     assert_ttfb_within_latency(run.doc)
     if not keepalive:   # a new connection per request still resumes the worker's session
         assert shakes.resumed >= requests - concurrency, (shakes.full, shakes.resumed)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_phases_through_a_proxy(pki: Pki, tmp_path: Path, scheme: str) -> None:
+    """Through a proxy, connect is to the proxy (plus the CONNECT for https), then the TLS
+    handshake with the target inside the tunnel: both still one per connection opened."""
+    tls = server_context(pki) if scheme == "https" else None
+    with RawServer(Heads(), tls=tls) as server, ForwardProxy() as proxy:
+        run = loadgen("run", "--url", server.url, "--requests", "30", "--concurrency", "2",
+                      "--workers", "1", "--no-keepalive", "--cacert", str(pki.ca), "--quiet",
+                      "--proxy", proxy.url, save=tmp_path / "r.json")
+        lines = proxy.lines()
+    found = phases(run)
+    assert run.doc["summary"]["status_codes"] == {"200": 30}
+    assert found["connect"]["count"] == 30
+    if scheme == "https":
+        assert found["tls"]["count"] == 30
+        assert sum(line.startswith("CONNECT ") for line in lines) == 30 + 1   # + preflight's
+    else:
+        assert "tls" not in found and len(lines) == 30
+    assert_ttfb_within_latency(run.doc)
 
 
 # --- nginx ---------------------------------------------------------------------------------------
