@@ -24,6 +24,7 @@ from loadgen.metrics import (
     percentiles_us,
     summarize,
 )
+from loadgen.phases import PhaseTotals
 from loadgen.verdict import Evidence, WorkerLoad, judge
 
 
@@ -77,6 +78,7 @@ class Aggregate:
         self.totals = [Totals(expect=ok) for ok in self.success_sets]
         self.lateness = new_histogram()   # send lag: intended send time -> bytes written
         self.loop_lag = new_histogram()   # event-loop lag probe of every worker
+        self.phases = PhaseTotals()       # connect, TLS, time to first byte: every worker
         self.lag_p50_by_second: list[float] = []   # send lag median of each whole second
         # by worker index: a cluster node aggregates only its own share of the global indices
         self._by_index = {w.index: w for w in self.workers}
@@ -110,6 +112,7 @@ class Aggregate:
             second.lag.add(lag)
         if message.get("loop_lag"):
             self.loop_lag.decode_and_add(message["loop_lag"])
+        self.phases.add_wire(message.get("phases"))   # absent from older workers' messages
         for totals, wire in zip(self.totals, message["endpoints"]):
             totals.add_wire(wire)
             second.totals.add_wire(wire, totals.expect)

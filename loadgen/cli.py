@@ -73,6 +73,9 @@ TARGET_OPTIONS = _options(
     click.option("--login-endpoint", default="/api/auth/login", show_default=True),
     click.option("--token-field", default="access_token", show_default=True),
     click.option("--insecure", is_flag=True, help="Do not verify TLS certificates."),
+    click.option("--no-keepalive", is_flag=True,
+                 help="A new connection for every request (sends 'Connection: close'): "
+                      "measures connect and TLS in every latency."),
     click.option("--proxy", default=None, metavar="URL",
                  help="Send every request through this HTTP proxy, http://[user:password@]"
                       "host[:port] (port 1080 if none; https targets through CONNECT); '' for "

@@ -25,6 +25,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from loadgen.config import Proxy, Target, TlsFiles
+from loadgen.phases import PhaseRecorder
 from loadgen.tls import build_context
 
 # Error kinds, in the order the report lists them.
@@ -120,13 +121,16 @@ class _HeadFramer(_Framer):
 
 
 def build_request(method: str, host_header: str, path: str,
-                  headers: list[tuple[str, str]], body: bytes) -> bytes:
+                  headers: list[tuple[str, str]], body: bytes, close: bool = False) -> bytes:
     """The full request, built once per endpoint and written as-is for every send.
 
     A user header replaces loadgen's default of the same name, case-insensitively:
     ``Host`` (a virtual host reached by IP, as curl ``-H 'Host: ...'``), ``User-Agent``,
     ``Accept``.  Content-Length is always loadgen's own, written once (config checked
     that a user's agrees with the body).  A ``#fragment`` never goes on the wire.
+    ``close`` (``--no-keepalive``) adds ``Connection: close``, as hey's
+    ``-disable-keepalive`` does, unless the user gave a Connection header (config
+    checked that it says close).
     """
     given = {name.lower(): value for name, value in headers}
     if "transfer-encoding" in given:   # config refuses it; never send two framings
@@ -137,6 +141,8 @@ def build_request(method: str, host_header: str, path: str,
         lines.append("User-Agent: loadgen")
     if "accept" not in given:
         lines.append("Accept: */*")
+    if close and "connection" not in given:
+        lines.append("Connection: close")
     lines.extend(f"{name}: {value}" for name, value in headers
                  if name.lower() not in ("host", "content-length"))
     if body or method in ("POST", "PUT", "PATCH") or "content-length" in given:
@@ -176,7 +182,33 @@ def make_pool(scheme: str, host: str, port: int, size: int, timeout: float,
                                            ssl_context=worker_context(tls or TlsFiles(), insecure))
         pool.ConnectionCls = _ResumingHTTPSConnection
         return pool
-    return urllib3.HTTPConnectionPool(host, port, maxsize=size, block=False, timeout=t)
+    plain = urllib3.HTTPConnectionPool(host, port, maxsize=size, block=False, timeout=t)
+    plain.ConnectionCls = _TimedHTTPConnection
+    return plain
+
+
+class _StampsTcp:
+    """Notes when the TCP connection is up (``tcp_at``, perf_counter), before any TLS.
+
+    urllib3's ``connect`` runs ``_new_conn`` (DNS and TCP), then ``_tunnel``
+    through a proxy (CONNECT), then for https the handshake: the last stamp
+    splits a connect into its ``connect`` and ``tls`` phases (loadgen.phases).
+    """
+
+    tcp_at = 0.0
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()   # type: ignore[misc]
+        self.tcp_at = _clock()
+        return sock
+
+    def _tunnel(self) -> None:
+        super()._tunnel()   # type: ignore[misc]
+        self.tcp_at = _clock()
+
+
+class _TimedHTTPConnection(_StampsTcp, HTTPConnection):
+    """urllib3's HTTPConnection, stamping when its TCP connection is up."""
 
 
 def _proxy_pool(proxy: Proxy, scheme: str, host: str, port: int, size: int,
@@ -200,8 +232,8 @@ def _proxy_pool(proxy: Proxy, scheme: str, host: str, port: int, size: int,
         kwargs["ssl_context"] = worker_context(tls or TlsFiles(), insecure)
     manager = urllib3.ProxyManager(proxy.url, proxy_headers=headers, **kwargs)
     pool = manager.connection_from_host(host, port, scheme)
-    if scheme == "https":
-        pool.ConnectionCls = _ResumingHTTPSConnection
+    # the classes that stamp the end of TCP (and of the CONNECT): the phases of a connect
+    pool.ConnectionCls = _ResumingHTTPSConnection if scheme == "https" else _TimedHTTPConnection
     return pool
 
 
@@ -238,8 +270,9 @@ class _ResumingContext(ssl.SSLContext):
             self.sessions[getattr(sock, "server_hostname", None)] = session
 
 
-class _ResumingHTTPSConnection(HTTPSConnection):
-    """urllib3's HTTPSConnection that hands its TLS session to the context before closing."""
+class _ResumingHTTPSConnection(_StampsTcp, HTTPSConnection):
+    """urllib3's HTTPSConnection that hands its TLS session to the context before closing
+    (and stamps when its TCP connection is up, before the handshake)."""
 
     def close(self) -> None:
         sock = self.sock
@@ -277,11 +310,17 @@ class Connection:
     Timeout object for every wait, ~20% of the hot path.  Instead ``deadline``
     is published per request and the worker's watchdog calls ``expire`` on
     connections past it, which shuts the socket down and so ends the wait.
+
+    Phases (loadgen.phases) go to ``phases``, the worker's one recorder: each
+    connect's TCP and TLS times, and each response's time to first byte.
     """
 
-    def __init__(self, pool: urllib3.HTTPConnectionPool, timeout: float) -> None:
+    def __init__(self, pool: urllib3.HTTPConnectionPool, timeout: float,
+                 phases: PhaseRecorder | None = None) -> None:
         self.pool = pool
         self.timeout = timeout
+        self.phases = phases if phases is not None else PhaseRecorder()
+        self.ttfb_append = self.phases.ttfb.append
         self.conn = pool._get_conn()
         # https through a proxy: (host, port, headers) of the CONNECT every connect starts with
         self.tunnel: tuple[str, int, Any] | None = (
@@ -308,24 +347,41 @@ class Connection:
         self.close()
         if self.deadline:
             self.conn.timeout = max(0.001, self.deadline - time.monotonic())
+        conn = self.conn
+        conn.tcp_at = 0.0
         began = _clock()
         try:
             if self.tunnel is not None:   # close() forgot it: urllib3 sets it on each connect too
                 host, port, headers = self.tunnel
-                self.conn.set_tunnel(host, port, headers, scheme="http")
-            self.conn.connect()   # urllib3 bounds the connect with its own timeout
+                conn.set_tunnel(host, port, headers, scheme="http")
+            conn.connect()   # urllib3 bounds the connect with its own timeout
         except (OSError, Urllib3Error) as exc:
-            self.conn.close()
+            if conn.tcp_at:   # TCP was up; the TLS handshake (or the tunnel) failed
+                self.phases.record_connect(conn.tcp_at - began)
+            conn.close()
             where = "through the proxy: " if self.tunnel is not None else ""
             raise RequestError(CONNECT, where + _describe(exc)) from None
         self.connected_at = _clock()
         self.connect_s = self.connected_at - began
+        self._record_phases(began)
         self.sock = self.conn.sock
         self.sock.settimeout(None)
         self._watch_reads(self.sock)
         self.poller = _poll()
         self.poller.register(self.sock.fileno(), select.POLLIN)
         self.framer = _Framer()
+
+    def _record_phases(self, began: float) -> None:
+        """A connect's TCP and TLS phases, split where the connection class stamped
+        ``tcp_at``; a class that does not stamp leaves an https connect unsplit, unrecorded."""
+        tcp_at = getattr(self.conn, "tcp_at", 0.0)
+        tls = isinstance(self.conn, HTTPSConnection)
+        if tcp_at:
+            self.phases.record_connect(tcp_at - began)
+            if tls:
+                self.phases.record_tls(self.connected_at - tcp_at)
+        elif not tls:
+            self.phases.record_connect(self.connect_s)
 
     def _watch_reads(self, sock: Any) -> None:
         """Wait for readability before the first read of a response, on plain TCP.
@@ -415,7 +471,7 @@ class Connection:
             framer = self.framer
             framer.reset()
         parser = framer.parser
-        self.sent_at = _clock()
+        sent = self.sent_at = _clock()
         write_error: OSError | None = None
         try:
             sock.sendall(data)
@@ -429,10 +485,19 @@ class Connection:
         recv_into = sock.recv_into
         view = _VIEW
         try:
-            if self.read_event is not None:   # plain TCP: the answer is never there yet
+            # the first byte's time: on plain TCP when the socket turns readable (the answer
+            # is never there yet), on TLS when the first read returns (it may be decrypted
+            # already); one float appended per response (loadgen.phases)
+            if self.read_event is not None:
                 self.read_wait(self.read_event)
-            while True:
+                first = _clock()
                 n = recv_into(view)
+            else:
+                n = recv_into(view)
+                first = _clock()
+            if n:
+                self.ttfb_append(first - sent)
+            while True:
                 if n == 0:
                     return self._at_eof(framer, received, write_error)
                 received += n
@@ -445,6 +510,7 @@ class Connection:
                         raise RequestError(PROTOCOL, "response head larger than 1 MiB")
                     yield_at += _YIELD_EVERY
                     gevent.sleep(0)
+                n = recv_into(view)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self.close()
             if framer.done or (head and framer.headers_done):

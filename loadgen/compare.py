@@ -79,7 +79,7 @@ METRICS: tuple[tuple[str, str, str, str, Any, str | None], ...] = (
 #: The metrics that get a verdict (``--fail-on-regression`` takes these, or "any").
 TESTED_METRICS = tuple(m[0] for m in METRICS if m[5] is not None)
 #: Config keys whose difference makes a comparison suspect.
-CONFIG_KEYS = ("url", "endpoints", "model", "rate", "concurrency")
+CONFIG_KEYS = ("url", "endpoints", "model", "rate", "concurrency", "keepalive")
 
 
 def _latency(summary: dict[str, Any], key: str) -> float | None:
@@ -373,7 +373,9 @@ def run_settings(doc: dict[str, Any]) -> dict[str, Any]:
     return {"url": config.get("url"), "endpoints": config.get("endpoints"),
             "model": doc.get("model") or config.get("model", "closed"),
             "rate": _describe_rate(config.get("schedule")),
-            "concurrency": config.get("concurrency")}
+            "concurrency": config.get("concurrency"),
+            # a new connection per request measures something else; old files: kept alive
+            "keepalive": "off" if config.get("keepalive") is False else "on"}
 
 
 def _describe_rate(schedule: list[dict[str, Any]] | None) -> str | None:

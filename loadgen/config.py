@@ -147,6 +147,27 @@ def check_headers(headers: list[tuple[str, str]], endpoint: str, body: bytes | N
             raise ConfigError(f"{where}: Host is empty")
 
 
+def asks_to_close(headers: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> bool:
+    """Whether a ``Connection`` header among ``headers`` has the ``close`` option.
+
+    A request that says ``Connection: close`` must be the last on its connection
+    (RFC 9112 §9.6), whatever the server answers: loadgen then opens a new
+    connection for every such request, exactly as with ``--no-keepalive``.
+    """
+    return any(name.lower() == "connection"
+               and "close" in (token.strip().lower() for token in value.split(","))
+               for name, value in headers)
+
+
+def check_keepalive(headers: list[tuple[str, str]], keepalive: bool, where: str) -> None:
+    """``--no-keepalive`` sends ``Connection: close``; a user Connection header saying
+    something else (``keep-alive``, ``Upgrade``) contradicts it: bad input."""
+    given = [value for name, value in headers if name.lower() == "connection"]
+    if not keepalive and given and not asks_to_close(headers):
+        raise ConfigError(f"{where}: 'Connection: {given[0]}' contradicts --no-keepalive, "
+                          "which sends 'Connection: close' (leave the header out)")
+
+
 def parse_method(text: str) -> str:
     method = text.strip().upper()
     if not _TOKEN.match(method):
@@ -309,6 +330,7 @@ class RunConfig:
     cluster: str | None = None          # Dask scheduler address: run on its workers (nodes)
     workers_per_node: int | None = None  # with cluster: processes per node (default: its CPUs)
     tls: TlsFiles = TlsFiles()          # --cacert, --cert, --key
+    keepalive: bool = True              # False: --no-keepalive, a new connection per request
     proxy: Proxy | None = None          # --proxy or HTTP(S)_PROXY, resolved for this target
 
     @property
@@ -337,6 +359,7 @@ class RunConfig:
                               for e in self.endpoints},
             "thresholds": [t.text for t in self.thresholds],
             "model": self.model,
+            "keepalive": self.keepalive,
             "max_connections": self.max_connections if self.schedule else None,
             "schedule": _describe_schedule(self.schedule),
             **({"cluster": self.cluster} if self.cluster else {}),   # local runs: as before
@@ -415,6 +438,7 @@ class WorkerPlan:
     requests_total: int | None = None
     max_connections: int = 0
     tls: TlsFiles = TlsFiles()
+    keepalive: bool = True          # False: Connection: close, a new connection per request
     proxy: Proxy | None = None
 
 
@@ -432,6 +456,6 @@ def plan_workers(config: RunConfig) -> list[WorkerPlan]:
             timeout_s=config.timeout_s, insecure=config.insecure, headers=config.headers,
             schedule=config.schedule, stride=n, cycle=cycle, requests_total=config.requests,
             max_connections=max(conns[i], split(config.max_connections, n)[i]), tls=config.tls,
-            proxy=config.proxy))
+            proxy=config.proxy, keepalive=config.keepalive))
         first += tickets[i] or 0
     return plans

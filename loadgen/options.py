@@ -17,7 +17,9 @@ from loadgen.config import (
     RunConfig,
     Target,
     TlsFiles,
+    asks_to_close,
     check_headers,
+    check_keepalive,
     merge_headers,
     normalize_path,
     parse_duration,
@@ -58,6 +60,7 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
     endpoints = _endpoints(opts)
     headers = tuple(parse_header(h) for h in opts["headers"])
     _check_headers(headers, endpoints)
+    keepalive = _keepalive(opts, headers, endpoints)
     concurrency = opts["concurrency"]
     if (opts["workers"] or 0) > MAX_WORKERS:
         raise ConfigError(f"--workers: at most {MAX_WORKERS} processes on one machine")
@@ -81,7 +84,7 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
         headers=headers, schedule=schedule,
         max_connections=max(concurrency, opts.get("max_connections") or 0),
         thresholds=thresholds, cluster=cluster, workers_per_node=per_node, tls=tls,
-        proxy=proxy)
+        proxy=proxy, keepalive=keepalive)
 
 
 def tls_files(opts: dict[str, Any]) -> TlsFiles:
@@ -152,6 +155,23 @@ def _check_headers(headers: tuple[tuple[str, str], ...],
         where = f"headers of {e.name}" if "content-length" in own else "--header"
         check_headers(list(e.headers), e.name, None, f"headers of {e.name}")
         check_headers(merge_headers(headers, e.headers), e.name, e.body, where)
+
+
+def _keepalive(opts: dict[str, Any], headers: tuple[tuple[str, str], ...],
+               endpoints: tuple[Endpoint, ...]) -> bool:
+    """False for ``--no-keepalive``, and when every request carries ``Connection: close``
+    (a user header): either way each request gets a new connection, and the results say so.
+
+    A request that asks to close is the last on its connection whatever the server
+    does (RFC 9112 §9.6), so the two are one setting; with ``--no-keepalive``, a
+    Connection header that says anything else is bad input.
+    """
+    keepalive = not opts.get("no_keepalive")
+    sent = [merge_headers(headers, e.headers) for e in endpoints]
+    for e, given in zip(endpoints, sent):
+        own = any(name.lower() == "connection" for name, _ in e.headers)
+        check_keepalive(given, keepalive, f"headers of {e.name}" if own else "--header")
+    return keepalive and not all(asks_to_close(given) for given in sent)
 
 
 def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:

@@ -55,6 +55,21 @@ DEFAULT_SUCCESS_TEXT = format_status_set(DEFAULT_EXPECT_STATUS)   # "200-299"
 # count it is computed over instead of the rates, which belong to the main table.
 SUCCESS_HEADERS: tuple[str, ...] = (
     ("Endpoint", "Successes") + tuple(header for header, _ in LATENCY_COLUMNS))
+# The phases table (summary.phases_ms): per worker, so one row per phase, no endpoints.
+PHASE_ROWS: tuple[tuple[str, str], ...] = (
+    ("connect", "Connect (TCP)"),
+    ("tls", "TLS handshake"),
+    ("ttfb", "First byte (TTFB)"),
+)
+PHASE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Avg (ms)", "mean"),
+    ("Median (ms)", "p50"),
+    ("P90 (ms)", "p90"),
+    ("P99 (ms)", "p99"),
+    ("Max (ms)", "max"),
+)
+PHASES_CAPTION = "Phases (connect and TLS: each connection opened; first byte: each response):"
+NO_KEEPALIVE_WORDS = "keep-alive off (a new connection per request)"
 BANNER_MARK = "!!"
 LIMITED_OPEN = ("GENERATOR LIMITED: loadgen could not keep the requested rate; "
                 "these numbers describe loadgen's limit, not the server's")
@@ -92,6 +107,9 @@ def render_table(doc: dict[str, Any]) -> str:
         lines += [success_caption(doc), _success_table(doc), ""]
     if has_service_time(doc):
         lines += [SERVICE_CAPTION, _service_table(doc), ""]
+    phases = _phases_table(summary.get("phases_ms"))
+    if phases:
+        lines += [PHASES_CAPTION, phases, ""]
     lines.append(_status_codes_line(summary.get("status_codes") or {}))
     lines.append(failures_line(summary))
     lines += _nodes_lines(doc)
@@ -198,8 +216,11 @@ def _header_line(doc: dict[str, Any]) -> str:
     model = f" | {_model_words(doc)}" if is_open_model(doc) else ""
     success = (f" | {share_text(requests - failure_count(summary), requests)} success"
                if requests else "")
+    # files without the key were kept alive: it is said only when off
+    keepalive = (f" | {NO_KEEPALIVE_WORDS}"
+                 if (doc.get("config") or {}).get("keepalive") is False else "")
     return (f"Run {status}: {url}{via} | {requests:,} requests in {format_seconds(duration)}"
-            f" | {format_number(rps, thousands=True)} req/s{success}{model}")
+            f" | {format_number(rps, thousands=True)} req/s{success}{model}{keepalive}")
 
 
 def proxy_words(config: dict[str, Any]) -> str:
@@ -292,6 +313,30 @@ def _service_table(doc: dict[str, Any]) -> str:
     return _layout(headers, rows, row(ALL_ENDPOINTS, doc.get("summary") or {}))
 
 
+def _phases_table(phases: Any) -> str:
+    """Connect, TLS handshake and time to first byte, one row each (those the run has).
+
+    Under the latency tables because it explains them: how much of a request
+    went on the connect and the handshake (each request's, with
+    ``--no-keepalive``; only the connections' first, before the clock, with
+    keep-alive) and how long the server took to start answering.  Rendered from
+    the document, so ``loadgen report`` shows it again; files without phases
+    show nothing.
+    """
+    if not isinstance(phases, dict):
+        return ""
+    headers = ("Phase", "Count", *(header for header, _ in PHASE_COLUMNS))
+    rows = []
+    for key, label in PHASE_ROWS:
+        figures = phases.get(key)
+        if not isinstance(figures, dict):
+            continue
+        count = figures.get("count")
+        rows.append([label, f"{count:,}" if isinstance(count, int) else MISSING,
+                     *(format_number(figures.get(k)) for _, k in PHASE_COLUMNS)])
+    return _layout(headers, rows) if rows else ""
+
+
 def _row(name: str, s: dict[str, Any], concurrency: Any) -> list[str]:
     """Format one S block as table cells; absent data becomes "-" rather than 0,
     because a latency of 0 ms would be a lie when nothing succeeded."""
@@ -307,9 +352,12 @@ def _row(name: str, s: dict[str, Any], concurrency: Any) -> list[str]:
     ]
 
 
-def _layout(headers: tuple[str, ...], rows: list[list[str]], total: list[str]) -> str:
-    """Fixed-width columns sized to their content: first column left, numbers right."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, total)]
+def _layout(headers: tuple[str, ...], rows: list[list[str]],
+            total: list[str] | None = None) -> str:
+    """Fixed-width columns sized to their content: first column left, numbers right;
+    ``total`` (if any) under a second rule."""
+    widths = [max(len(cell) for cell in column)
+              for column in zip(headers, *rows, *([total] if total else []))]
     rule = "  ".join("-" * w for w in widths)
 
     def line(cells: list[str] | tuple[str, ...]) -> str:
@@ -317,7 +365,9 @@ def _layout(headers: tuple[str, ...], rows: list[list[str]], total: list[str]) -
                  for i, (cell, w) in enumerate(zip(cells, widths))]
         return "  ".join(parts).rstrip()
 
-    body = [line(headers), rule, *(line(r) for r in rows), rule, line(total)]
+    body = [line(headers), rule, *(line(r) for r in rows)]
+    if total:
+        body += [rule, line(total)]
     return "\n".join(body)
 
 

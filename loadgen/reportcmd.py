@@ -97,7 +97,8 @@ def check_document(doc: dict[str, Any], path: str, charts: bool) -> None:
 def _shape_problem(doc: dict[str, Any]) -> str | None:
     """The first structural problem found, as words for the user; None when sound."""
     for key, kind in (("config", dict), ("generator", dict), ("problems", list),
-                      ("intervals", list), ("service_histograms", dict)):
+                      ("intervals", list), ("service_histograms", dict),
+                      ("phase_histograms", dict)):
         if doc.get(key) is not None and not isinstance(doc[key], kind):
             return f"{key!r} is not {'an object' if kind is dict else 'a list'}"
     if not isinstance(doc["status"], str):
@@ -112,6 +113,9 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         problem = _block_problem(block)
         if problem:
             return f"{where}: {problem}"
+    problem = _phases_problem(doc["summary"].get("phases_ms"))
+    if problem:
+        return f"summary: {problem}"
     for i, interval in enumerate(doc.get("intervals") or []):
         if not isinstance(interval, dict) or not _is_number(interval.get("t")):
             return f"intervals[{i}] has no time 't'"
@@ -182,12 +186,23 @@ def _block_problem(block: Any) -> str | None:
     return None
 
 
+def _phases_problem(phases: Any) -> str | None:
+    """``phases_ms`` (absent from files written before phases): {phase: {figures}}."""
+    if phases is None:
+        return None
+    if not (isinstance(phases, dict)
+            and all(isinstance(figures, dict) and _numbers_or_null(figures)
+                    for figures in phases.values())):
+        return "'phases_ms' is not an object of phases with numbers"
+    return None
+
+
 def _histogram_problem(doc: dict[str, Any]) -> str | None:
     """Decode every histogram once, so a damaged payload is reported by name, not as
     a traceback from the HDR decoder halfway through drawing."""
     from loadgen.metrics import decode_histogram
 
-    for key in ("histograms", "service_histograms"):
+    for key in ("histograms", "service_histograms", "phase_histograms"):
         for name, encoded in (doc.get(key) or {}).items():
             if not isinstance(encoded, str):
                 return f"{key}[{name!r}] is not a string"

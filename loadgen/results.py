@@ -18,6 +18,7 @@ from loadgen import __version__
 from loadgen.aggregate import Aggregate
 from loadgen.metrics import encode_histogram
 from loadgen.output import STDOUT, is_stdout, write_bytes
+from loadgen.phases import PhaseTotals
 
 SCHEMA = "loadgen/1"
 
@@ -33,6 +34,9 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
         entry["concurrency"] = share
     verdict = agg.generator_verdict(config.get("model") == "open",
                                     config.get("max_connections"), _peak_rate(config))
+    phases = agg.phases.summary()
+    if phases is not None:
+        summary["phases_ms"] = phases   # per worker, not per endpoint: the summary alone
     doc = {
         "schema": SCHEMA,
         "tool": f"loadgen {__version__}",
@@ -50,6 +54,8 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
                        for name, t in zip(agg.endpoint_names, agg.totals)},
         "success_histograms": {name: encode_histogram(t.success)
                                for name, t in zip(agg.endpoint_names, agg.totals)},
+        # connect, tls (https) and ttfb: what summary.phases_ms is read from
+        **({"phase_histograms": agg.phases.encode()} if phases is not None else {}),
         "histogram_unit": "us",
         "workers": [{"index": w.index, "requests": w.requests, "cpu_s": w.cpu_s,
                      "elapsed_s": w.elapsed_s, "cpu_percent_max": round(w.cpu_percent_max, 1),
@@ -145,6 +151,8 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     combined ``success_latency_ms`` is all None (as for a run where nothing
     succeeded) and no ``success_histograms`` are written.  Failure kinds come
     from ``failures_by_kind``, or from the old key ``errors`` (same meaning).
+    The phases (``phase_histograms``, ``summary.phases_ms``) are merged the same
+    way when every run has them, and left out when one does not.
 
     ``intervals`` are concatenated in run order with ``t`` shifted by the
     earlier runs' durations, so the series continues (charts, and compare's
@@ -255,11 +263,27 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     if with_success:
         combined["success_histograms"] = {name: encode_histogram(t.success)
                                           for name, t in zip(names, totals)}
+    phases = _combined_phases(docs)
+    if phases is not None:
+        combined["summary"]["phases_ms"] = phases.summary()
+        combined["phase_histograms"] = phases.encode()
     if open_model:
         combined["service_histograms"] = {
             name: encode_histogram(t.service) if t.service is not None else ""
             for name, t in zip(names, totals)}
     return combined
+
+
+def _combined_phases(docs: list[dict[str, Any]]) -> PhaseTotals | None:
+    """The runs' phases merged, or None unless every run has them: a merged figure
+    that silently left out a run would describe the other runs only."""
+    each = [PhaseTotals.from_document(d) for d in docs]
+    if any(p is None for p in each):
+        return None
+    merged = PhaseTotals()
+    for one in each:
+        merged.merge(one)
+    return merged
 
 
 def _worst_generator(blocks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ over the file.  Example (every key is optional; an empty file is valid)::
     workers = 2                   # worker processes
     timeout = "10s"               # per-request timeout
     insecure = false              # true: do not verify TLS certificates
+    no_keepalive = false          # true: a new connection for every request
     # cacert = "ca.pem"           # trust this CA bundle (PEM) instead of the system's
     # cert = "client.pem"         # client certificate (mTLS); key = "client.key" if apart
     quiet = false                 # true: no live progress on stderr
@@ -117,7 +118,7 @@ TOP_KEYS = (
     "url", "endpoints", "requests", "concurrency", "auth", "save", "visualize", "output_image",
     "workers", "duration", "method", "headers", "data", "data_file", "timeout", "insecure",
     "rate", "stages", "max_connections", "quiet", "thresholds", "cluster", "workers_per_node",
-    "cacert", "cert", "key", "expect_status", "proxy", "no_proxy",
+    "cacert", "cert", "key", "expect_status", "proxy", "no_proxy", "no_keepalive",
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
 ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file", "expect_status")
@@ -134,7 +135,8 @@ _HINTS = {
             "threshold": "thresholds", "verify": "insecure", "output": "save",
             "ca_cert": "cacert", "ca": "cacert", "client_cert": "cert", "client_key": "key",
             "expect": "expect_status", "success_status": "expect_status",
-            "status": "expect_status"},
+            "status": "expect_status", "keepalive": "no_keepalive",
+            "keep_alive": "no_keepalive", "disable_keepalive": "no_keepalive"},
     "endpoints": {"data": "body", "data_file": "body_file", "url": "path", "endpoint": "path",
                   "header": "headers", "expect": "expect_status", "status": "expect_status"},
     "auth": {"user": "username", "login": "login_endpoint", "token": "token_field"},
@@ -314,7 +316,7 @@ class _Reader:
                 out[key] = self.count(value, label)
             elif key in ("duration", "timeout"):
                 out[key] = self.duration(value, label)
-            elif key in ("visualize", "insecure", "quiet", "no_proxy"):
+            elif key in ("visualize", "insecure", "quiet", "no_proxy", "no_keepalive"):
                 out[key] = self.boolean(value, label)
             elif key in ("save", "output_image", "cluster"):
                 out[key] = self.string(value, label)

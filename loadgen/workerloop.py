@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import time
 import traceback
 from typing import Any
@@ -37,8 +38,9 @@ from loadgen.client import (
     make_pool,
     proxy_form,
 )
-from loadgen.config import WorkerPlan, merge_headers
+from loadgen.config import WorkerPlan, asks_to_close, merge_headers
 from loadgen.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
+from loadgen.phases import PhaseRecorder
 
 # Seconds between deltas.  Only bench/intervals.py changes it (to price the machinery);
 # the coordinator's per-second series assumes 1.
@@ -57,12 +59,16 @@ class Worker:
         self.open_model = plan.schedule is not None
         host, base = plan.target.host_header, plan.target.base_path
         origin, to_proxy = proxy_form(plan.target, plan.proxy)   # ("", []) without one
-        self.requests = [build_request(e.method, host, origin + base + e.path,
-                                       merge_headers(to_proxy,
-                                                     merge_headers(plan.headers, e.headers)),
-                                       e.body)
-                         for e in plan.endpoints]
+        headers = [merge_headers(to_proxy, merge_headers(plan.headers, e.headers))
+                   for e in plan.endpoints]
+        self.requests = [build_request(e.method, host, origin + base + e.path, h, e.body,
+                                       close=not plan.keepalive)
+                         for e, h in zip(plan.endpoints, headers)]
         self.heads = [e.head for e in plan.endpoints]
+        # endpoints whose requests say Connection: close: the connection ends with the
+        # response, whatever the server answered (RFC 9112 §9.6)
+        self.closes = [not plan.keepalive or asks_to_close(h) for h in headers]
+        self.phases = PhaseRecorder(tls=plan.target.scheme == "https")
         self.tallies = self._new_tallies()
         self.send_lag = new_histogram()   # open model: intended send time -> bytes written
         self.loop_lag = new_histogram()   # how late the event loop ran a timer (both models)
@@ -92,7 +98,7 @@ class Worker:
         """
         requests, heads, cycle = self.requests, self.heads, self.plan.cycle
         n_cycle, clock, end_at = len(cycle), time.perf_counter, self.end_at
-        timeout = self.plan.timeout_s
+        timeout, closes = self.plan.timeout_s, self.closes
         while not self.stopping:
             t0 = clock()
             i = self.next_ticket
@@ -108,6 +114,8 @@ class Worker:
                 gevent.sleep(0)  # a refused connect never yields: let the others run
                 continue
             elapsed = clock() - t0
+            if closes[e]:
+                conn.close()
             if elapsed > timeout:
                 self._failed(e, TIMEOUT, len(data), elapsed)
             else:
@@ -125,7 +133,7 @@ class Worker:
         """
         requests, heads, cycle = self.requests, self.heads, self.plan.cycle
         n_cycle, clock, get = len(cycle), time.perf_counter, self.queue.get
-        timeout, monotonic = self.plan.timeout_s, time.monotonic
+        timeout, monotonic, closes = self.plan.timeout_s, time.monotonic, self.closes
         while True:
             self.idle += 1
             item = get()
@@ -152,6 +160,8 @@ class Worker:
                 gevent.sleep(0)
                 continue
             t1, sent = clock(), conn.sent_at
+            if closes[e]:
+                conn.close()
             self._lag(conn, t0, intended)
             tally = self.tallies[e]
             tally.record_service(int((t1 - sent) * 1e6))
@@ -208,7 +218,7 @@ class Worker:
             self.queue.put(None)
 
     def _add_connection(self) -> None:
-        conn = Connection(self.pool, self.plan.timeout_s)
+        conn = Connection(self.pool, self.plan.timeout_s, self.phases)
         self.connections.append(conn)
         self.loops.append(gevent.spawn(self.open_loop, conn))
 
@@ -218,9 +228,12 @@ class Worker:
         self.pool = make_pool(plan.target.scheme, plan.target.host, plan.target.port,
                               max(plan.connections, plan.max_connections), plan.timeout_s,
                               plan.insecure, plan.tls, plan.proxy)
-        self.connections = [Connection(self.pool, plan.timeout_s)
+        self.connections = [Connection(self.pool, plan.timeout_s, self.phases)
                             for _ in range(plan.connections)]
-        gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
+        if not all(self.closes):   # else every request opens its own: connect in its latency
+            gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
+        elif self.connections:
+            self._warm_up(self.connections[0])
         # Everything allocated so far lives for the whole run: move it out of the
         # collector's sight so full collections stay short and do not stall greenlets.
         gc.collect()
@@ -263,6 +276,16 @@ class Worker:
             conn.open()
         except RequestError:
             pass  # retried (and counted as an error) by the first request
+
+    @staticmethod
+    def _warm_up(conn: Connection) -> None:
+        """Without preconnects, resolve the host once before the start: a process's first
+        name lookup imports modules (idna, gevent's resolver and thread pool) while the
+        event loop waits, ~10 ms that would land in the first requests and the loop lag."""
+        try:
+            socket.getaddrinfo(conn.conn.host, conn.conn.port, 0, socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            pass   # the first request's connect fails and says why
 
     def _control(self) -> None:
         """Obey the coordinator; if it is gone, nobody will read our results: exit now."""
@@ -338,6 +361,7 @@ class Worker:
             "lateness": encode_histogram(send_lag),
             "loop_lag": encode_histogram(loop_lag),
             "endpoints": [t.to_wire() for t in tallies],
+            "phases": self.phases.to_wire(),
         }
         try:
             self.channel.send(message)
