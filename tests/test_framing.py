@@ -90,10 +90,11 @@ def test_request_read_then_dropped_is_a_read_failure_never_resent(tmp_path: Path
 
 
 def idle_closer(idle_s: float, end: Callable[[socket.socket], None]) -> Handler:
-    """Answers every request and ``end``s a connection idle for ``idle_s`` (keepalive_timeout)."""
+    """Answers every request and ``end``s a connection idle for ``idle_s`` after a response
+    (nginx's keepalive_timeout; a new connection waits for its first request, as nginx's
+    client_header_timeout of 60 s lets it, so the pre-flight check sees no refusal)."""
     def handler(server: RawServer, conn: socket.socket) -> None:
         buffer = bytearray()
-        conn.settimeout(idle_s)
         while True:
             try:
                 if not read_request(conn, buffer):
@@ -103,6 +104,7 @@ def idle_closer(idle_s: float, end: Callable[[socket.socket], None]) -> Handler:
                 return
             server.count()
             conn.sendall(OK)
+            conn.settimeout(idle_s)
     return handler
 
 
