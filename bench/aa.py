@@ -23,7 +23,7 @@ The runs are interleaved (A A' D10 D13, then A A' D13 D10, ...), so drift lands
 on every kind alike.  Every run is ``python -m loadgen run --url URL --endpoint
 E --duration Ns --rate R --quiet --save X.json`` against the built-in target
 (started here on 127.0.0.1, port 0), and every pair is judged twice: by
-``loadgen.compare`` (imported, so the figures are the command's own) and by the
+``loadgen.stats.compare`` (imported, so the figures are the command's own) and by the
 old method -- a Mann-Whitney U test over the per-second values -- for contrast.
 Each kind's run is also compared with the same kind's run of the next round
 (about four runs later: more drift, and both endpoints), a harsher A/A.  With
@@ -49,8 +49,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # runnable from a checkout without installing loadgen
     sys.path.insert(0, str(REPO))
 
-from loadgen import compare
-from loadgen.results import combine_runs, read_document
+from loadgen.output.results import combine_runs, read_document
+from loadgen.stats import compare
 
 TESTED = ("p50", "p99", "rps")
 KINDS = {"a": "/api/health", "b": "/api/health", "d10": "/delay/10", "d13": "/delay/13"}

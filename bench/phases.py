@@ -16,7 +16,7 @@ gevent-patched process this script measures:
   (``PhaseRecorder.to_wire``) of ``--values`` first-byte times, in ns per value;
 * in situ: ``Connection.request`` round trips against a keep-alive server in a
   child process, this checkout's client next to the client of ``--baseline``
-  (a git ref whose ``loadgen/client.py`` imports against this checkout's
+  (a git ref whose ``loadgen/engine/client.py`` imports against this checkout's
   package, e.g. the commit before the phases; default ``main``), in µs of this
   process's CPU per request.  A second connection of this checkout's client
   runs too: its difference from the first (an A/A pair) is the noise floor.
@@ -88,7 +88,7 @@ def micro(calls: int, repeat: int) -> dict[str, float]:
 
 def conversion(values: int, repeat: int) -> float:
     """ns per first-byte time of the once-per-interval numpy conversion (to_wire)."""
-    from loadgen.phases import PhaseRecorder
+    from loadgen.stats.phases import PhaseRecorder
 
     recorder = PhaseRecorder()
     rng = [0.0002 + (i % 977) * 1e-6 for i in range(values)]
@@ -102,8 +102,8 @@ def conversion(values: int, repeat: int) -> float:
 
 
 def load_client(ref: str, folder: Path) -> ModuleType:
-    """``loadgen/client.py`` as of git ``ref``, importable beside this checkout's."""
-    text = subprocess.run(["git", "show", f"{ref}:loadgen/client.py"], cwd=REPO, check=True,
+    """``loadgen/engine/client.py`` as of git ``ref``, importable beside this checkout's."""
+    text = subprocess.run(["git", "show", f"{ref}:loadgen/engine/client.py"], cwd=REPO, check=True,
                           capture_output=True, text=True).stdout
     path = folder / "baseline_client.py"
     path.write_text(text)
@@ -117,7 +117,7 @@ def load_client(ref: str, folder: Path) -> ModuleType:
 def in_situ(requests: int, repeat: int, baseline: ModuleType, ref: str) -> dict[str, float]:
     import urllib3  # after patch_all(), as in a worker
 
-    from loadgen import client
+    from loadgen.engine import client
 
     proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--values", type=int, default=50_000)
     parser.add_argument("--baseline", default="main", help="git ref of the client to compare")
     args = parser.parse_args()
-    monkey.patch_all()   # loadgen's client only ever runs patched (loadgen/worker.py)
+    monkey.patch_all()   # loadgen's client only ever runs patched (loadgen/engine/process.py)
     print(f"micro: median of {args.repeat} interleaved rounds of {args.calls:,} requests")
     figures = micro(args.calls, args.repeat)
     for name, ns in figures.items():

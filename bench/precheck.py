@@ -103,7 +103,7 @@ def micro(calls: int, repeat: int) -> dict[str, float]:
 def in_situ(requests: int, repeat: int) -> dict[str, float]:
     import urllib3  # after patch_all(), as in a worker: its pool queue must be gevent's
 
-    from loadgen.client import Connection, build_request
+    from loadgen.engine.client import Connection, build_request
 
     proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=20_000)
     args = parser.parse_args()
-    monkey.patch_all()   # loadgen's client only ever runs patched (loadgen/worker.py)
+    monkey.patch_all()   # loadgen's client only ever runs patched (loadgen/engine/process.py)
     print(f"micro: median of {args.repeat} interleaved rounds of {args.calls:,} calls")
     for name, ns in micro(args.calls, args.repeat).items():
         print(f"  {name:<22} {ns:8.0f} ns/call")

@@ -33,7 +33,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from loadgen.metrics import DEFAULT_SUCCESS, HIGHEST_US, Tally
+from loadgen.stats.metrics import DEFAULT_SUCCESS, HIGHEST_US, Tally
 
 
 def success_table(codes: frozenset[int]) -> bytes:

@@ -12,14 +12,14 @@ from typing import Any, NoReturn
 import click
 from click.core import ParameterSource
 
-from loadgen import __version__, exitcodes
-from loadgen.config import ConfigError, parse_duration
-from loadgen.guards import one_line
-from loadgen.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
-from loadgen.pacer import MAX_RATE
+from loadgen import __version__, errors
+from loadgen.config.guards import one_line
+from loadgen.config.model import ConfigError, parse_duration
+from loadgen.config.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
+from loadgen.engine.schedule import MAX_RATE
 
 
-def fail(message: str, status: int = exitcodes.INPUT) -> NoReturn:
+def fail(message: str, status: int = errors.INPUT) -> NoReturn:
     click.echo(f"loadgen: {one_line(message)}", err=True)
     sys.exit(status)
 
@@ -133,7 +133,7 @@ def run(**opts: Any) -> None:
     try:
         config_file = opts.pop("config_file")
         if config_file:
-            from loadgen.scenario import load_scenario
+            from loadgen.config.scenario import load_scenario
 
             ctx = click.get_current_context()
             typed = {name for name in opts
@@ -144,7 +144,7 @@ def run(**opts: Any) -> None:
         opts["password"] = resolve_password(opts)
     except ConfigError as exc:
         fail(str(exc))
-    from loadgen.session import run_session
+    from loadgen.commands.run import run_session
 
     sys.exit(run_session(config, opts))
 
@@ -178,12 +178,12 @@ def capacity(**opts: Any) -> None:
         opts["password"] = resolve_password(opts)
     except ConfigError as exc:
         fail(str(exc))
-    from loadgen.capacitycmd import capacity_command
+    from loadgen.commands.capacity import capacity_command
 
     sys.exit(capacity_command(config, opts, step_s))
 
 
-#: The metrics ``compare`` tests (loadgen.compare.TESTED_METRICS, not imported: it loads
+#: The metrics ``compare`` tests (loadgen.stats.compare.TESTED_METRICS, not imported: it loads
 #: numpy), and "any" of them.
 REGRESSION_METRICS = ("p50", "p99", "rps", "any")
 
@@ -206,7 +206,7 @@ def compare(files: tuple[str, ...], labels: tuple[str, ...], visualize: bool,
             output_image: str | None, as_json: bool, fail_on: tuple[str, ...],
             floor_pct: float | None) -> None:
     """Compare saved runs: each metric side by side, with significance tests."""
-    from loadgen.comparecmd import compare_command
+    from loadgen.commands.compare import compare_command
 
     sys.exit(compare_command(list(files), list(labels), visualize, output_image, as_json,
                              fail_on=[m.lower() for m in fail_on], floor=floor_pct))
@@ -235,9 +235,9 @@ def serve(host: str, port: int) -> None:
               show_default=True)
 def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
     """Start the built-in target on a free port and load-test the seed's endpoints."""
-    from loadgen.demo import builtin_target
-    from loadgen.output import is_stdout
-    from loadgen.session import run_session
+    from loadgen.commands.demo import builtin_target
+    from loadgen.commands.run import run_session
+    from loadgen.output.files import is_stdout
 
     with builtin_target() as url:
         click.echo(f"Built-in target at {url}", err=is_stdout(save))   # stdout: the JSON alone
@@ -263,7 +263,7 @@ def _run_defaults() -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
 def report(file: str, visualize: bool, output_image: str | None, as_json: bool) -> None:
     """Re-render the table, JSON and charts of a saved run."""
-    from loadgen.reportcmd import report_command
+    from loadgen.commands.report import report_command
 
     sys.exit(report_command(file, visualize, output_image, as_json))
 
@@ -273,9 +273,9 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        fail("aborted", exitcodes.INTERRUPTED)
+        fail("aborted", errors.INTERRUPTED)
     except click.ClickException as exc:
-        fail(exc.format_message().replace("\n", " "), exitcodes.INPUT)
+        fail(exc.format_message().replace("\n", " "), errors.INPUT)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    sys.exit(exitcodes.OK)
+    sys.exit(errors.OK)

@@ -1,6 +1,6 @@
 """Synthetic worker messages and results documents, for fast tests without processes.
 
-The messages have exactly the shape ``loadgen.workerloop.Worker._send_interval``
+The messages have exactly the shape ``loadgen.engine.worker.Worker._send_interval``
 sends (tallies built with ``Tally(...).to_wire()``), and the documents are
 built from them by the real ``Aggregate`` and ``build_document``.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from loadgen.aggregate import Aggregate, WorkerState
-from loadgen.metrics import Tally, encode_histogram, new_histogram
-from loadgen.results import build_document
+from loadgen.output.results import build_document
+from loadgen.stats.aggregate import Aggregate, WorkerState
+from loadgen.stats.metrics import Tally, encode_histogram, new_histogram
 
 WALL_START = 1_700_000_000.0   # 2023-11-14T22:13:20Z
 

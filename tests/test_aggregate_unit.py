@@ -1,7 +1,7 @@
-"""``loadgen.aggregate.Aggregate`` fed with synthetic worker messages: no processes, no network.
+"""``loadgen.stats.aggregate.Aggregate`` fed with synthetic worker messages: no processes, no network.
 
 The messages (``tests/synthetic.py``) have exactly the shape
-``loadgen.workerloop.Worker._send_interval`` sends, so these tests pin the
+``loadgen.engine.worker.Worker._send_interval`` sends, so these tests pin the
 coordinator's arithmetic -- counts, per-second intervals, the last partial
 second, CPU demand, failures inside the latency distribution -- without the
 timing noise of a real run.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from synthetic import iso, message, new_aggregate, tally
 
-from loadgen.aggregate import SLIVER_S, Aggregate, WorkerState
+from loadgen.stats.aggregate import SLIVER_S, Aggregate, WorkerState
 
 
 def test_two_workers_several_seconds_count_exactly() -> None:

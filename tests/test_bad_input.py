@@ -6,7 +6,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from helpers import loadgen, one_line_error
 
 

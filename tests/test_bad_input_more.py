@@ -18,10 +18,9 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import REPO, RefusingPort, Run, one_line_error, run_in_process
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from helpers import REPO, RefusingPort, Run, one_line_error, run_in_process
 
 
 @pytest.fixture(scope="module")

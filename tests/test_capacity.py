@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-
 from helpers import loadgen, one_line_error
 from rawservers import RawServer, limited
 

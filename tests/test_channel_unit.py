@@ -1,4 +1,4 @@
-"""``loadgen.channel.Channel``: the worker's gevent-friendly end of the coordinator's pipe.
+"""``loadgen.engine.channel.Channel``: the worker's gevent-friendly end of the coordinator's pipe.
 
 In one process, over a socket pair from ``multiprocessing.Pipe``: the frames
 must be exactly those ``multiprocessing.connection.Connection`` reads and
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from loadgen.channel import Channel, ChannelClosed
+from loadgen.engine.channel import Channel, ChannelClosed
 
 
 def test_frames_interoperate_with_a_multiprocessing_connection() -> None:

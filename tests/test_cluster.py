@@ -23,7 +23,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from helpers import REPO, loadgen, one_line_error
 
 HAVE_DASK = importlib.util.find_spec("distributed") is not None
@@ -269,5 +268,5 @@ def test_a_local_run_never_imports_dask(target_server) -> None:
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:") and "|" in line}
     assert "gevent" in imported        # the workers' imports are listed too
-    assert "loadgen.coordinator" in imported
+    assert "loadgen.engine.coordinator" in imported
     assert not {m for m in imported if m.split(".")[0] in ("dask", "distributed")}

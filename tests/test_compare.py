@@ -16,7 +16,9 @@ import numpy as np
 import orjson
 import pytest
 
-from loadgen.compare import (
+from loadgen.config.model import ConfigError
+from loadgen.output.results import ResultsError, combine_runs
+from loadgen.stats.compare import (
     FLOORS,
     METHOD_BOOTSTRAP,
     METHOD_RUNS,
@@ -29,8 +31,6 @@ from loadgen.compare import (
     render_comparison,
     significance,
 )
-from loadgen.config import ConfigError
-from loadgen.results import ResultsError, combine_runs
 
 
 def intervals(rng: random.Random, n: int, p50_ms: float, rps: float = 1000.0,

@@ -20,7 +20,7 @@ import pytest
 from helpers import Run, loadgen, one_line_error
 from test_compare import make_doc
 
-from loadgen.compare import METHOD_BOOTSTRAP, full_intervals
+from loadgen.stats.compare import METHOD_BOOTSTRAP, full_intervals
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: The per-second-tested metrics and their rows in the table.

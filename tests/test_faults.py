@@ -19,12 +19,31 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import start_target_server, stop_target_server
-from helpers import (REPO, Run, alive, children, finish, loadgen, start_loadgen, stop,
-                     wait_for_status, wait_gone)
-from rawservers import (RawServer, closes_every, endless_head, huge_body, malformed, resets,
-                        resets_every, silent, trickle, truncated)
+from helpers import (
+    REPO,
+    Run,
+    alive,
+    children,
+    finish,
+    loadgen,
+    start_loadgen,
+    stop,
+    wait_for_status,
+    wait_gone,
+)
+from rawservers import (
+    RawServer,
+    closes_every,
+    endless_head,
+    huge_body,
+    malformed,
+    resets,
+    resets_every,
+    silent,
+    trickle,
+    truncated,
+)
 
 DURATION_S, TIMEOUT_S = 1.5, 0.5
 TIMED = ("--duration", f"{DURATION_S}s", "--timeout", f"{TIMEOUT_S * 1000:.0f}ms",

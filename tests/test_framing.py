@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from helpers import loadgen
 from rawservers import OK, RawServer, read_body, read_head, read_request, reset
 

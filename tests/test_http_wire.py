@@ -23,8 +23,7 @@ import pytest
 from helpers import loadgen, one_line_error
 from rawservers import RawServer
 
-from loadgen.client import build_request
-from loadgen.config import (
+from loadgen.config.model import (
     DEFAULT_EXPECT_STATUS,
     ConfigError,
     check_headers,
@@ -33,10 +32,11 @@ from loadgen.config import (
     normalize_path,
     parse_status_set,
 )
-from loadgen.metrics import Tally, Totals, summarize
-from loadgen.options import build_config
-from loadgen.preflight import login_headers
-from loadgen.scenario import parse_scenario
+from loadgen.config.options import build_config
+from loadgen.config.scenario import parse_scenario
+from loadgen.engine.client import build_request
+from loadgen.engine.preflight import login_headers
+from loadgen.stats.metrics import Tally, Totals, summarize
 
 # -- request bytes ------------------------------------------------------------------------
 

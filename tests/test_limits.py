@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import loadgen, one_line_error
-from loadgen.limits import FD_OVERHEAD, raise_open_files
 from rawservers import ManyServer
+
+from loadgen.engine.limits import FD_OVERHEAD, raise_open_files
 
 
 def _with_nofile(soft: int, hard: int):

@@ -5,9 +5,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadgen.config import split
-from loadgen.metrics import (HIGHEST_US, PERCENTILES, Tally, Totals, latency_ms,
-                             new_histogram, percentiles_us)
+from loadgen.config.model import split
+from loadgen.stats.metrics import (
+    HIGHEST_US,
+    PERCENTILES,
+    Tally,
+    Totals,
+    latency_ms,
+    new_histogram,
+    percentiles_us,
+)
 
 values = st.lists(st.integers(min_value=0, max_value=HIGHEST_US), min_size=1, max_size=300)
 
@@ -67,7 +74,7 @@ def test_split_is_exact_and_even(total: int, parts: int) -> None:
 
 @given(st.lists(st.floats(min_value=1e-6, max_value=1e6), min_size=1, max_size=6))
 def test_endpoint_cycle_keeps_every_endpoint(weights: list[float]) -> None:
-    from loadgen.config import endpoint_cycle
+    from loadgen.config.model import endpoint_cycle
 
     cycle = endpoint_cycle(weights)
     assert set(cycle) == set(range(len(weights)))
@@ -75,7 +82,7 @@ def test_endpoint_cycle_keeps_every_endpoint(weights: list[float]) -> None:
 
 
 def test_endpoint_cycle_matches_integer_weights() -> None:
-    from loadgen.config import endpoint_cycle
+    from loadgen.config.model import endpoint_cycle
 
     cycle = endpoint_cycle([5, 3, 2])
     assert [cycle.count(i) for i in range(3)] == [5, 3, 2]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from helpers import REPO, loadgen, one_line_error
-from loadgen.pacer import Schedule, Stage, build_schedule
+
+from loadgen.engine.schedule import Schedule, Stage, build_schedule
 
 
 def test_constant_rate_schedule_is_absolute() -> None:

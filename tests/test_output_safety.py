@@ -23,8 +23,8 @@ import orjson
 import pytest
 from helpers import RefusingPort, finish, loadgen, run_in_process, start_loadgen, stop
 
-from loadgen.charts import draw_capacity
-from loadgen.output import is_stdout, replaceable, write_bytes
+from loadgen.output.charts import draw_capacity
+from loadgen.output.files import is_stdout, replaceable, write_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -71,7 +71,7 @@ def no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if p.name.startswith(".loadgen-")]
 
 
-# --- loadgen.output, in process ----------------------------------------------------------------
+# --- loadgen.output.files, in process ----------------------------------------------------------------
 
 
 def test_new_and_regular_files_are_replaced_whole(tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ def test_outputs_refused_before_the_run(refusing: RefusingPort, tmp_path: Path,
 def test_json_and_png_cannot_share_stdout(refusing: RefusingPort, tmp_path: Path) -> None:
     link = tmp_path / "out"
     link.symlink_to(os.devnull)
-    with mock.patch("loadgen.output.is_stdout", lambda path: path in ("-", str(link))):
+    with mock.patch("loadgen.output.files.is_stdout", lambda path: path in ("-", str(link))):
         run = run_in_process("run", "--url", refusing.url, "--save", "-",
                              "--output-image", str(link))
     assert run.status == 2 and "both go to stdout" in run.stderr, run.stderr
@@ -377,7 +377,7 @@ def test_capacity_quiet_with_save_dash(target_server: Any) -> None:
 def test_capacity_interrupted_between_steps(target_server: Any, tmp_path: Path) -> None:
     """A KeyboardInterrupt outside a step's run (no handler of loadgen's is installed then)
     still ends as 130 with the steps done saved, not as a traceback or "aborted"."""
-    from loadgen.capacity import judge
+    from loadgen.stats.capacity import judge
 
     save = tmp_path / "cap.json"
     step_doc = orjson.loads(orjson.dumps(_result_doc(status="complete")))
@@ -387,7 +387,7 @@ def test_capacity_interrupted_between_steps(target_server: Any, tmp_path: Path) 
         on_step(judge(start, step_doc, []))
         raise KeyboardInterrupt
 
-    with mock.patch("loadgen.capacitycmd.search", fake_search):
+    with mock.patch("loadgen.commands.capacity.search", fake_search):
         run = run_in_process("capacity", "--url", target_server.url, "--slo", "p99<1s",
                              "--start-rate", "10", "--save", str(save))
     assert run.status == 130, run.stdout + run.stderr
@@ -403,7 +403,7 @@ def test_capacity_save_failure_is_one_line_exit_3(target_server: Any, tmp_path: 
     one says so in one line and exits 3 -- no traceback."""
     import shutil
 
-    from loadgen.capacity import Search, judge
+    from loadgen.stats.capacity import Search, judge
 
     folder = tmp_path / "out"
     folder.mkdir()
@@ -416,7 +416,7 @@ def test_capacity_save_failure_is_one_line_exit_3(target_server: Any, tmp_path: 
         on_step(judge(start, step_doc, []))
         return Search(capacity=start, verdict="capacity ≈ 10 req/s")
 
-    with mock.patch("loadgen.capacitycmd.search", fake_search):
+    with mock.patch("loadgen.commands.capacity.search", fake_search):
         run = run_in_process("capacity", "--url", target_server.url, "--slo", "p99<1s",
                              "--start-rate", "10", "--save", str(save))
     assert run.status == 3, run.stdout + run.stderr
@@ -426,8 +426,8 @@ def test_capacity_save_failure_is_one_line_exit_3(target_server: Any, tmp_path: 
 
 
 def test_step_line_says_why_a_step_failed() -> None:
-    from loadgen.capacity import judge
-    from loadgen.capacitycmd import _step_line
+    from loadgen.commands.capacity import _step_line
+    from loadgen.stats.capacity import judge
 
     failed = _result_doc(status="failed")
     failed["problems"] = ["worker 0 (pid 1) lost: killed by SIGKILL"]

@@ -25,10 +25,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic import message, new_aggregate, synthetic_run, tally
 
-from loadgen.client import build_request
-from loadgen.compare import compare_documents, warnings
-from loadgen.config import ConfigError, asks_to_close, check_keepalive
-from loadgen.metrics import (
+from loadgen.commands.report import report_command
+from loadgen.config.model import ConfigError, asks_to_close, check_keepalive
+from loadgen.config.options import build_config
+from loadgen.config.scenario import parse_scenario
+from loadgen.engine.client import build_request
+from loadgen.output.results import build_document, combine_runs
+from loadgen.output.table import PHASES_CAPTION, render_table
+from loadgen.stats.compare import compare_documents, warnings
+from loadgen.stats.metrics import (
     HIGHEST_US,
     RECORD_CHUNK,
     counts_indices,
@@ -37,12 +42,7 @@ from loadgen.metrics import (
     new_histogram,
     record_values,
 )
-from loadgen.options import build_config
-from loadgen.phases import PHASES, PhaseRecorder, PhaseTotals
-from loadgen.report import PHASES_CAPTION, render_table
-from loadgen.reportcmd import report_command
-from loadgen.results import build_document, combine_runs
-from loadgen.scenario import parse_scenario
+from loadgen.stats.phases import PHASES, PhaseRecorder, PhaseTotals
 
 EDGES = [0, 1, 2, 3, 1023, 1024, 2046, 2047, 2048, 2049, 4095, 4096, 65535, 65536,
          HIGHEST_US - 1, HIGHEST_US, HIGHEST_US + 1, 67_108_863, 67_108_864,

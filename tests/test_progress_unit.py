@@ -1,4 +1,4 @@
-"""The live progress line (``loadgen.progress.Progress``) on synthetic intervals, in memory."""
+"""The live progress line (``loadgen.output.progress.Progress``) on synthetic intervals, in memory."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from loadgen import progress
-from loadgen.progress import Progress
+from loadgen.output import progress
+from loadgen.output.progress import Progress
 
 
 class Terminal(io.StringIO):

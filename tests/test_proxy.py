@@ -1,6 +1,6 @@
 """Proxies: ``--proxy``, ``--no-proxy`` and HTTP_PROXY / HTTPS_PROXY / NO_PROXY.
 
-The rules are pure functions (loadgen.proxy) tested on plain dicts; the runs
+The rules are pure functions (loadgen.config.proxy) tested on plain dicts; the runs
 go through a real forward proxy on 127.0.0.1 (tests/forwardproxy.py) that
 records every request line it is sent, so "the proxy saw every request" is
 counted, request line by request line (connections are kept alive).  https
@@ -27,11 +27,11 @@ from helpers import RefusingPort, loadgen, one_line_error, run_in_process
 from rawservers import OK, RawServer, read_request
 from tlscerts import Missing, Pki, make_pki
 
-from loadgen.config import ConfigError, Proxy, Target, plan_workers
-from loadgen.options import build_config
-from loadgen.proxy import DEFAULT_PORT, bypassed, parse_proxy_url, redact, resolve_proxy
-from loadgen.report import proxy_words
-from loadgen.scenario import parse_scenario
+from loadgen.config.model import ConfigError, Proxy, Target, plan_workers
+from loadgen.config.options import build_config
+from loadgen.config.proxy import DEFAULT_PORT, bypassed, parse_proxy_url, redact, resolve_proxy
+from loadgen.config.scenario import parse_scenario
+from loadgen.output.table import proxy_words
 
 HTTP = Target.parse("http://127.0.0.1:5000")
 HTTPS = Target.parse("https://127.0.0.1:8443")
@@ -180,7 +180,7 @@ def _config(**opts: object) -> object:
 
 def test_the_plan_carries_the_proxy_to_every_worker_and_node() -> None:
     """Resolved once, here: workers and cluster nodes unpickle it, their environment unread."""
-    from loadgen.node import NodeJob
+    from loadgen.engine.cluster.node import NodeJob
 
     with mock.patch.dict(os.environ, {"HTTP_PROXY": "http://u:pw@127.0.0.1:3128"}):
         config = _config()
@@ -199,8 +199,8 @@ def test_the_plan_carries_the_proxy_to_every_worker_and_node() -> None:
 def test_request_bytes_through_a_proxy() -> None:
     """http: absolute form and the credentials in the prebuilt bytes; https: unchanged (the
     CONNECT carries the credentials).  A user's own Proxy-Authorization replaces loadgen's."""
-    from loadgen.client import build_request, proxy_form
-    from loadgen.config import merge_headers
+    from loadgen.config.model import merge_headers
+    from loadgen.engine.client import build_request, proxy_form
 
     proxy = parse_proxy_url("http://u:pw@127.0.0.1:3128", "--proxy")
     origin, to_proxy = proxy_form(HTTP, proxy)
@@ -379,7 +379,7 @@ def test_connects_refused_during_the_run_are_connect_failures(pki: Pki, tmp_path
 
 def test_a_refused_connect_names_the_proxy_and_its_answer() -> None:
     """What a connect failure says (RequestError.detail), from the worker's own connection."""
-    from loadgen.client import CONNECT, Connection, RequestError, make_pool
+    from loadgen.engine.client import CONNECT, Connection, RequestError, make_pool
 
     with ForwardProxy(connects_allowed=0) as proxy:
         pool = make_pool("https", "127.0.0.1", 9, 1, 5.0, True, None,
@@ -396,7 +396,7 @@ def test_a_refused_connect_names_the_proxy_and_its_answer() -> None:
 
 def test_proxy_connections_keep_nagle_off() -> None:
     """urllib3 turns Nagle back on behind a proxy; a load generator's writes must not wait."""
-    from loadgen.client import Connection, make_pool
+    from loadgen.engine.client import Connection, make_pool
 
     with ForwardProxy() as proxy:
         pool = make_pool("http", "127.0.0.1", 9, 1, 5.0, False, None,

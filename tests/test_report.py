@@ -12,10 +12,15 @@ from typing import Any
 
 import pytest
 
-from loadgen.charts import (draw_comparison, draw_summary, percentile_label, plotted_intervals,
-                            spectrum_points)
-from loadgen.metrics import decode_histogram, latency_ms, new_histogram
-from loadgen.report import format_number, format_percent, render_table
+from loadgen.output.charts import (
+    draw_comparison,
+    draw_summary,
+    percentile_label,
+    plotted_intervals,
+    spectrum_points,
+)
+from loadgen.output.table import format_number, format_percent, render_table
+from loadgen.stats.metrics import decode_histogram, latency_ms, new_histogram
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LATENCY_KEYS = ("min", "mean", "p50", "p75", "p90", "p95", "p99", "p999", "max")
@@ -254,7 +259,7 @@ def test_success_percent_never_hides_a_failure_or_a_success():
 
 def test_report_does_not_import_matplotlib():
     # The table is rendered in processes that must stay light.
-    code = "import sys, loadgen.report, loadgen.charts; print('matplotlib' in sys.modules)"
+    code = "import sys, loadgen.output.table, loadgen.output.charts; print('matplotlib' in sys.modules)"
     import subprocess
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -525,7 +530,7 @@ def test_comparison_chart_overlays_runs(tmp_path):
 
 
 def test_comparison_merges_endpoints_of_each_run(tmp_path, monkeypatch):
-    import loadgen.charts as charts
+    import loadgen.output.charts as charts
 
     seen: list[int] = []
     real = charts.spectrum_points

@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
-
 from helpers import loadgen, one_line_error
-from loadgen.reportcmd import default_image_path, report_command
 from test_report import assert_real_png, block, make_doc, open_doc
+
+from loadgen.commands.report import default_image_path, report_command
 
 
 def save(path: Path, doc: dict[str, Any]) -> Path:
@@ -262,7 +262,7 @@ def test_table_path_does_not_import_matplotlib(closed_file):
     import subprocess
     import sys
 
-    code = ("import sys; from loadgen.reportcmd import report_command; "
+    code = ("import sys; from loadgen.commands.report import report_command; "
             f"status = report_command({str(closed_file)!r}, False, None, False); "
             "print('matplotlib' in sys.modules, status)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadgen.comparecmd import compare_command
-from loadgen.reportcmd import report_command
-from loadgen.results import SCHEMA, ResultsError, read_document
+from loadgen.commands.compare import compare_command
+from loadgen.commands.report import report_command
+from loadgen.output.results import SCHEMA, ResultsError, read_document
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -187,12 +187,12 @@ def test_charts_of_damaged_documents(good_results: Path, tmp_path_factory, data)
 def test_a_renderer_surprised_by_the_document_is_still_one_line(good_results: Path,
                                                                 monkeypatch, capsys) -> None:
     """Fields added later (and so unchecked) must not turn a bad file into a traceback."""
-    import loadgen.reportcmd
+    import loadgen.commands.report
 
     def surprised(doc: dict) -> str:
         return doc["a field this document does not have"]
 
-    monkeypatch.setattr(loadgen.reportcmd, "render_table", surprised)
+    monkeypatch.setattr(loadgen.commands.report, "render_table", surprised)
     assert report_command(str(good_results), False, None, False) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "cannot render it (KeyError)" in err

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 from hdrh.histogram import HdrHistogram
-
 from helpers import loadgen, one_line_error
-from rawservers import (RawServer, close_delimited, closes_every, malformed, silent,
-                        truncated)
+from rawservers import RawServer, close_delimited, closes_every, malformed, silent, truncated
 
 LATENCY_KEYS = {"min", "mean", "p50", "p75", "p90", "p95", "p99", "p999", "max"}
 SUMMARY_KEYS = {"requests", "successes", "failures", "success_rate", "rps", "duration_s",

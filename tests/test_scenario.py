@@ -1,4 +1,4 @@
-"""Scenario files (loadgen/scenario.py): loading, validation messages, and robustness."""
+"""Scenario files (loadgen/config/scenario.py): loading, validation messages, and robustness."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadgen.config import ConfigError
-from loadgen.scenario import (AUTH_KEYS, ENDPOINT_KEYS, STAGE_KEYS, TOP_KEYS, load_scenario,
-                              parse_scenario)
+from loadgen.config.model import ConfigError
+from loadgen.config.scenario import (
+    AUTH_KEYS,
+    ENDPOINT_KEYS,
+    STAGE_KEYS,
+    TOP_KEYS,
+    load_scenario,
+    parse_scenario,
+)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = sorted(CONFIGS.glob("*.toml"))
@@ -219,7 +225,7 @@ headers = ["X-A: 1", "X-B: 2"]
 
 def test_endpoint_specs_build_endpoints(tmp_path: Path) -> None:
     """The spec dicts are exactly Endpoint's fields."""
-    from loadgen.config import Endpoint
+    from loadgen.config.model import Endpoint
 
     path = write(tmp_path, '[[endpoints]]\npath = "/x"\nbody = "b"')
     spec = load_scenario(path)["endpoint_specs"][0]

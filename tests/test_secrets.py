@@ -22,12 +22,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 from forwardproxy import ForwardProxy, basic
-from helpers import (REPO, children, finish, loadgen, one_line_error, start_loadgen, stop,
-                     wait_for_status)
-from loadgen.preflight import INSECURE_WARNING
+from helpers import (
+    REPO,
+    children,
+    finish,
+    loadgen,
+    one_line_error,
+    start_loadgen,
+    stop,
+    wait_for_status,
+)
 from rawservers import OK, RawServer, read_request, token_api
+
+from loadgen.engine.preflight import INSECURE_WARNING
 
 PASSWORD = "pw-9f3a-Secret"
 TOKEN = "tok.eyJzdWIiOiJhZG1pbiJ9.Zx81-signature-7c1d"

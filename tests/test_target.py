@@ -20,7 +20,6 @@ from typing import Any
 
 import jwt
 import pytest
-
 from conftest import REPO_ROOT, TargetServer, start_target_server, stop_target_server
 
 HOST = "127.0.0.1"

@@ -6,9 +6,15 @@ from typing import Any
 
 import pytest
 
-from loadgen.config import ConfigError
-from loadgen.thresholds import (Threshold, check_endpoints, evaluate, parse_threshold,
-                                parse_thresholds, render_thresholds)
+from loadgen.config.model import ConfigError
+from loadgen.stats.thresholds import (
+    Threshold,
+    check_endpoints,
+    evaluate,
+    parse_threshold,
+    parse_thresholds,
+    render_thresholds,
+)
 
 
 def block(requests: int = 1000, failures: int = 10, rps: float = 500.0,

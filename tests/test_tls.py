@@ -22,10 +22,10 @@ from helpers import loadgen, one_line_error
 from rawservers import OK, RawServer, read_request, token_api
 from tlscerts import Missing, Pki, make_pki
 
-from loadgen.config import ConfigError, Target, TlsFiles
-from loadgen.preflight import INSECURE_WARNING, PreflightError, check_reachable
-from loadgen.scenario import parse_scenario
-from loadgen.tls import build_context
+from loadgen.config.model import ConfigError, Target, TlsFiles
+from loadgen.config.scenario import parse_scenario
+from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_reachable
+from loadgen.engine.tls import build_context
 
 CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 

@@ -1,4 +1,4 @@
-"""The generator verdict (``loadgen.verdict.judge``) and the capacity search around it.
+"""The generator verdict (``loadgen.stats.verdict.judge``) and the capacity search around it.
 
 One test per rule and per near miss, on plain numbers: each rule must fire
 on the evidence it names, stay quiet just beside it, and say in its reason
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from loadgen import capacity
-from loadgen.config import Endpoint, RunConfig, Target
-from loadgen.verdict import (
+from loadgen.config.model import Endpoint, RunConfig, Target
+from loadgen.stats import capacity
+from loadgen.stats.verdict import (
     DEMAND_LIMIT,
     LAG_FLOOR_MS,
     LAG_SHARE,

@@ -29,7 +29,7 @@ from conftest import TargetServer, start_target_server, stop_target_server
 from helpers import REPO, Run, finish, loadgen, start_loadgen, stop, wait_for_status
 from rawservers import ManyServer, RawServer, silent
 
-from loadgen.metrics import decode_histogram
+from loadgen.stats.metrics import decode_histogram
 
 #: A timeout is recorded when the deadline watchdog fires: a few ms after the deadline
 #: on a busy 2-core machine, never before it.

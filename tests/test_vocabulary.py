@@ -17,8 +17,11 @@ import orjson
 import pytest
 from test_report import LATENCY_KEYS, assert_real_png, block
 
-from loadgen.charts import draw_capacity, draw_summary, failure_rate, failure_share
-from loadgen.failures import (
+from loadgen.commands.report import report_command
+from loadgen.output.charts import draw_capacity, draw_summary, failure_rate, failure_share
+from loadgen.output.progress import Progress
+from loadgen.output.table import render_table
+from loadgen.stats.failures import (
     failure_count,
     failures_by_kind,
     failures_by_status,
@@ -26,10 +29,7 @@ from loadgen.failures import (
     percent_text,
     share_text,
 )
-from loadgen.progress import Progress
-from loadgen.report import render_table
-from loadgen.reportcmd import report_command
-from loadgen.thresholds import evaluate, parse_thresholds, render_thresholds
+from loadgen.stats.thresholds import evaluate, parse_thresholds, render_thresholds
 
 NO_LATENCY = dict.fromkeys(LATENCY_KEYS)
 
@@ -288,7 +288,7 @@ def test_capacity_chart_reads_failure_share_and_the_old_error_share(tmp_path):
 
 
 def test_merged_min_ignores_an_endpoint_that_recorded_nothing():
-    from loadgen.metrics import Totals, latency_ms
+    from loadgen.stats.metrics import Totals, latency_ms
 
     busy, idle = Totals(), Totals()
     for us in (5_000, 7_000, 9_000):

@@ -94,7 +94,7 @@ def serve(host: str, port: int) -> None:
     import gevent
     from gevent.event import Event
 
-    from loadgen.limits import raise_open_files
+    from loadgen.engine.limits import raise_open_files
     from loadgen.target.app import TargetApp
 
     raise_open_files()   # every kept-alive client connection is a descriptor (10k and more)

@@ -1,0 +1,1 @@
+"""Commands: orchestration and terminal I/O only (run, capacity, compare, report, demo)."""

@@ -1,0 +1,165 @@
+"""``loadgen capacity`` on the terminal: steps as they finish, the answer, JSON and chart.
+
+The search itself is ``capacity.search``; this module runs its steps with
+the same engine as ``loadgen run`` and saves after every step, so an
+interrupted search still leaves every finished step on disk.  Ctrl-C during
+a step ends the search there: the steps done are saved with status
+"interrupted" and the exit status is 130, as for ``loadgen run``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from loadgen import __version__, errors
+from loadgen.commands.run import execute, prepare
+from loadgen.config.guards import one_line
+from loadgen.config.model import RunConfig
+from loadgen.engine.preflight import PreflightError
+from loadgen.output.files import is_stdout, replaceable
+from loadgen.output.progress import Progress
+from loadgen.output.results import save_final, write_document
+from loadgen.output.table import format_number
+from loadgen.stats.capacity import Search, Step, search
+from loadgen.stats.failures import percent_text
+from loadgen.stats.thresholds import evaluate, format_actual
+
+SCHEMA = "loadgen-capacity/1"
+
+
+class _Interrupted(Exception):
+    """Ctrl-C ended a step: stop the search here, whatever its rules would do next."""
+
+
+def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> int:
+    try:
+        headers = prepare(config, opts["password"])
+    except PreflightError as exc:
+        click.echo(f"loadgen: {one_line(str(exc))}", err=True)
+        return exc.status
+    save = opts["save"]
+    # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
+    to_stdout = bool(save) and is_stdout(save)
+    # a FIFO or device gets one document at the end, not one per step
+    rewrite = bool(save) and not to_stdout and replaceable(save)
+
+    def say(text: str) -> None:
+        click.echo(text, err=to_stdout)
+
+    started = dt.datetime.now(dt.timezone.utc)
+    slos = ", ".join(t.text for t in config.thresholds)
+    via = f" via proxy {config.proxy.describe()}" if config.proxy else ""
+    say(f"Capacity search on {config.url}{via}: SLOs {slos}; {step_s:g}s steps from "
+        f"{opts['start_rate']:g} req/s (at most {opts['max_rate']:g})")
+    steps: list[Step] = []
+
+    def run_step(step_config: RunConfig) -> dict[str, Any]:
+        progress = Progress(opts.get("quiet", False), None, step_config.duration_s)
+        try:
+            return execute(step_config, headers, lambda agg, _: progress.update(agg.intervals))
+        finally:
+            progress.erase()   # the step's line takes the live line's place
+
+    def on_step(step: Step) -> None:
+        steps.append(step)
+        say(_step_line(len(steps), step))
+        if rewrite:   # every finished step on disk: an interrupted search still leaves them
+            try:
+                write_document(save, _document(config, Search(steps=steps), started, "running"))
+            except OSError:
+                pass   # reported once, by the final save
+        if step.doc["status"] == "interrupted":
+            raise _Interrupted
+
+    try:
+        found = search(config, run_step, lambda doc: _slo_failures(config, doc),
+                       opts["start_rate"], opts["max_rate"], step_s, opts["precision"], on_step)
+        found.steps = steps
+        status = "complete"
+    except (_Interrupted, KeyboardInterrupt):   # a second Ctrl-C, or one between steps
+        found = _interrupted(steps)
+        status = "interrupted"
+    say("")
+    say(("!! " if found.generator_limited else "") + found.verdict)
+    doc = _document(config, found, started, status)
+    if save and not save_final(save, doc, say):
+        return errors.BROKEN
+    if opts["visualize"] or opts["output_image"]:
+        from loadgen.output.charts import draw_capacity
+
+        path = opts["output_image"] or f"loadgen-capacity-{started:%Y%m%d-%H%M%S}.png"
+        try:
+            say(f"Chart saved to {draw_capacity(doc, path)}")
+        except OSError as exc:
+            click.echo(f"loadgen: cannot write chart to {path}: {exc.strerror or exc}", err=True)
+            return errors.BROKEN
+    if status == "interrupted":
+        return errors.INTERRUPTED
+    if found.generator_limited or (found.steps and found.steps[-1].doc["status"] != "complete"):
+        return errors.BROKEN
+    return errors.OK if found.capacity is not None else errors.THRESHOLD
+
+
+def _interrupted(steps: list[Step]) -> Search:
+    """The search as far as it got when Ctrl-C came: the highest rate that held is a floor."""
+    held = [s.rate for s in steps if s.passed]
+    capacity = max(held) if held else None
+    if steps and steps[-1].doc["status"] == "interrupted":
+        where = f"during step {len(steps)} ({steps[-1].rate:g} req/s)"
+    elif steps:
+        where = f"after step {len(steps)}"
+    else:
+        where = "before the first step ended"
+    so_far = (f"the SLOs held up to {capacity:g} req/s so far; the capacity may be higher"
+              if capacity is not None else "no step had held the SLOs yet")
+    return Search(steps=list(steps), capacity=capacity, verdict=f"interrupted {where}: {so_far}",
+                  # a step cut short says little about loadgen's own limit
+                  generator_limited=any(s.generator_limited for s in steps
+                                        if s.doc["status"] != "interrupted"))
+
+
+def _slo_failures(config: RunConfig, doc: dict[str, Any]) -> list[str]:
+    return [f"{v.threshold.text} (actual {format_actual(v.threshold.metric, v.actual)})"
+            for v in evaluate(config.thresholds, doc) if not v.passed]
+
+
+def _step_line(n: int, step: Step) -> str:
+    p99 = f"{format_number(step.p99_ms, thousands=True)} ms" if step.p99_ms is not None else "-"
+    status = step.doc.get("status", "complete")
+    if status == "interrupted":
+        verdict = "INTERRUPTED"
+    elif step.generator_limited and not step.note:
+        verdict = "GENERATOR LIMITED"
+    elif step.passed:
+        verdict = "held" + (" (loadgen strained: see the step's generator reasons)"
+                            if step.generator_limited else "")
+    else:
+        reasons = list(step.failures)
+        if status != "complete":   # say why even when no SLO failed: the run itself broke
+            problems = step.doc.get("problems") or []
+            reasons.insert(0, f"the run {status}"
+                           + (f" ({one_line(problems[0])})" if problems else ""))
+        if step.note:
+            reasons.append(step.note)
+        verdict = "FAILED: " + "; ".join(reasons or ["the step did not hold"])
+    return (f"step {n:2d}: {step.rate:>10,.1f} req/s -> achieved {step.achieved_rps:>10,.1f}, "
+            f"p99 {p99}, failures {percent_text(step.failure_share)}  {verdict}")
+
+
+def _document(config: RunConfig, found: Search, started: dt.datetime,
+              status: str) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "tool": f"loadgen {__version__}",
+        "status": status,
+        "started_at": started.isoformat(timespec="milliseconds"),
+        "config": config.public(),
+        "slos": [t.text for t in config.thresholds],
+        "capacity_rps": found.capacity,
+        "verdict": found.verdict,
+        "generator_limited": found.generator_limited,
+        "steps": [step.public() for step in found.steps],
+    }

@@ -1,0 +1,131 @@
+"""One ``loadgen run`` from validated config to exit status.
+
+Order matters: reachability (bad input, exit 2) and login (exit 3) come
+before any load; results are saved even when the run broke, because partial
+numbers from a failed run are still evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import Any, Callable
+
+import click
+
+from loadgen import errors
+from loadgen.config.guards import one_line
+from loadgen.config.model import RunConfig
+from loadgen.engine.coordinator import Coordinator
+from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
+from loadgen.output.files import is_stdout, replaceable
+from loadgen.output.progress import Progress
+from loadgen.output.results import build_document, save_final, write_document
+from loadgen.output.table import render_table
+from loadgen.stats.aggregate import Aggregate
+
+
+def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
+    """Reachability, then the login: the extra headers every request carries.
+
+    Raises PreflightError (exit 2 for bad input, 3 for a failed login) before any load.
+    """
+    check_before_load(config)   # open-file limit, reachability, TLS certificate
+    if config.insecure and config.target.scheme == "https":
+        click.echo(INSECURE_WARNING, err=True)
+    if not config.auth:
+        return ()
+    return (("Authorization", f"Bearer {login(config, password)}"),)
+
+
+def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
+            on_second: Callable[[Aggregate, dt.datetime], None] | None = None,
+            cluster: Any = None) -> dict[str, Any]:
+    """Run the workers once (here, or on ``cluster``'s nodes) and return the results document."""
+    started = dt.datetime.now(dt.timezone.utc)
+    callback = (lambda agg: on_second(agg, started)) if on_second else None
+    if cluster is not None:
+        outcome = cluster.run(headers, callback)
+    else:
+        outcome = Coordinator(config, headers, callback).run()
+    doc = build_document(config.public(), outcome.aggregate, outcome.status,
+                         outcome.problems, started)
+    if outcome.nodes is not None:
+        doc["nodes"] = outcome.nodes
+    return doc
+
+
+def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
+    cluster = None
+    try:
+        if config.cluster:
+            from loadgen.engine.cluster.run import (
+                Cluster,  # here only: local runs never import dask
+            )
+
+            cluster = Cluster.connect(config)    # the scheduler first: exit 2 before a login
+            config = cluster.config              # now with every node's workers
+        headers = prepare(config, opts["password"])
+    except PreflightError as exc:
+        if cluster is not None:
+            cluster.close()
+        click.echo(f"loadgen: {one_line(str(exc))}", err=True)
+        return exc.status
+    progress = Progress(opts.get("quiet", False), config.requests, config.duration_s)
+    save = opts["save"]
+    # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr
+    to_stdout = bool(save) and is_stdout(save)
+    # only a regular file takes the every-second rewrites; a FIFO or device gets one document
+    rewrite = bool(save) and not to_stdout and replaceable(save)
+
+    def every_second(agg: Aggregate, started: dt.datetime) -> None:
+        progress.update(agg.intervals)
+        if rewrite:  # a complete document every second: a killed run still leaves evidence
+            try:
+                write_document(save, build_document(config.public(), agg, "running", [], started))
+            except OSError:
+                pass  # reported once, by the final save below
+
+    try:
+        doc = execute(config, headers, every_second, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    progress.close()
+    verdicts = check_thresholds(config, doc)
+    click.echo(render_table(doc), err=to_stdout)
+    if verdicts:
+        from loadgen.stats.thresholds import render_thresholds
+
+        click.echo("\n" + render_thresholds(verdicts), err=to_stdout)
+    for problem in doc["problems"]:
+        click.echo(f"loadgen: {problem}", err=True)
+    if save and not save_final(save, doc, click.echo):
+        return errors.BROKEN
+    if opts["visualize"] or opts["output_image"]:
+        from loadgen.output.charts import draw_summary
+
+        started = dt.datetime.fromisoformat(doc["started_at"])
+        path = opts["output_image"] or f"loadgen-{started:%Y%m%d-%H%M%S}.png"
+        try:
+            click.echo(f"Chart saved to {draw_summary(doc, path)}", err=to_stdout)
+        except OSError as exc:
+            click.echo(f"loadgen: cannot write chart to {path}: {exc.strerror or exc}", err=True)
+            return errors.BROKEN
+    sys.stdout.flush()
+    status = errors.BY_STATUS[doc["status"]]
+    if status == errors.OK and any(not v.passed for v in verdicts):
+        return errors.THRESHOLD
+    return status
+
+
+def check_thresholds(config: RunConfig, doc: dict[str, Any]) -> list[Any]:
+    """Evaluate the thresholds and record them in the document (saved with the run)."""
+    if not config.thresholds:
+        return []
+    from loadgen.stats.thresholds import evaluate
+
+    verdicts = evaluate(config.thresholds, doc)
+    doc["thresholds"] = [{"threshold": v.threshold.text, "actual": v.actual, "passed": v.passed}
+                         for v in verdicts]
+    return verdicts

@@ -1,0 +1,346 @@
+"""The central side of a run on a Dask cluster (``loadgen run --cluster ADDRESS``).
+
+One box may not generate enough load; Dask distributed already connects
+machines (``dask scheduler`` on one, ``dask worker tcp://SCHEDULER:8786`` on
+the others), so loadgen uses it rather than a protocol of its own:
+
+- ``Cluster.connect`` joins the scheduler as a client and asks every Dask
+  worker (a *node*) for its host, CPU count and loadgen version.  Anything
+  wrong here is bad input: one line, exit 2, nothing sent.
+- The plan is made here, once, for all nodes: ``plan_workers`` with as many
+  workers as all nodes run together, so requests, connections and the rate
+  are divided exactly (remainders included) and every worker keeps its
+  global index, stride and ticket range.  Each node gets its contiguous share.
+- ``Cluster.run`` submits one ``loadgen.engine.cluster.node.node_task`` per node, pinned to
+  that Dask worker.  Once every node's workers are connected and ready it
+  publishes a wall-clock start a little ahead (a ``distributed.Variable``),
+  which each node converts to its own monotonic clock, so per-second
+  intervals line up across machines (as far as their clocks agree: NTP).
+- Every raw worker message comes back through a ``distributed.Queue`` and
+  goes into one ``Aggregate`` over all workers of all nodes, exactly as in a
+  local run (the n-th message of every worker covers the same second).
+- A node whose task fails, or that is silent for more than
+  ``SILENCE_LIMIT_S``, is lost: its workers are marked lost naming the node,
+  the other nodes' results are kept, and the run is failed (exit 3).
+
+Imported only for ``--cluster``: local runs never import dask.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from loadgen import __version__
+from loadgen.config.model import RunConfig, plan_workers
+from loadgen.engine.cluster.node import NodeJob, node_task, probe
+from loadgen.engine.coordinator import (
+    READY_TIMEOUT_S,
+    SILENCE_LIMIT_S,
+    Outcome,
+    _with_headers,
+    run_status,
+)
+from loadgen.engine.preflight import PreflightError
+from loadgen.stats.aggregate import Aggregate, WorkerState
+
+START_LEAD_S = 0.5     # from publishing the start to the start: a Variable round trip is ~ms
+ENDED_GRACE_S = 1.0    # a node's task ended: wait this long for its last queued messages
+POLL_S = 0.25
+QUEUE_SECONDS = 60     # the message queue holds about this many seconds of every worker's reports
+
+
+@dataclass
+class Node:
+    """One Dask worker taking part in the run, and what the coordinator knows of it."""
+
+    address: str
+    host: str
+    cpus: int
+    workers: list[int] = field(default_factory=list)   # global worker indices
+    future: Any = None
+    last_heard: float = 0.0
+    ready: bool = False
+    done: bool = False
+    lost: str = ""
+    start_offset_ms: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return not self.done and not self.lost
+
+
+def split_workers(wanted: list[int], cap: int) -> list[int]:
+    """Give each node up to its ``wanted`` processes, round-robin, ``cap`` in all.
+
+    More processes than connections (or requests) would leave some idle, so the
+    total is capped like a local run's ``--workers``; the round-robin keeps
+    nodes as even as their sizes allow.
+    """
+    counts, total = [0] * len(wanted), min(cap, sum(wanted))
+    while sum(counts) < total:
+        for i, limit in enumerate(wanted):
+            if counts[i] < limit and sum(counts) < total:
+                counts[i] += 1
+    return counts
+
+
+class Cluster:
+    """A connected Dask client, the nodes that take part, and the run's global config."""
+
+    def __init__(self, config: RunConfig, client: Any, nodes: list[Node]) -> None:
+        self.config = config
+        self.client = client
+        self.nodes = nodes
+        self.interrupts = 0
+        self.hard_stop = False
+        self.problems: list[str] = []
+
+    @classmethod
+    def connect(cls, config: RunConfig) -> Cluster:
+        """Join the scheduler and plan the nodes; PreflightError (exit 2) if that fails."""
+        assert config.cluster
+        address = config.cluster
+        from distributed import Client
+
+        _quiet_dask_logs()
+        try:
+            client = Client(address, timeout=config.timeout_s, set_as_default=False)
+        except Exception as exc:   # OSError, TimeoutError, ValueError for a bad address
+            raise PreflightError(f"cannot connect to the Dask scheduler at {address}: "
+                                 f"{_reason(exc)}", 2) from None
+        try:
+            found = client.run(probe, on_error="return")
+            nodes = cls._nodes(found, address)
+        except BaseException:
+            client.close()
+            raise
+        per_node = [config.workers_per_node or max(1, n.cpus // _sharing(n, nodes))
+                    for n in nodes]
+        cap = min(config.concurrency, config.requests or config.concurrency)
+        counts = split_workers(per_node, cap)
+        nodes = [n for n, c in zip(nodes, counts) if c]
+        counts = [c for c in counts if c]
+        config = replace(config, workers=sum(counts))
+        first = 0
+        for node, count in zip(nodes, counts):
+            node.workers = list(range(first, first + count))
+            first += count
+        return cls(config, client, nodes)
+
+    @staticmethod
+    def _nodes(found: dict[str, Any], address: str) -> list[Node]:
+        if not found:
+            raise PreflightError(f"the Dask scheduler at {address} has no workers: start "
+                                 f"`dask worker {address}` on the load machines", 2)
+        nodes = []
+        for worker, answer in sorted(found.items()):
+            if isinstance(answer, BaseException):
+                raise PreflightError(f"Dask worker {worker} cannot run loadgen "
+                                     f"(install loadgen[cluster] there): {_reason(answer)}", 2)
+            host, cpus, version = answer
+            if version != __version__:
+                raise PreflightError(f"Dask worker {worker} has loadgen {version}, this is "
+                                     f"{__version__}: install the same version everywhere", 2)
+            nodes.append(Node(worker, host, cpus))
+        return nodes
+
+    def close(self) -> None:
+        try:
+            self.client.close(timeout=5)
+        except Exception:
+            pass   # closing after the scheduler died: nothing left to release
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self, headers: tuple[tuple[str, str], ...] = (),
+            on_interval: Callable[[Aggregate], None] | None = None) -> Outcome:
+        """Run the plan on every node and merge what they send, as ``Coordinator.run`` does."""
+        from distributed import Event, Queue, Variable
+
+        config, client = self.config, self.client
+        plans = plan_workers(config)
+        if headers:
+            plans = [_with_headers(p, headers) for p in plans]
+        agg = Aggregate([e.name for e in config.endpoints], [WorkerState(p.index) for p in plans],
+                        [e.expect_status for e in config.endpoints])
+        run_id = uuid.uuid4().hex
+        names = {"queue": f"loadgen-{run_id}-messages", "start": f"loadgen-{run_id}-start",
+                 "stop": f"loadgen-{run_id}-stop"}
+        # bounded: if this process is killed, nodes find the queue full and stop (loadgen.engine.cluster.node)
+        messages = Queue(names["queue"], client=client,
+                         maxsize=QUEUE_SECONDS * max(len(plans), 10))
+        start = Variable(names["start"], client=client)
+        stop = Event(names["stop"], client=client)
+        for i, node in enumerate(self.nodes):
+            job = NodeJob(config, tuple(plans[w] for w in node.workers))
+            node.future = client.submit(
+                node_task, node.address, pickle.dumps(job), names, key=f"loadgen-{run_id}-{i}",
+                workers=[node.address], allow_other_workers=False, retries=0, pure=False)
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        started = False
+        try:
+            if self._await_ready(messages, agg):
+                start_wall = time.time() + START_LEAD_S
+                agg.wall_start = start_wall
+                start.set({"start": start_wall})
+                started = True
+                for node in self.nodes:   # silence is counted from the start on
+                    node.last_heard = time.monotonic() + START_LEAD_S
+                self._collect(messages, stop, agg, on_interval)
+            else:
+                start.set({"abort": "the run was called off"})
+        except OSError as exc:   # the scheduler went away: keep what arrived
+            for node in self.nodes:
+                if node.active:
+                    self._lose(node, agg, f"lost the Dask scheduler ({type(exc).__name__})")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self._release(messages, start, stop, started)
+        agg.finish()
+        status = run_status(agg, self.problems, self.interrupts, self.hard_stop)
+        return Outcome(status, agg, self.problems, nodes=self._describe_nodes(agg))
+
+    def _release(self, messages: Any, start: Any, stop: Any, started: bool) -> None:
+        """Leave the scheduler as it was: nodes still running stop, the run's names go."""
+        try:
+            if any(node.active for node in self.nodes):
+                stop.set()   # nobody will merge their results any more
+            if started:      # (an aborted run's late nodes still need to read the abort)
+                start.delete()
+            messages.close()
+        except Exception:
+            pass   # the scheduler is gone, and the names with it
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.interrupts += 1
+
+    def _await_ready(self, messages: Any, agg: Aggregate) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_S + self.config.timeout_s
+        while not all(node.ready for node in self.nodes):
+            if self.interrupts:
+                return False
+            if time.monotonic() > deadline:
+                slow = [n.address for n in self.nodes if not n.ready]
+                self.problems.append(f"nodes did not become ready in time: {', '.join(slow)}")
+                return False
+            for address, message in self._receive(messages):
+                node = self._node(address)
+                if message["type"] == "ready":
+                    node.ready = True
+                    continue
+                self._handle(node, message, agg, None)
+                if node.done:   # ended before the start: its problems say why
+                    return False
+            for node in self.nodes:
+                if node.future.status == "error":
+                    self.problems.append(f"node {node.address} failed: "
+                                         f"{_reason(node.future.exception())}")
+                    return False
+        return True
+
+    def _collect(self, messages: Any, stop: Any, agg: Aggregate,
+                 on_interval: Callable[[Aggregate], None] | None) -> None:
+        stop_sent, next_check, present = False, 0.0, {n.address for n in self.nodes}
+        while any(node.active for node in self.nodes):
+            if self.interrupts and not stop_sent:
+                stop.set()
+                stop_sent = True
+            if self.interrupts > 1:
+                self.hard_stop = True   # second Ctrl-C: keep what was merged, wait for nothing
+                return
+            for address, message in self._receive(messages):
+                node = self._node(address)
+                if node.lost:
+                    continue   # a lost node's late words would count some of its work twice
+                node.last_heard = max(node.last_heard, time.monotonic())
+                self._handle(node, message, agg, on_interval)
+            now = time.monotonic()
+            if now >= next_check:   # a dead machine's Dask worker leaves at once: no 5 s wait
+                present, next_check = set(self.client.nthreads()), now + 1.0
+            for node in self.nodes:
+                if not node.active:
+                    continue
+                silent = now - node.last_heard
+                if node.address not in present and silent > ENDED_GRACE_S:
+                    self._lose(node, agg, "its Dask worker left the cluster")
+                elif node.future.done() and silent > ENDED_GRACE_S:
+                    error = node.future.exception() if node.future.status == "error" else None
+                    why = _reason(error) if error else "its task ended without a final report"
+                    self._lose(node, agg, why)
+                elif silent > SILENCE_LIMIT_S:
+                    self._lose(node, agg, f"no message for more than {SILENCE_LIMIT_S:g}s")
+
+    def _handle(self, node: Node, message: dict[str, Any], agg: Aggregate,
+                on_interval: Callable[[Aggregate], None] | None) -> None:
+        kind = message["type"]
+        if kind in ("interval", "final"):
+            seconds = len(agg.intervals)
+            agg.add(message)
+            if on_interval and len(agg.intervals) > seconds:
+                on_interval(agg)   # once per merged second, not per message
+        elif kind == "lost":
+            agg.lose(message["worker"], message["why"])
+            self.problems.append(f"node {node.address}: {message['problem']}")
+        elif kind == "done":
+            node.done = True
+            node.start_offset_ms = message.get("start_offset_ms")
+            self.problems += [f"node {node.address}: {p}" for p in message["problems"]]
+            if message["status"] == "interrupted" and not self.interrupts:
+                self.problems.append(f"node {node.address} was interrupted on its machine")
+
+    def _receive(self, messages: Any) -> list[tuple[str, dict[str, Any]]]:
+        """Whatever the nodes sent: wait up to POLL_S for one, then take all that are queued."""
+        try:
+            items = [messages.get(timeout=POLL_S)]
+        except TimeoutError:
+            return []
+        items += messages.get(batch=True)
+        return [(address, orjson.loads(line)) for address, line in items]
+
+    def _node(self, address: str) -> Node:
+        return next(n for n in self.nodes if n.address == address)
+
+    def _lose(self, node: Node, agg: Aggregate, why: str) -> None:
+        node.lost = why
+        for index in node.workers:
+            state = agg.workers[index]
+            if not state.done and not state.lost:
+                agg.lose(index, f"node {node.address} lost: {why}")
+        self.problems.append(f"node {node.address} lost: {why}")
+        try:
+            node.future.cancel()   # never rerun its share elsewhere or later
+        except Exception:
+            pass
+
+    def _describe_nodes(self, agg: Aggregate) -> list[dict[str, Any]]:
+        return [{"address": n.address, "host": n.host, "workers": len(n.workers),
+                 "worker_indices": n.workers,
+                 "requests": sum(agg.workers[i].requests for i in n.workers),
+                 "lost": n.lost or None, "start_offset_ms": n.start_offset_ms}
+                for n in self.nodes]
+
+
+def _quiet_dask_logs() -> None:
+    """loadgen says what went wrong in one line of its own; Dask's tracebacks would bury it."""
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] == "distributed"]
+    for name in ["distributed", *names]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _sharing(node: Node, nodes: list[Node]) -> int:
+    """How many Dask workers share this node's host (and so its CPUs)."""
+    return sum(1 for n in nodes if n.host == node.host)
+
+
+def _reason(exc: BaseException | None) -> str:
+    text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

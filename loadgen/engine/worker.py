@@ -1,0 +1,394 @@
+"""One worker process's load loop: greenlets per connection, deltas up the pipe.
+
+Shared-nothing like wrk: each process owns its connections, its tallies and
+its share of the requests; the coordinator only merges.  Every second (on an
+absolute schedule, so timer lateness never accumulates) the tallies are
+swapped for fresh ones and the old ones go up the pipe, which keeps the
+coordinator's view at most a second old even if this process is killed.
+
+Two models share everything but the loop itself:
+- closed: each connection sends, reads the whole response, sends again;
+- open (``--rate``/``--stage``): a dispatcher releases requests at their
+  scheduled times into a queue that connections drain.  Latency runs from
+  the *intended* send time (wrk2's coordinated-omission correction); the
+  actual send-to-response time is kept beside it as service time.
+
+Imported only after gevent.monkey.patch_all().
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import time
+import traceback
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.queue import SimpleQueue
+
+from loadgen.config.model import WorkerPlan, asks_to_close, merge_headers
+from loadgen.engine.channel import Channel, ChannelClosed
+from loadgen.engine.client import (
+    TIMEOUT,
+    Connection,
+    RequestError,
+    build_request,
+    make_pool,
+    proxy_form,
+)
+from loadgen.stats.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
+from loadgen.stats.phases import PhaseRecorder
+
+# Seconds between deltas.  Only bench/intervals.py changes it (to price the machinery);
+# the coordinator's per-second series assumes 1.
+INTERVAL_S = float(os.environ.get("LOADGEN_INTERVAL_S", "1"))
+# Open model: requests released but not yet sent, at most (~120 bytes each).  Stale ones
+# (older than the timeout) are dropped as timeouts when taken, so the queue drains.
+MAX_QUEUED = 250_000
+# Period of the event-loop lag probe: 200 wake-ups a second cost ~0.2% of a core.
+PROBE_S = 0.005
+
+
+class Worker:
+    def __init__(self, plan: WorkerPlan, channel: Channel) -> None:
+        self.plan = plan
+        self.channel = channel
+        self.open_model = plan.schedule is not None
+        host, base = plan.target.host_header, plan.target.base_path
+        origin, to_proxy = proxy_form(plan.target, plan.proxy)   # ("", []) without one
+        headers = [merge_headers(to_proxy, merge_headers(plan.headers, e.headers))
+                   for e in plan.endpoints]
+        self.requests = [build_request(e.method, host, origin + base + e.path, h, e.body,
+                                       close=not plan.keepalive)
+                         for e, h in zip(plan.endpoints, headers)]
+        self.heads = [e.head for e in plan.endpoints]
+        # endpoints whose requests say Connection: close: the connection ends with the
+        # response, whatever the server answered (RFC 9112 §9.6)
+        self.closes = [not plan.keepalive or asks_to_close(h) for h in headers]
+        self.phases = PhaseRecorder(tls=plan.target.scheme == "https")
+        self.tallies = self._new_tallies()
+        self.send_lag = new_histogram()   # open model: intended send time -> bytes written
+        self.loop_lag = new_histogram()   # how late the event loop ran a timer (both models)
+        self.next_ticket = plan.first_ticket
+        self.last_ticket = plan.first_ticket + plan.tickets if plan.tickets is not None else -1
+        self.stopping = False
+        self.start = self.cpu0 = self.finished_at = 0.0
+        self.run_delay0 = 0.0
+        self.end_at = float("inf")
+        self.pool: Any = None
+        self.connections: list[Connection] = []
+        self.loops: list[gevent.Greenlet] = []
+        self.queue: SimpleQueue = SimpleQueue()
+        self.idle = 0          # open model: connections waiting for work
+        self.waited = 0        # open model: sends that found every connection busy, none to add
+        self.finished = Event()
+
+    def _new_tallies(self) -> list[Tally]:
+        return [Tally(self.open_model, e.expect_status) for e in self.plan.endpoints]
+
+    # -- the hot loops ----------------------------------------------------------------
+    def closed_loop(self, conn: Connection) -> None:
+        """Send, read the whole response, send again: until tickets, time or a stop run out.
+
+        Latency runs from just before the request (reconnects included); a
+        response later than the timeout is a timeout, whatever the watchdog saw.
+        """
+        requests, heads, cycle = self.requests, self.heads, self.plan.cycle
+        n_cycle, clock, end_at = len(cycle), time.perf_counter, self.end_at
+        timeout, closes = self.plan.timeout_s, self.closes
+        while not self.stopping:
+            t0 = clock()
+            i = self.next_ticket
+            if i == self.last_ticket or t0 >= end_at:
+                break
+            self.next_ticket = i + 1
+            e = cycle[i % n_cycle]
+            data = requests[e]
+            try:
+                status, received = conn.request(data, heads[e])
+            except RequestError as err:
+                self._failed(e, err.kind, len(data), clock() - t0)
+                gevent.sleep(0)  # a refused connect never yields: let the others run
+                continue
+            elapsed = clock() - t0
+            if closes[e]:
+                conn.close()
+            if elapsed > timeout:
+                self._failed(e, TIMEOUT, len(data), elapsed)
+            else:
+                self.tallies[e].record(status, int(elapsed * 1e6), received, len(data))
+        self.finished_at = max(self.finished_at, clock())
+
+    def open_loop(self, conn: Connection) -> None:
+        """Take (index, intended time) from the dispatcher's queue until it says stop.
+
+        Latency and the timeout run from the intended send time; service time
+        and the send lag from the moment the request's bytes were written.  A
+        request that waited in the queue past its timeout is a timeout without
+        being sent, so a stalled server cannot keep the run going past its
+        last send time plus the timeout.
+        """
+        requests, heads, cycle = self.requests, self.heads, self.plan.cycle
+        n_cycle, clock, get = len(cycle), time.perf_counter, self.queue.get
+        timeout, monotonic, closes = self.plan.timeout_s, time.monotonic, self.closes
+        while True:
+            self.idle += 1
+            item = get()
+            self.idle -= 1
+            if item is None or self.stopping:
+                break
+            k, intended = item
+            e = cycle[k % n_cycle]
+            data = requests[e]
+            t0 = clock()
+            left = intended + timeout - t0
+            if left <= 0:   # never sent: at least this late
+                self._record_lag(t0 - intended)
+                self._failed(e, TIMEOUT, 0, t0 - intended)
+                continue
+            try:
+                status, received = conn.request(data, heads[e], monotonic() + left)
+            except RequestError as err:
+                t1 = clock()
+                if conn.sent_at >= t0:       # written before it failed
+                    self._lag(conn, t0, intended)
+                    self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
+                self._failed(e, err.kind, len(data), t1 - intended)
+                gevent.sleep(0)
+                continue
+            t1, sent = clock(), conn.sent_at
+            if closes[e]:
+                conn.close()
+            self._lag(conn, t0, intended)
+            tally = self.tallies[e]
+            tally.record_service(int((t1 - sent) * 1e6))
+            if t1 - intended > timeout:
+                self._failed(e, TIMEOUT, len(data), t1 - intended)
+            else:
+                tally.record(status, int((t1 - intended) * 1e6), received, len(data))
+        self.finished_at = max(self.finished_at, clock())
+
+    def _failed(self, e: int, kind: str, bytes_out: int, elapsed: float) -> None:
+        """A failure at the time it failed; a timeout never below the timeout."""
+        if kind == TIMEOUT:
+            elapsed = max(elapsed, self.plan.timeout_s)
+        self.tallies[e].error(kind, bytes_out, int(elapsed * 1e6))
+
+    def _lag(self, conn: Connection, t0: float, intended: float) -> None:
+        """Send lag: intended time -> bytes written, less a connect made for this request
+        (the server's kernel answers a connect: that time is the server's, not loadgen's)."""
+        lag = conn.sent_at - intended
+        if conn.connected_at > t0:
+            lag -= conn.connect_s
+        self._record_lag(lag)
+
+    def _record_lag(self, seconds: float) -> None:
+        self.send_lag.record_value(min(max(0, int(seconds * 1e6)), HIGHEST_US))
+
+    def dispatch(self) -> None:
+        """Release this worker's requests (index, index+stride, ...) at their scheduled times."""
+        plan, schedule, clock = self.plan, self.plan.schedule, time.perf_counter
+        k, limit, end = plan.index, plan.requests_total, plan.duration_s or float("inf")
+        sent = 0
+        while not self.stopping and (limit is None or k < limit):
+            due = schedule.time_of(k)
+            if due is None or due >= end:
+                break
+            intended = self.start + due
+            now = clock()
+            if intended > now:
+                gevent.sleep(intended - now)
+                now = clock()
+            sent += 1
+            if not sent & 63 and now - intended > 0.01:   # far behind: let connections run
+                gevent.sleep(0)
+                while self.queue.qsize() > MAX_QUEUED and not self.stopping:
+                    gevent.sleep(0.001)   # memory stays bounded; the send lag shows it
+            if not self.idle:
+                if len(self.connections) < plan.max_connections:
+                    self._add_connection()
+                else:
+                    self.waited += 1
+            self.queue.put((k, intended))
+            k += plan.stride
+        for _ in self.connections:
+            self.queue.put(None)
+
+    def _add_connection(self) -> None:
+        conn = Connection(self.pool, self.plan.timeout_s, self.phases)
+        self.connections.append(conn)
+        self.loops.append(gevent.spawn(self.open_loop, conn))
+
+    # -- around them ------------------------------------------------------------------
+    def run(self) -> None:
+        plan = self.plan
+        self.pool = make_pool(plan.target.scheme, plan.target.host, plan.target.port,
+                              max(plan.connections, plan.max_connections), plan.timeout_s,
+                              plan.insecure, plan.tls, plan.proxy)
+        self.connections = [Connection(self.pool, plan.timeout_s, self.phases)
+                            for _ in range(plan.connections)]
+        if not all(self.closes):   # else every request opens its own: connect in its latency
+            gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
+        elif self.connections:
+            self._warm_up(self.connections[0])
+        # Everything allocated so far lives for the whole run: move it out of the
+        # collector's sight so full collections stay short and do not stall greenlets.
+        gc.collect()
+        gc.freeze()
+        self.channel.send({"type": "ready", "worker": plan.index})
+        start = self.channel.recv()
+        if start.get("type") != "start":
+            return
+        loop = self.open_loop if self.open_model else self.closed_loop
+        if self.open_model:   # every connection waits on the queue before the first send
+            self.loops = [gevent.spawn(loop, c) for c in self.connections]
+            while self.idle < len(self.loops) and not any(g.dead for g in self.loops):
+                gevent.sleep(0)
+        gevent.sleep(max(0.0, start["at"] - time.monotonic()))
+        self.start = time.perf_counter()
+        self.cpu0 = time.process_time()
+        self.run_delay0 = run_delay_s()
+        if plan.duration_s is not None:
+            self.end_at = self.start + plan.duration_s
+        gevent.spawn(self._control)
+        gevent.spawn(self._watchdog)
+        gevent.spawn(self._probe)
+        reporter = gevent.spawn(self._report_intervals)
+        if self.open_model:
+            self.dispatch()
+        else:
+            self.loops = [gevent.spawn(loop, c) for c in self.connections]
+        while self.loops:   # the dispatcher may have added loops
+            self.loops.pop().join()
+        self.finished.set()  # not kill(): that could cut a frame half-written to the pipe
+        reporter.join()
+        self._send_interval(final=True)
+        for conn in self.connections:
+            conn.release()
+        self.pool.close()
+
+    def _preconnect(self, conn: Connection) -> None:
+        """Open connections before the start so connect time is not in the first latencies."""
+        try:
+            conn.open()
+        except RequestError:
+            pass  # retried (and counted as an error) by the first request
+
+    @staticmethod
+    def _warm_up(conn: Connection) -> None:
+        """Without preconnects, resolve the host once before the start: a process's first
+        name lookup imports modules (idna, gevent's resolver and thread pool) while the
+        event loop waits, ~10 ms that would land in the first requests and the loop lag."""
+        try:
+            socket.getaddrinfo(conn.conn.host, conn.conn.port, 0, socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            pass   # the first request's connect fails and says why
+
+    def _control(self) -> None:
+        """Obey the coordinator; if it is gone, nobody will read our results: exit now."""
+        try:
+            while True:
+                if self.channel.recv().get("type") == "stop":
+                    self.stopping = True
+                    for _ in self.connections:   # wake idle open-model connections
+                        self.queue.put(None)
+        except ChannelClosed:
+            os._exit(1)
+
+    def _watchdog(self) -> None:
+        """Time out requests at their deadline (sockets have no timeout of their own).
+
+        It sleeps until the earliest deadline in flight (at most ``period``):
+        a new request's deadline is never earlier than one already in flight
+        (closed: now + timeout; open: the queue is first in, first out), so
+        deadlines are enforced on time while an idle watchdog wakes rarely.
+        """
+        period = min(0.1, self.plan.timeout_s / 10)
+        monotonic, finished = time.monotonic, self.finished
+        while not finished.is_set():
+            now = monotonic()
+            wake = now + period
+            for conn in self.connections:
+                deadline = conn.deadline
+                if deadline:
+                    if now >= deadline:
+                        conn.expire()
+                    elif deadline < wake:
+                        wake = deadline
+            gevent.sleep(wake - now)
+
+    def _probe(self) -> None:
+        """Event-loop lag, as jHiccup measures it: how late a timer on an absolute
+        schedule runs.  Whatever delays it (CPU starvation, a long greenlet, a GC
+        pause) delays every response this worker reads, in both models."""
+        clock, finished = time.perf_counter, self.finished   # loop_lag is swapped every second
+        due = self.start + PROBE_S
+        while not finished.is_set():
+            now = clock()
+            if due > now:
+                gevent.sleep(due - now)
+                now = clock()
+            self.loop_lag.record_value(min(max(0, int((now - due) * 1e6)), HIGHEST_US))
+            due += PROBE_S
+            if due < now:   # a long stall: one sample for it, then a fresh schedule
+                due = now + PROBE_S
+
+    def _report_intervals(self) -> None:
+        k = 1
+        while not self.finished.wait(max(0.0, self.start + k * INTERVAL_S - time.perf_counter())):
+            self._send_interval(final=False)
+            k += 1
+
+    def _send_interval(self, final: bool) -> None:
+        tallies, self.tallies = self.tallies, self._new_tallies()
+        send_lag, self.send_lag = self.send_lag, new_histogram()
+        loop_lag, self.loop_lag = self.loop_lag, new_histogram()
+        now = time.perf_counter()
+        end = self.finished_at if final and self.finished_at else now
+        message: dict[str, Any] = {
+            "type": "final" if final else "interval",
+            "worker": self.plan.index,
+            "t": round(now - self.start, 6),
+            "elapsed_s": round(end - self.start, 6),
+            "cpu_s": round(time.process_time() - self.cpu0, 6),
+            "run_delay_s": round(run_delay_s() - self.run_delay0, 6),
+            "reconnects": sum(c.reconnects for c in self.connections),
+            "connections": len(self.connections),
+            "waited": self.waited,
+            "lateness": encode_histogram(send_lag),
+            "loop_lag": encode_histogram(loop_lag),
+            "endpoints": [t.to_wire() for t in tallies],
+            "phases": self.phases.to_wire(),
+        }
+        try:
+            self.channel.send(message)
+        except ChannelClosed:
+            os._exit(1)
+
+
+def run_delay_s() -> float:
+    """Seconds this process's main thread has spent runnable but not running (Linux).
+
+    The second field of /proc/self/schedstat: the CPU a worker was denied.
+    CPU time alone cannot show starvation (two workers on one core each read
+    50%); 0.0 where the kernel does not expose it.
+    """
+    try:
+        with open("/proc/self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_worker(plan: WorkerPlan, fd: int) -> None:
+    channel = Channel(fd)
+    try:
+        Worker(plan, channel).run()
+    except ChannelClosed:
+        return
+    except Exception as exc:  # report, so the coordinator can name what broke
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        channel.send({"type": "error", "worker": plan.index, "message": detail})

@@ -1,0 +1,1 @@
+"""What a run leaves behind: the results document, the table, charts, progress, files."""

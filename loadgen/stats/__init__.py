@@ -1,0 +1,2 @@
+"""Numbers only: histograms and tallies, merging, thresholds, verdicts, capacity search,
+significance."""

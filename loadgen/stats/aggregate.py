@@ -1,0 +1,253 @@
+"""Merge the workers' per-second deltas into run totals and a per-second series.
+
+The n-th message of every worker covers the same second (all workers share
+the start time and report on the same absolute schedule), so the series is
+merged by message index.  A second is reduced to a few numbers as soon as
+every worker still running has delivered it, so memory stays flat however
+long the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from loadgen.stats.metrics import (
+    DEFAULT_SUCCESS,
+    Totals,
+    decode_histogram,
+    latency_ms,
+    new_histogram,
+    percentiles_us,
+    summarize,
+)
+from loadgen.stats.phases import PhaseTotals
+from loadgen.stats.verdict import Evidence, WorkerLoad, judge
+
+
+@dataclass
+class WorkerState:
+    index: int
+    messages: int = 0
+    requests: int = 0
+    elapsed_s: float = 0.0
+    cpu_s: float = 0.0
+    run_delay_s: float = 0.0
+    reconnects: int = 0
+    connections: int = 0
+    waited: int = 0
+    cpu_percent_max: float = 0.0
+    # the (nearly) whole second in which the worker wanted the most CPU: used + denied
+    demand_percent_max: float = 0.0
+    demand_cpu_percent: float = 0.0
+    demand_wait_percent: float = 0.0
+    demand_second: int = 0
+    wait_percent_max: float = 0.0   # the most time spent runnable but not running, in a second
+    wait_second: int = 0
+    done: bool = False     # sent its final message
+    lost: str = ""         # why it ended without one
+
+
+@dataclass
+class _Second:
+    """What every worker recorded in one second, until the second is complete."""
+
+    totals: Totals = field(default_factory=Totals)
+    length: float = 0.0
+    lag: HdrHistogram = field(default_factory=new_histogram)
+
+
+@dataclass
+class Aggregate:
+    """``success_sets``: each endpoint's statuses that count as a success (default 2xx)."""
+
+    endpoint_names: list[str]
+    workers: list[WorkerState]
+    success_sets: list[frozenset[int]] | None = None
+    totals: list[Totals] = field(init=False)
+    intervals: list[dict[str, Any]] = field(default_factory=list)
+    wall_start: float | None = None     # time.time() of the run's start, once known
+    _pending: dict[int, _Second] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.success_sets is None:
+            self.success_sets = [DEFAULT_SUCCESS] * len(self.endpoint_names)
+        self.totals = [Totals(expect=ok) for ok in self.success_sets]
+        self.lateness = new_histogram()   # send lag: intended send time -> bytes written
+        self.loop_lag = new_histogram()   # event-loop lag probe of every worker
+        self.phases = PhaseTotals()       # connect, TLS, time to first byte: every worker
+        self.lag_p50_by_second: list[float] = []   # send lag median of each whole second
+        # by worker index: a cluster node aggregates only its own share of the global indices
+        self._by_index = {w.index: w for w in self.workers}
+        self._last: tuple[int, _Second] | None = None   # the newest reduced second
+
+    def add(self, message: dict[str, Any]) -> None:
+        """Merge one interval or final message from a worker."""
+        state = self._by_index[message["worker"]]
+        state.messages += 1
+        span = message["elapsed_s"] - state.elapsed_s
+        if span >= 0.5:  # shares of a (nearly) whole second; shorter tails are noise
+            busy = 100.0 * (message["cpu_s"] - state.cpu_s) / span
+            denied = 100.0 * (message.get("run_delay_s", 0.0) - state.run_delay_s) / span
+            state.cpu_percent_max = max(state.cpu_percent_max, busy)
+            if denied > state.wait_percent_max:
+                state.wait_percent_max, state.wait_second = denied, state.messages
+            if busy + denied > state.demand_percent_max:
+                state.demand_percent_max = busy + denied
+                state.demand_cpu_percent, state.demand_wait_percent = busy, denied
+                state.demand_second = state.messages
+        state.elapsed_s = message["elapsed_s"]
+        state.cpu_s = message["cpu_s"]
+        state.run_delay_s = message.get("run_delay_s", 0.0)
+        state.reconnects = message["reconnects"]
+        state.connections = message["connections"]
+        state.waited = message["waited"]
+        second = self._pending.setdefault(state.messages, _Second())
+        if message["lateness"]:
+            lag = decode_histogram(message["lateness"])
+            self.lateness.add(lag)
+            second.lag.add(lag)
+        if message.get("loop_lag"):
+            self.loop_lag.decode_and_add(message["loop_lag"])
+        self.phases.add_wire(message.get("phases"))   # absent from older workers' messages
+        for totals, wire in zip(self.totals, message["endpoints"]):
+            totals.add_wire(wire)
+            second.totals.add_wire(wire, totals.expect)
+        state.requests += sum(sum(w["codes"].values()) + sum(w["errors"].values())
+                              for w in message["endpoints"])
+        span = message["elapsed_s"] - (state.messages - 1)
+        second.length = max(second.length, min(1.0, span))
+        if message["type"] == "final":
+            state.done = True
+        self._close_seconds()
+
+    def lose(self, index: int, why: str) -> None:
+        self._by_index[index].lost = why
+        self._close_seconds()
+
+    def finish(self) -> None:
+        """Reduce whatever seconds are still pending (the run is over).
+
+        A last sliver (under SLIVER_S: responses that completed just after a
+        second boundary) joins the second before it instead of standing alone
+        with an absurd rate.
+        """
+        final = max(self._pending, default=0)
+        for k in sorted(self._pending):
+            second = self._pending[k]
+            if k == final and second.length < 1.0 and not second.totals.requests:
+                del self._pending[k]   # a last partial second with nothing in it
+            elif k == final and second.length < SLIVER_S and self._can_fold(k):
+                del self._pending[k]
+                self._fold_into_last(second)
+            else:
+                self._reduce(k)
+
+    def _can_fold(self, k: int) -> bool:
+        """The second before ``k`` was reduced as a whole second: a sliver can join it."""
+        return self._last is not None and self._last[0] == k - 1 and self._last[1].length >= 1.0
+
+    def _fold_into_last(self, sliver: _Second) -> None:
+        assert self._last is not None
+        k, merged = self._last
+        merged.totals.merge(sliver.totals)
+        if sliver.lag.get_total_count():
+            merged.lag.add(sliver.lag)
+        merged.length += max(0.0, sliver.length)
+        self.intervals[-1] = self._interval(k, merged)
+
+    def _close_seconds(self) -> None:
+        running = [w.messages for w in self.workers if not w.done and not w.lost]
+        if not running:
+            return   # every worker is done: finish() reduces the rest, folding a last sliver
+        complete_upto = min(running)
+        for k in sorted(self._pending):
+            if k <= complete_upto:
+                self._reduce(k)
+
+    def _reduce(self, k: int) -> None:
+        second = self._pending.pop(k)
+        if second.length <= 0 and second.totals.requests == 0:
+            return  # a final message sent just after a second boundary it had nothing for
+        if second.length >= 1.0 and second.lag.get_total_count():
+            self.lag_p50_by_second.append(percentiles_us(second.lag, [50.0])[0] / 1000.0)
+        self.intervals.append(self._interval(k, second))
+        self._last = (k, second)
+
+    def _interval(self, k: int, second: _Second) -> dict[str, Any]:
+        """Second ``k`` (1-based) of the run: it starts k-1 seconds after the start."""
+        totals, length = second.totals, second.length
+        lat = latency_ms(totals.hist)
+        entry: dict[str, Any] = {
+            "t": round(k - 1 + length, 3),
+            "start": _iso(self.wall_start + k - 1) if self.wall_start is not None else None,
+            "length_s": round(length, 6),
+            "partial": length < 1.0,
+            "requests": totals.requests,
+            "successes": totals.successes,
+            "failures": totals.requests - totals.successes,
+            "rps": totals.requests / length if length > 0 else 0.0,
+            "latency_ms": {key: lat[key] for key in ("p50", "p90", "p99", "max")},
+        }
+        if second.lag.get_total_count():
+            p50, p99 = percentiles_us(second.lag, [50.0, 99.0])
+            entry["send_lag_ms"] = {"p50": p50 / 1000.0, "p99": p99 / 1000.0}
+        return entry
+
+    def generator_verdict(self, open_model: bool, max_connections: int | None = None,
+                          target_rps: float | None = None) -> dict[str, Any]:
+        """Whether loadgen itself was the bottleneck, with the figures behind the verdict."""
+        merged = self.all_totals()
+        service = merged.service if merged.service is not None else merged.hist
+        figures = latency_ms(service)
+        return judge(Evidence(
+            open_model=open_model,
+            send_lag_ms=_lag_figures(self.lateness),
+            lag_p50_by_second=list(self.lag_p50_by_second),
+            loop_lag_ms=_lag_figures(self.loop_lag),
+            service_p99_ms=figures["p99"],
+            service_mean_ms=figures["mean"],
+            target_rps=target_rps,
+            workers=[WorkerLoad(w.index, w.cpu_percent_max, w.demand_percent_max,
+                                w.demand_cpu_percent, w.demand_wait_percent, w.demand_second,
+                                w.wait_percent_max, w.wait_second)
+                     for w in self.workers],
+            waited=sum(w.waited for w in self.workers),
+            requests=sum(w.requests for w in self.workers),
+            connections=sum(w.connections for w in self.workers),
+            max_connections=max_connections))
+
+    @property
+    def duration_s(self) -> float:
+        return max((w.elapsed_s for w in self.workers), default=0.0)
+
+    def all_totals(self) -> Totals:
+        merged = Totals()
+        for totals in self.totals:
+            merged.merge(totals)
+        return merged
+
+    def summaries(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        duration = self.duration_s
+        endpoints = [{"endpoint": name, **summarize(t, duration)}
+                     for name, t in zip(self.endpoint_names, self.totals)]
+        return summarize(self.all_totals(), duration), endpoints
+
+
+# A final interval shorter than this joins the second before it (see Aggregate.finish).
+SLIVER_S = 0.1
+
+
+def _lag_figures(hist: HdrHistogram) -> dict[str, float] | None:
+    if not hist.get_total_count():
+        return None
+    p50, p90, p99 = percentiles_us(hist, [50.0, 90.0, 99.0])
+    return {"p50": p50 / 1000.0, "p90": p90 / 1000.0, "p99": p99 / 1000.0,
+            "max": hist.get_max_value() / 1000.0}
+
+
+def _iso(wall: float) -> str:
+    return dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(timespec="milliseconds")
