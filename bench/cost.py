@@ -28,6 +28,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import math
 import os
 import platform
 import re
@@ -172,7 +173,7 @@ def machine_lines(pin: bool) -> list[str]:
 def tool_version(argv: list[str], pattern: str = r"\S.*") -> str:
     """First matching line of a tool's version output (any stream), for the record."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=REPO)
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30, cwd=REPO)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     match = re.search(pattern, proc.stdout + proc.stderr)
@@ -336,7 +337,7 @@ def run_once(tool: Tool, url: str, conns: int, seconds: int, pin: bool,
     server_cpu = (lambda: tree_cpu_s(server_pid)) if server_pid else (lambda: float("nan"))
     server0, cores0 = server_cpu(), core_ticks()
     cpu0, t0 = children_cpu_s(), time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + GRACE_S, cwd=REPO)
+    proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=seconds + GRACE_S, cwd=REPO)
     wall, cpu = time.monotonic() - t0, children_cpu_s() - cpu0
     server, cores = server_cpu() - server0, core_busy(cores0, core_ticks())
     sample = tool.parse(proc, scratch)
@@ -378,9 +379,9 @@ def loadgen_parse(proc: subprocess.CompletedProcess[str], scratch: Path) -> Samp
 
 # wrk
 
-WRK_TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(\w+)", re.M)
-WRK_RPS = re.compile(r"^Requests/sec:\s*([\d.]+)", re.M)
-WRK_ERRORS = re.compile(r"Non-2xx or 3xx responses:\s*(\d+)|Socket errors:.*", re.M)
+WRK_TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(\w+)", re.MULTILINE)
+WRK_RPS = re.compile(r"^Requests/sec:\s*([\d.]+)", re.MULTILINE)
+WRK_ERRORS = re.compile(r"Non-2xx or 3xx responses:\s*(\d+)|Socket errors:.*", re.MULTILINE)
 
 
 def wrk_build(url: str, conns: int, seconds: int, scratch: Path) -> list[str]:
@@ -403,8 +404,8 @@ def wrk_parse(proc: subprocess.CompletedProcess[str], scratch: Path) -> Sample:
 # hey
 
 HEY_RPS = re.compile(r"Requests/sec:\s*([\d.]+)")
-HEY_STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.M)
-HEY_ERRORS = re.compile(r"^Error distribution:(.*)", re.M | re.S)
+HEY_STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.MULTILINE)
+HEY_ERRORS = re.compile(r"^Error distribution:(.*)", re.MULTILINE | re.DOTALL)
 
 
 def hey_build(url: str, conns: int, seconds: int, scratch: Path) -> list[str]:
@@ -510,13 +511,13 @@ def benchmark(tools: list[Tool], url: str, server_pid: int | None, args: argpars
 
 def plain(sample: Sample) -> dict[str, Any]:
     """A sample as a dict for --json, NaN (server not observed) as null so the file stays strict JSON."""
-    return {k: (None if isinstance(v, float) and v != v else v)
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v)
             for k, v in dataclasses.asdict(sample).items()}
 
 
 def median(values: list[float | None]) -> float | None:
     """Median ignoring missing (None/NaN) values, None when nothing is left."""
-    clean = [v for v in values if v is not None and v == v]
+    clean = [v for v in values if v is not None and not math.isnan(v)]
     return statistics.median(clean) if clean else None
 
 
@@ -676,12 +677,12 @@ def main(argv: list[str] | None = None) -> int:
             (f"us/req steady = (CPU_{args.duration}s - CPU_{args.short}s) / (N_{args.duration}s - "
              f"N_{args.short}s): marginal cost, start-up cancelled" if args.short else
              "us/req steady = not measured (--short 0); ratios use us/req tree"),
-            "us/req worker = loadgen only: the worker process's own CPU during the run "
-            "(results document) / requests",
+            ("us/req worker = loadgen only: the worker process's own CPU during the run "
+            "(results document) / requests"),
             "start-up CPU s = tree CPU minus steady cost x requests (imports, spawning, teardown)",
             "client/server CPU% = process CPU (user+sys) / wall time of the run",
-            "core0/core1 busy% = whole-core busy share from /proc/stat, incl. softirq "
-            "(loopback TCP) that process CPU leaves out",
+            ("core0/core1 busy% = whole-core busy share from /proc/stat, incl. softirq "
+            "(loopback TCP) that process CPU leaves out"),
             "cost vs loadgen = us/req steady / loadgen's; req/s vs loadgen likewise",
             "", "tools:"]
     out += [f"  {t.name:<8} {t.note}" for t in tools]

@@ -13,14 +13,14 @@ import click
 from click.core import ParameterSource
 
 from loadgen import __version__, errors
-from loadgen.config.guards import one_line
 from loadgen.config.model import ConfigError, parse_duration
 from loadgen.config.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
 from loadgen.engine.schedule import MAX_RATE
 
 
 def fail(message: str, status: int = errors.INPUT) -> NoReturn:
-    click.echo(f"loadgen: {one_line(message)}", err=True)
+    """The one place a command's error becomes its line on stderr and its exit status."""
+    click.echo(errors.error_line(message), err=True)
     sys.exit(status)
 
 
@@ -272,6 +272,8 @@ def main() -> None:
     """Console entry: Click's multi-line usage errors become one line, exit 2."""
     try:
         cli.main(standalone_mode=False)
+    except errors.LoadgenError as exc:
+        fail(str(exc), exc.status)
     except click.exceptions.Abort:
         fail("aborted", errors.INTERRUPTED)
     except click.ClickException as exc:

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -32,7 +32,7 @@ def loadgen(*args: str, save: Path | None = None, timeout: float = 120,
     if save is not None:
         cmd += ["--save", str(save)]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=full_env,
                           stdin=subprocess.DEVNULL)
     doc = orjson.loads(save.read_bytes()) if save is not None and save.exists() else None
     return Run(proc.returncode, proc.stdout, proc.stderr, doc)
@@ -177,7 +177,7 @@ class RefusingPort:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> RefusingPort:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

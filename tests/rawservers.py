@@ -18,7 +18,8 @@ import socket
 import ssl
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import Self
 
 Handler = Callable[["RawServer", socket.socket], None]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -67,7 +68,7 @@ class RawServer:
         self.closing.set()
         self.sock.close()
 
-    def __enter__(self) -> RawServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -355,7 +356,7 @@ class ManyServer:
         self.thread.join(5)
         self.sock.close()
 
-    def __enter__(self) -> ManyServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

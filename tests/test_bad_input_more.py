@@ -278,7 +278,7 @@ def test_results_file_that_is_a_directory_or_missing(tmp_path: Path, good_result
 def test_undecodable_argv(refusing, args: list[bytes]) -> None:
     proc = subprocess.run([sys.executable.encode(), b"-m", b"loadgen", b"run", b"--url",
                            refusing.url.encode(), *args],
-                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                          check=False, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     run = Run(proc.returncode, proc.stdout.decode(errors="replace"),
               proc.stderr.decode(errors="replace"), None)
@@ -289,8 +289,8 @@ def test_undecodable_data_is_sent_as_typed(target_server, tmp_path: Path) -> Non
     """Not an error: a body given as bytes that are not UTF-8 goes out byte for byte."""
     proc = subprocess.run([sys.executable, "-m", "loadgen", "run", "--url", target_server.url,
                            "--endpoint", "/api/dataset/transform", "--requests", "1",
-                           "--save", str(tmp_path / "r.json"), "--data".encode(), b"\xff\xfe"],
-                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                           "--save", str(tmp_path / "r.json"), b"--data", b"\xff\xfe"],
+                          check=False, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     doc = orjson.loads((tmp_path / "r.json").read_bytes())

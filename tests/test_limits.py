@@ -44,7 +44,7 @@ def test_connections_beyond_the_hard_limit_are_refused_before_any_load(target_se
     run = subprocess.run(
         [sys.executable, "-m", "loadgen", "run", "--url", target_server.url,
          "--concurrency", "1000", "--workers", "1", "--requests", "1000"],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         preexec_fn=_with_nofile(256, 256), env=_env())
     from helpers import Run
 
@@ -61,7 +61,7 @@ def test_low_soft_limit_is_raised_to_the_hard_one(target_server) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "loadgen", "run", "--url", target_server.url, "--quiet",
          "--concurrency", "1500", "--workers", "1", "--requests", "3000"],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         preexec_fn=_with_nofile(256, _hard_limit()), env=_env())
     assert run.returncode == 0, run.stderr
     assert "Status codes: 200 × 3,000" in run.stdout

@@ -125,7 +125,7 @@ def test_stall_shows_in_corrected_latency_not_in_service_time(target_server, tmp
         os.kill(stalled.pid, signal.SIGSTOP)
         threading.Event().wait(1.0)
         os.kill(stalled.pid, signal.SIGCONT)
-        out, err = runner.communicate(timeout=60)
+        _out, err = runner.communicate(timeout=60)
         assert runner.returncode == 0, err
     finally:
         os.kill(stalled.pid, signal.SIGCONT)

@@ -530,7 +530,7 @@ def test_comparison_chart_overlays_runs(tmp_path):
 
 
 def test_comparison_merges_endpoints_of_each_run(tmp_path, monkeypatch):
-    import loadgen.output.charts as charts
+    from loadgen.output import charts
 
     seen: list[int] = []
     real = charts.spectrum_points

@@ -525,7 +525,7 @@ _scalars = (st.booleans() | st.integers(min_value=-10, max_value=10**6)
             | st.integers() | st.floats() | _texts)
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
                        | st.dictionaries(_texts, inner, max_size=3), max_leaves=8)
-_keys = lambda known: st.sampled_from(known) | st.text(min_size=1, max_size=8)  # noqa: E731
+_keys = lambda known: st.sampled_from(known) | st.text(min_size=1, max_size=8)
 _endpoint = st.dictionaries(_keys(ENDPOINT_KEYS), _values, max_size=5)
 _stage = st.dictionaries(_keys(STAGE_KEYS), _values, max_size=3)
 _documents = st.dictionaries(

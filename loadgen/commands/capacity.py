@@ -16,9 +16,8 @@ import click
 
 from loadgen import __version__, errors
 from loadgen.commands.run import execute, prepare
-from loadgen.config.guards import one_line
 from loadgen.config.model import RunConfig
-from loadgen.engine.preflight import PreflightError
+from loadgen.errors import error_line, one_line
 from loadgen.output.files import is_stdout, replaceable
 from loadgen.output.progress import Progress
 from loadgen.output.results import save_final, write_document
@@ -35,11 +34,7 @@ class _Interrupted(Exception):
 
 
 def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> int:
-    try:
-        headers = prepare(config, opts["password"])
-    except PreflightError as exc:
-        click.echo(f"loadgen: {one_line(str(exc))}", err=True)
-        return exc.status
+    headers = prepare(config, opts["password"])
     save = opts["save"]
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
     to_stdout = bool(save) and is_stdout(save)
@@ -49,7 +44,7 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
     def say(text: str) -> None:
         click.echo(text, err=to_stdout)
 
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     slos = ", ".join(t.text for t in config.thresholds)
     via = f" via proxy {config.proxy.describe()}" if config.proxy else ""
     say(f"Capacity search on {config.url}{via}: SLOs {slos}; {step_s:g}s steps from "
@@ -94,7 +89,7 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
         try:
             say(f"Chart saved to {draw_capacity(doc, path)}")
         except OSError as exc:
-            click.echo(f"loadgen: cannot write chart to {path}: {exc.strerror or exc}", err=True)
+            click.echo(error_line(f"cannot write chart to {path}: {exc.strerror or exc}"), err=True)
             return errors.BROKEN
     if status == "interrupted":
         return errors.INTERRUPTED

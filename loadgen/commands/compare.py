@@ -10,9 +10,8 @@ import orjson
 
 from loadgen import errors
 from loadgen.commands.report import check_document
-from loadgen.config.guards import one_line
+from loadgen.errors import InputError
 from loadgen.output.files import STDOUT
-from loadgen.output.results import ResultsError
 from loadgen.stats.compare import (
     TESTED_METRICS,
     compare_documents,
@@ -30,23 +29,21 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
     which a later run is significantly worse -- a CI job's regression gate."""
     unknown = [m for m in fail_on if m not in (*TESTED_METRICS, "any")]
     if unknown:
-        return _bad(f"--fail-on-regression {unknown[0]!r}: not a tested metric; choose from "
+        raise InputError(f"--fail-on-regression {unknown[0]!r}: not a tested metric; choose from "
                     + ", ".join((*TESTED_METRICS, "any")))
     if floor is not None and floor < 0:
-        return _bad(f"--floor must be 0 or more, got {floor:g}")
+        raise InputError(f"--floor must be 0 or more, got {floor:g}")
     if len(files) < 2:
-        return _bad("compare needs at least two results files")
+        raise InputError("compare needs at least two results files")
     if labels and len(labels) != len(files):
-        return _bad(f"{len(labels)} --label for {len(files)} files: give one per file or none")
+        raise InputError(f"{len(labels)} --label for {len(files)} files: give one per file or none")
     if output_image == STDOUT:   # the table (or JSON) is on stdout: the PNG cannot share it
-        return _bad("--output-image: '-' (stdout) is not supported here: name a file")
+        raise InputError("--output-image: '-' (stdout) is not supported here: name a file")
     draw = visualize or output_image is not None
-    try:
-        docs = load_for_compare(files)
-        for doc, path in zip(docs, files):
-            check_document(doc, path, charts=draw)
-    except ResultsError as exc:
-        return _bad(str(exc))
+    # a bad file raises ResultsError: one line, exit 2 (loadgen.cli)
+    docs = load_for_compare(files)
+    for doc, path in zip(docs, files):
+        check_document(doc, path, charts=draw)
     names = labels or default_labels(files)
     comparison = compare_documents(docs, names, floor=floor)
     if as_json:
@@ -60,14 +57,9 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
         try:
             draw_comparison(docs, names, path)
         except OSError as exc:
-            return _bad(f"cannot write chart to {path}: {exc.strerror or exc}")
+            raise InputError(f"cannot write chart to {path}: {exc.strerror or exc}")
         click.echo(f"Chart saved to {path}", err=as_json)
     found = regressions(comparison, fail_on) if fail_on else []
     for line in found:
         click.echo(f"REGRESSION {line}", err=True)
     return errors.THRESHOLD if found else errors.OK
-
-
-def _bad(message: str) -> int:
-    click.echo(f"loadgen: {one_line(message)}", err=True)
-    return errors.INPUT

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from loadgen import errors
-from loadgen.config.guards import one_line
+from loadgen.errors import InputError
 from loadgen.output.files import STDOUT
 from loadgen.output.results import ResultsError, read_document
 from loadgen.output.table import render_table
@@ -41,17 +41,15 @@ def report_command(path: str, visualize: bool, output_image: str | None,
     parseable JSON document (``loadgen report run.json --json | jq``).
     """
     if output_image == STDOUT:   # the table is on stdout: the PNG cannot share it
-        return _fail("--output-image: '-' (stdout) is not supported here: name a file")
-    try:
-        doc = read_document(path)
-        check_document(doc, path, charts=visualize or output_image is not None)
-    except ResultsError as exc:
-        return _fail(str(exc))
+        raise InputError("--output-image: '-' (stdout) is not supported here: name a file")
+    # a bad file raises ResultsError: one line, exit 2 (loadgen.cli)
+    doc = read_document(path)
+    check_document(doc, path, charts=visualize or output_image is not None)
     try:   # the checks above cover what the renderers read today; this covers the rest
         text = (orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if as_json
                 else render_table(doc))
     except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
-        return _fail(f"{path} is not a valid loadgen results file: cannot render it "
+        raise InputError(f"{path} is not a valid loadgen results file: cannot render it "
                      f"({type(exc).__name__})")
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -62,7 +60,7 @@ def report_command(path: str, visualize: bool, output_image: str | None,
         try:
             draw_summary(doc, image)
         except OSError as exc:
-            return _fail(f"cannot write chart to {image}: {exc.strerror or exc}")
+            raise InputError(f"cannot write chart to {image}: {exc.strerror or exc}")
         print(f"Chart saved to {image}", file=sys.stderr if as_json else sys.stdout)
     return errors.OK
 
@@ -208,7 +206,7 @@ def _histogram_problem(doc: dict[str, Any]) -> str | None:
                 return f"{key}[{name!r}] is not a string"
             try:
                 decode_histogram(encoded)
-            except Exception:  # binascii, zlib, struct, HdrLengthException... all mean damaged
+            except Exception:  # noqa: BLE001 - binascii, zlib, struct, Hdr...: all mean damaged
                 return f"{key}[{name!r}] is not a valid HDR histogram"
     return None
 
@@ -223,9 +221,3 @@ def _is_int(value: Any) -> bool:
 
 def _numbers_or_null(values: Any) -> bool:
     return isinstance(values, dict) and all(v is None or _is_number(v) for v in values.values())
-
-
-def _fail(message: str) -> int:
-    """One line on stderr, prefixed like every other loadgen error."""
-    print(f"loadgen: {one_line(message)}", file=sys.stderr)
-    return errors.INPUT

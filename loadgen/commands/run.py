@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from loadgen import errors
-from loadgen.config.guards import one_line
 from loadgen.config.model import RunConfig
 from loadgen.engine.coordinator import Coordinator
 from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
+from loadgen.errors import error_line
 from loadgen.output.files import is_stdout, replaceable
 from loadgen.output.progress import Progress
 from loadgen.output.results import build_document, save_final, write_document
@@ -42,7 +43,7 @@ def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
             on_second: Callable[[Aggregate, dt.datetime], None] | None = None,
             cluster: Any = None) -> dict[str, Any]:
     """Run the workers once (here, or on ``cluster``'s nodes) and return the results document."""
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     callback = (lambda agg: on_second(agg, started)) if on_second else None
     if cluster is not None:
         outcome = cluster.run(headers, callback)
@@ -59,18 +60,16 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
     cluster = None
     try:
         if config.cluster:
-            from loadgen.engine.cluster.run import (
-                Cluster,  # here only: local runs never import dask
-            )
+            # here only: local runs never import dask
+            from loadgen.engine.cluster.run import Cluster
 
             cluster = Cluster.connect(config)    # the scheduler first: exit 2 before a login
             config = cluster.config              # now with every node's workers
         headers = prepare(config, opts["password"])
-    except PreflightError as exc:
+    except PreflightError:
         if cluster is not None:
             cluster.close()
-        click.echo(f"loadgen: {one_line(str(exc))}", err=True)
-        return exc.status
+        raise
     progress = Progress(opts.get("quiet", False), config.requests, config.duration_s)
     save = opts["save"]
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr
@@ -99,7 +98,7 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
 
         click.echo("\n" + render_thresholds(verdicts), err=to_stdout)
     for problem in doc["problems"]:
-        click.echo(f"loadgen: {problem}", err=True)
+        click.echo(error_line(problem), err=True)
     if save and not save_final(save, doc, click.echo):
         return errors.BROKEN
     if opts["visualize"] or opts["output_image"]:
@@ -110,7 +109,7 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
         try:
             click.echo(f"Chart saved to {draw_summary(doc, path)}", err=to_stdout)
         except OSError as exc:
-            click.echo(f"loadgen: cannot write chart to {path}: {exc.strerror or exc}", err=True)
+            click.echo(error_line(f"cannot write chart to {path}: {exc.strerror or exc}"), err=True)
             return errors.BROKEN
     sys.stdout.flush()
     status = errors.BY_STATUS[doc["status"]]

@@ -18,16 +18,6 @@ from loadgen.config.model import ConfigError
 MAX_BODY_BYTES = 64 << 20   # a request body is held in memory by every worker
 
 
-def one_line(message: str) -> str:
-    """``message`` as one printable line: line breaks (\\n, \\r, \\x1e, \\u2028...),
-    terminal escapes and bytes that were not UTF-8 in what the user typed are shown
-    escaped, so an error is always exactly one line on stderr."""
-    if message.isprintable():
-        return message
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in message)
-
-
 def check_output(path: str | None, option: str, stdout_ok: bool = True) -> None:
     """``path`` can take what loadgen will write there; None: not asked for.
 

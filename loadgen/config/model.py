@@ -15,6 +15,8 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from loadgen.errors import InputError
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _PATH_SAFE = "".join(chr(c) for c in range(0x21, 0x7f))   # printable ASCII stays as typed
@@ -25,7 +27,7 @@ _FIELD_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")   # RFC 9110 field-value
 MAX_DURATION_S = 366 * 86400.0   # longer is a typo, and float("9" * 400) would be inf
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """Bad input: the message is shown to the user as-is, exit status 2."""
 
 

@@ -34,7 +34,7 @@ import base64
 import ipaddress
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
-from urllib.request import proxy_bypass_environment
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 from loadgen.config.model import ConfigError, Proxy, Target
 

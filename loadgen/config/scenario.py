@@ -396,7 +396,8 @@ class _Reader:
             for item in items:
                 self.reuse(normalize_path, item, "'endpoints'")
             return {"endpoints": tuple(items)}
-        specs, seen = [], {}
+        specs: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
         for i, item in enumerate(items, 1):
             spec = self.endpoint({"path": item} if isinstance(item, str) else item, i)
             name = f"{spec['method']} {spec['path']}"

@@ -290,11 +290,27 @@ def worker_context(tls: TlsFiles, insecure: bool) -> _ResumingContext:
     key = (tls, insecure)
     context = _contexts.get(key)
     if context is None:
-        context = build_context(tls, insecure, _ResumingContext)
-        assert isinstance(context, _ResumingContext)
+        built = build_context(tls, insecure, _ResumingContext)
+        assert isinstance(built, _ResumingContext)
+        context = built
         context.sessions = {}
         _contexts[key] = context
     return context
+
+
+def checkout(pool: urllib3.HTTPConnectionPool) -> Any:
+    """A connection from urllib3's pool without sending anything through it.
+
+    urllib3 has no public call for this (``urlopen`` would send a request), so
+    its private ``_get_conn``/``_put_conn`` are used here and only here; setup.cfg
+    bounds urllib3 to the major version they were checked against.
+    """
+    return pool._get_conn()
+
+
+def checkin(pool: urllib3.HTTPConnectionPool, conn: Any) -> None:
+    """Hand a connection back to the pool, which closes it on ``pool.close()``."""
+    pool._put_conn(conn)
 
 
 class Connection:
@@ -321,9 +337,9 @@ class Connection:
         self.timeout = timeout
         self.phases = phases if phases is not None else PhaseRecorder()
         self.ttfb_append = self.phases.ttfb.append
-        self.conn = pool._get_conn()
+        self.conn: Any = checkout(pool)   # urllib3 connection, with our _StampsTcp
         # https through a proxy: (host, port, headers) of the CONNECT every connect starts with
-        self.tunnel: tuple[str, int, Any] | None = (
+        self.tunnel: tuple[str, int | None, Any] | None = (
             (pool.host, pool.port, pool.proxy_headers)
             if pool.proxy is not None and pool.scheme == "https" else None)
         self.sock: Any = None
@@ -417,7 +433,7 @@ class Connection:
     def release(self) -> None:
         """Hand the connection back to urllib3's pool (which closes it on pool.close())."""
         self.close()
-        self.pool._put_conn(self.conn)
+        checkin(self.pool, self.conn)
 
     def request(self, data: bytes, head: bool, deadline: float = 0.0) -> tuple[int, int]:
         """``deadline`` (monotonic) overrides the default of now + timeout.

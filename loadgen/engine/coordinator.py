@@ -153,7 +153,7 @@ class Coordinator:
                 self.problems.append("workers did not become ready in time")
                 return False
             for conn in wait(list(waiting), timeout=0.2):
-                h = waiting.pop(conn)
+                h = waiting.pop(conn)  # type: ignore[call-overload]  # wait() returns its input
                 message = self._receive(h, agg)
                 if message is not None and message.get("type") == "error":
                     self.problems.append(f"worker {h.index} failed: {message['message']}")
@@ -176,7 +176,7 @@ class Coordinator:
                 return
             live = {h.conn: h for h in handles if h.open}
             for conn in wait(list(live), timeout=0.25):
-                h = live[conn]
+                h = live[conn]  # type: ignore[index]  # wait() returns its input
                 message = self._receive(h, agg)
                 if message is not None and self.on_message:
                     self.on_message(message)

@@ -13,22 +13,20 @@ import socket
 import ssl
 import time
 import warnings
+from typing import Any
 
 from loadgen.config.model import ConfigError, Proxy, RunConfig, Target, TlsFiles, plan_workers
 from loadgen.config.proxy import avoid_hint
 from loadgen.engine.limits import open_files_problem
 from loadgen.engine.tls import build_context
+from loadgen.errors import LoadgenError
 
 INSECURE_WARNING = ("loadgen: warning: --insecure: TLS certificates are not verified; "
                     "anyone on the path can impersonate the server")
 
 
-class PreflightError(Exception):
-    """The one line to show the user; ``status`` is the exit status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+class PreflightError(LoadgenError):
+    """A problem found before any load: bad input (2) or a failed login (3)."""
 
 
 def check_before_load(config: RunConfig) -> None:
@@ -73,8 +71,8 @@ def check_reachable(target: Target, timeout: float, insecure: bool = False,
     except UnicodeError:   # IDNA: a label over 63 characters, undecodable bytes, ...
         raise PreflightError(f"cannot resolve {kind}: not a valid host name{hint}", 2) from None
     last: OSError | None = None
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
+    for family, socktype, proto, _, address in infos:
+        sock = socket.socket(family, socktype, proto)
         with sock:
             sock.settimeout(min(timeout, 5.0))
             try:
@@ -213,8 +211,8 @@ def login(config: RunConfig, password: str) -> str:
     url = config.target.origin + config.target.base_path + config.login_endpoint
     context = client_context(config.insecure, config.tls) if config.target.scheme == "https" \
         else None
-    settings = {"ssl_context": context, "timeout": urllib3.Timeout(total=config.timeout_s),
-                "retries": False}
+    settings: dict[str, Any] = {"ssl_context": context, "retries": False,
+                                "timeout": urllib3.Timeout(total=config.timeout_s)}
     proxy = config.proxy   # the login goes the way the load will
     pool = urllib3.ProxyManager(proxy.url, proxy_headers=proxy_headers(proxy), **settings) \
         if proxy else urllib3.PoolManager(**settings)

@@ -389,6 +389,6 @@ def run_worker(plan: WorkerPlan, fd: int) -> None:
         Worker(plan, channel).run()
     except ChannelClosed:
         return
-    except Exception as exc:  # report, so the coordinator can name what broke
+    except Exception as exc:  # noqa: BLE001 - report it, so the coordinator can name what broke
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         channel.send({"type": "error", "worker": plan.index, "message": detail})

@@ -15,6 +15,7 @@ import click
 import orjson
 
 from loadgen import __version__
+from loadgen.errors import InputError, error_line
 from loadgen.output.files import STDOUT, is_stdout, write_bytes
 from loadgen.stats.aggregate import Aggregate
 from loadgen.stats.metrics import encode_histogram
@@ -23,7 +24,7 @@ from loadgen.stats.phases import PhaseTotals
 SCHEMA = "loadgen/1"
 
 
-class ResultsError(Exception):
+class ResultsError(InputError):
     """A results file that cannot be read as loadgen results (one line for the user)."""
 
 
@@ -101,7 +102,7 @@ def save_final(path: str, doc: dict[str, Any], announce: Callable[[str], None]) 
     try:
         write_document(STDOUT if to_stdout else path, doc)
     except OSError as exc:
-        click.echo(f"loadgen: cannot save results to {path}: {exc.strerror or exc}", err=True)
+        click.echo(error_line(f"cannot save results to {path}: {exc.strerror or exc}"), err=True)
         return False
     if not to_stdout:
         announce(f"Results saved to {path}")
@@ -282,7 +283,8 @@ def _combined_phases(docs: list[dict[str, Any]]) -> PhaseTotals | None:
         return None
     merged = PhaseTotals()
     for one in each:
-        merged.merge(one)
+        if one is not None:
+            merged.merge(one)
     return merged
 
 

@@ -158,7 +158,7 @@ def _limited_note(step: Step, held: Step | None) -> str:
         return "held although loadgen was strained: the server met the SLOs all the same"
     causes = set((step.doc.get("generator") or {}).get("causes") or [])
     now, before = step.service_mean_ms, held.service_mean_ms if held else None
-    if causes == {"pool"} and now and before and now >= SATURATED_SERVICE * before:
+    if causes == {"pool"} and held and now and before and now >= SATURATED_SERVICE * before:
         return (f"server saturated: its service time rose to {now:.3g} ms from {before:.3g} ms "
                 f"at {held.rate:g} req/s, so the full connection pool was its queue, not "
                 "loadgen's limit")

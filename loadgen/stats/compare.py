@@ -144,7 +144,7 @@ def run_values(doc: dict[str, Any], key: str) -> list[float] | None:
               for r, block in zip(runs, latency)]
     if not all(_is_number(v) for v in values):
         return None
-    return [float(v) for v in values]
+    return [float(v) for v in values if v is not None]
 
 
 def _is_number(value: Any) -> bool:

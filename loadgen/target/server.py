@@ -33,7 +33,7 @@ def _server_class() -> type:
     """Build the WSGIServer subclass (lazily, so gevent is imported only when serving)."""
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
-    class TargetHandler(WSGIHandler):  # type: ignore[misc]
+    class TargetHandler(WSGIHandler):
         """pywsgi handler that gets HEAD right and skips access logging entirely."""
 
         def process_result(self) -> None:
@@ -52,7 +52,7 @@ def _server_class() -> type:
             # string formatting) per request before discarding it.
             pass
 
-    class TargetServer(WSGIServer):  # type: ignore[misc]
+    class TargetServer(WSGIServer):
         """WSGIServer that sets TCP_NODELAY on every accepted connection.
 
         pywsgi sends the response headers and the body with separate

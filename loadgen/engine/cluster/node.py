@@ -139,7 +139,7 @@ def _relay_stop(stop: Any, stdin: IO[bytes], lock: threading.Lock,
             if stop.wait(timeout=1.0):
                 _write(stdin, lock, b'{"type":"stop"}\n')
                 return
-        except Exception:   # the Dask worker is shutting down: the node sees its stdin close
+        except Exception:  # noqa: BLE001 - the Dask worker is shutting down: stdin closes
             return
 
 

@@ -52,6 +52,8 @@ from loadgen.engine.coordinator import (
 from loadgen.engine.preflight import PreflightError
 from loadgen.stats.aggregate import Aggregate, WorkerState
 
+_log = logging.getLogger(__name__)
+
 START_LEAD_S = 0.5     # from publishing the start to the start: a Variable round trip is ~ms
 ENDED_GRACE_S = 1.0    # a node's task ended: wait this long for its last queued messages
 POLL_S = 0.25
@@ -114,7 +116,7 @@ class Cluster:
         _quiet_dask_logs()
         try:
             client = Client(address, timeout=config.timeout_s, set_as_default=False)
-        except Exception as exc:   # OSError, TimeoutError, ValueError for a bad address
+        except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ValueError...: all exit 2
             raise PreflightError(f"cannot connect to the Dask scheduler at {address}: "
                                  f"{_reason(exc)}", 2) from None
         try:
@@ -154,10 +156,8 @@ class Cluster:
         return nodes
 
     def close(self) -> None:
-        try:
-            self.client.close(timeout=5)
-        except Exception:
-            pass   # closing after the scheduler died: nothing left to release
+        # closing after the scheduler died: nothing left to release
+        _quietly(lambda: self.client.close(timeout=5), "closing the Dask client")
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -211,14 +211,14 @@ class Cluster:
 
     def _release(self, messages: Any, start: Any, stop: Any, started: bool) -> None:
         """Leave the scheduler as it was: nodes still running stop, the run's names go."""
-        try:
+        def release() -> None:
             if any(node.active for node in self.nodes):
                 stop.set()   # nobody will merge their results any more
             if started:      # (an aborted run's late nodes still need to read the abort)
                 start.delete()
             messages.close()
-        except Exception:
-            pass   # the scheduler is gone, and the names with it
+
+        _quietly(release, "releasing the run's names on the scheduler")   # it may be gone
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupts += 1
@@ -316,10 +316,8 @@ class Cluster:
             if not state.done and not state.lost:
                 agg.lose(index, f"node {node.address} lost: {why}")
         self.problems.append(f"node {node.address} lost: {why}")
-        try:
-            node.future.cancel()   # never rerun its share elsewhere or later
-        except Exception:
-            pass
+        # never rerun its share elsewhere or later
+        _quietly(node.future.cancel, f"cancelling node {node.address}'s task")
 
     def _describe_nodes(self, agg: Aggregate) -> list[dict[str, Any]]:
         return [{"address": n.address, "host": n.host, "workers": len(n.workers),
@@ -327,6 +325,16 @@ class Cluster:
                  "requests": sum(agg.workers[i].requests for i in n.workers),
                  "lost": n.lost or None, "start_offset_ms": n.start_offset_ms}
                 for n in self.nodes]
+
+
+def _quietly(action: Callable[[], object], what: str) -> None:
+    """Tear-down against a scheduler that may be gone: a failure is logged (at debug
+    level) and never raised, since it runs in ``finally`` blocks and must not cost a
+    run its results; Dask raises many types here (comm closed, timeouts, runtime)."""
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - see the docstring
+        _log.debug("%s failed", what, exc_info=True)
 
 
 def _quiet_dask_logs() -> None:
