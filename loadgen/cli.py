@@ -7,6 +7,7 @@ exit status 2; a run that broke exits 3 with partial results still saved.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
@@ -16,6 +17,16 @@ from loadgen import __version__, errors
 from loadgen.config.model import ConfigError, parse_duration
 from loadgen.config.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
 from loadgen.engine.schedule import MAX_RATE
+
+
+def status_of(command: Callable[..., int], *args: Any, **kwargs: Any) -> int:
+    """Run a command function as the CLI does: its exit status, and an error it raised
+    printed as its one line (tests call commands in-process through this)."""
+    try:
+        return command(*args, **kwargs)
+    except errors.LoadgenError as exc:
+        click.echo(errors.error_line(str(exc)), err=True)
+        return exc.status
 
 
 def fail(message: str, status: int = errors.INPUT) -> NoReturn:

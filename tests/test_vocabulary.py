@@ -17,7 +17,8 @@ import orjson
 import pytest
 from test_report import LATENCY_KEYS, assert_real_png, block
 
-from loadgen.commands.report import report_command
+from loadgen.cli import status_of
+from loadgen.commands.report import report_command as _report_command
 from loadgen.output.charts import draw_capacity, draw_summary, failure_rate, failure_share
 from loadgen.output.progress import Progress
 from loadgen.output.table import render_table
@@ -30,6 +31,12 @@ from loadgen.stats.failures import (
     share_text,
 )
 from loadgen.stats.thresholds import evaluate, parse_thresholds, render_thresholds
+
+
+# commands raise; the CLI prints the one line and exits with the status (loadgen.cli)
+def report_command(*args: Any, **kwargs: Any) -> int:
+    return status_of(_report_command, *args, **kwargs)
+
 
 NO_LATENCY = dict.fromkeys(LATENCY_KEYS)
 
