@@ -47,6 +47,20 @@ def figures(run: Run) -> str:
     return repr({"limited": run.doc["generator_limited"], **run.doc["generator"]})
 
 
+def assert_not_limited(run: Run) -> None:
+    """The verdict of a run that had enough of everything: not limited.
+
+    Unless the kernel says the workers waited for a CPU (``starved``: other
+    processes on this machine took its cores, e.g. a parallel build): then the
+    truth of "enough CPU" no longer holds by construction, the verdict saying so
+    is right, and the case is inconclusive here, so it is skipped with the figures.
+    """
+    assert run.doc is not None, (run.status, run.stderr)
+    if run.doc["generator_limited"] and "starved" in run.doc["generator"].get("causes", []):
+        pytest.skip(f"the machine was busy (workers starved of CPU): {figures(run)}")
+    assert run.doc["generator_limited"] is False, figures(run)
+
+
 @pytest.fixture
 def own_target(tmp_path: Path) -> Iterator[TargetServer]:
     """A target of this test's own: it is stopped with SIGSTOP, or pinned to a CPU."""
@@ -86,7 +100,7 @@ def test_pool_big_enough_for_the_same_rate_is_not_limited(target_server,
                   save=tmp_path / "r.json")
     assert run.status == 0, run.stderr
     gen = run.doc["generator"]
-    assert run.doc["generator_limited"] is False, figures(run)
+    assert_not_limited(run)
     assert "pool" not in gen["causes"]
     # connections grow on demand: only sends during a slow spell of the server (on a busy
     # shared machine) may find all 100 busy; with 10 connections nearly all sends wait
@@ -180,7 +194,7 @@ def test_stall_longer_than_the_timeout(own_target: TargetServer, tmp_path: Path)
     assert slow >= kinds["timeout"], (slow, kinds)
     # a response that came after the deadline is a timeout, never a success
     assert s["success_latency_ms"]["max"] < 1000 + DEADLINE_SLACK_MS, s["success_latency_ms"]
-    assert run.doc["generator_limited"] is False, figures(run)
+    assert_not_limited(run)
 
 
 def _count_at_or_above(histograms: dict[str, str], limit_ms: float) -> int:
@@ -284,7 +298,7 @@ def healthy(target_server, tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 def test_healthy_low_rate_run_is_not_limited_and_never_waited(healthy: Run) -> None:
     gen = healthy.doc["generator"]
-    assert healthy.doc["generator_limited"] is False, figures(healthy)
+    assert_not_limited(healthy)
     assert gen["causes"] == [] and gen["reasons"] == []
     assert gen["waited_for_connection"] == 0, figures(healthy)
     assert summary(healthy)["failures"] == 0
