@@ -170,3 +170,25 @@ def test_a_broken_transport_is_an_error_by_default_and_released() -> None:
         run.collect(plans(1))
     assert run.calls == ["launch", "start", "release started=True"]
     assert signal.getsignal(signal.SIGINT) is not run._on_sigint   # the handler is restored
+
+
+# --- the plan, made once per run ---------------------------------------------------------------
+
+
+def test_the_plan_is_made_once_with_the_login_header_in_every_worker_plan() -> None:
+    """The token reaches workers only through their plans; the user's headers come first."""
+    from loadgen.config.model import Endpoint, RunConfig, Target, plan_workers, worker_connections
+
+    config = RunConfig(url="http://127.0.0.1:5000", target=Target.parse("http://127.0.0.1:5000"),
+                       endpoints=(Endpoint("GET", "/a"),), requests=10, duration_s=None,
+                       concurrency=7, workers=3, timeout_s=5.0, headers=(("X-User", "1"),),
+                       max_connections=11)
+    token = (("Authorization", "Bearer t0k"),)
+    plans = plan_workers(config, token)
+    assert [p.headers for p in plans] == [(("X-User", "1"), *token)] * 3
+    assert [p.headers for p in plan_workers(config)] == [(("X-User", "1"),)] * 3
+    assert [p.tickets for p in plans] == [4, 3, 3] and [p.first_ticket for p in plans] == [0, 4, 7]
+    # the open-file check, made before the login, sees exactly the plans' connections
+    assert worker_connections(config) == [(p.connections, p.max_connections) for p in plans]
+    assert worker_connections(config) == [(3, 4), (2, 4), (2, 3)]
+    assert "t0k" not in repr(plans) and "t0k" not in repr(config.public())
