@@ -42,9 +42,10 @@ class Coordinator(Collector):
     one spawned process and one pipe per worker.  On a cluster node
     (``loadgen.engine.cluster.node``) the plans are that node's share of a plan
     made centrally (global worker indices); it asks ``start_at`` for the
-    monotonic start time once its workers are ready (the node converts a wall-clock start shared by all
-    nodes), and passes every raw worker message, plus a ``lost`` event per
-    lost worker, to ``on_message`` so the central coordinator can merge them.
+    monotonic start time once its workers are ready (the node converts a
+    wall-clock start shared by all nodes), and passes every raw worker message,
+    plus a ``lost`` event per lost worker, to ``on_message`` so the central
+    coordinator can merge them.
     """
 
     def __init__(self, config: RunConfig, plans: list[WorkerPlan],
@@ -59,6 +60,7 @@ class Coordinator(Collector):
         self._waiting: dict[Connection, _Handle] = {}
 
     def run(self) -> Outcome:
+        """The whole run (``Collector.collect``): it returns once every worker is done or lost."""
         return self.collect(self.plans)
 
     def kill_workers(self) -> None:
