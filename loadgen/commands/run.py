@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from loadgen import errors
-from loadgen.config.model import RunConfig
+from loadgen.config.model import RunConfig, plan_workers
 from loadgen.engine.coordinator import Coordinator
 from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
 from loadgen.errors import error_line
@@ -42,13 +42,18 @@ def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
 def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
             on_second: Callable[[Aggregate, dt.datetime], None] | None = None,
             cluster: Any = None) -> dict[str, Any]:
-    """Run the workers once (here, or on ``cluster``'s nodes) and return the results document."""
+    """Run the workers once (here, or on ``cluster``'s nodes) and return the results document.
+
+    The run is planned here, once: the login's ``headers`` reach the workers only
+    through their plans.  A cluster's ``config`` already has every node's workers.
+    """
     started = dt.datetime.now(dt.UTC)
     callback = (lambda agg: on_second(agg, started)) if on_second else None
+    plans = plan_workers(config, headers)
     if cluster is not None:
-        outcome = cluster.run(headers, callback)
+        outcome = cluster.run(plans, callback)
     else:
-        outcome = Coordinator(config, headers, callback).run()
+        outcome = Coordinator(config, plans, callback).run()
     doc = build_document(config.public(), outcome.aggregate, outcome.status,
                          outcome.problems, started)
     if outcome.nodes is not None:

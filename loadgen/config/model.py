@@ -444,20 +444,37 @@ class WorkerPlan:
     proxy: Proxy | None = None
 
 
-def plan_workers(config: RunConfig) -> list[WorkerPlan]:
-    """Split requests and connections exactly across ``config.workers`` processes."""
+def worker_connections(config: RunConfig) -> list[tuple[int, int]]:
+    """Each worker's (connections, most connections): the split ``plan_workers`` makes.
+
+    The open-file check needs it before the reachability check and the login,
+    that is before the plans can be made (they carry the login's token).
+    """
     n = config.workers
     conns = split(config.concurrency, n)
+    most = split(config.max_connections, n)
+    return [(conns[i], max(conns[i], most[i])) for i in range(n)]
+
+
+def plan_workers(config: RunConfig,
+                 extra_headers: tuple[tuple[str, str], ...] = ()) -> list[WorkerPlan]:
+    """Split requests and connections exactly across ``config.workers`` processes.
+
+    Called once per run, after the login: ``extra_headers`` (the bearer token)
+    reach the workers only through their plans, never the environment.
+    """
+    n = config.workers
     tickets = split(config.requests, n) if config.requests is not None else [None] * n
+    headers = (*config.headers, *extra_headers)
     plans, first = [], 0
     cycle = endpoint_cycle([e.weight for e in config.endpoints])
-    for i in range(n):
+    for i, (connections, most) in enumerate(worker_connections(config)):
         plans.append(WorkerPlan(
-            index=i, target=config.target, endpoints=config.endpoints, connections=conns[i],
+            index=i, target=config.target, endpoints=config.endpoints, connections=connections,
             first_ticket=first, tickets=tickets[i], duration_s=config.duration_s,
-            timeout_s=config.timeout_s, insecure=config.insecure, headers=config.headers,
+            timeout_s=config.timeout_s, insecure=config.insecure, headers=headers,
             schedule=config.schedule, stride=n, cycle=cycle, requests_total=config.requests,
-            max_connections=max(conns[i], split(config.max_connections, n)[i]), tls=config.tls,
-            proxy=config.proxy, keepalive=config.keepalive))
+            max_connections=most, tls=config.tls, proxy=config.proxy,
+            keepalive=config.keepalive))
         first += tickets[i] or 0
     return plans

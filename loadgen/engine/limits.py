@@ -12,7 +12,6 @@ Standard library only: worker processes call this before monkey-patching.
 from __future__ import annotations
 
 import resource
-from typing import Any
 
 #: Descriptors a worker uses besides its connections: the interpreter, its pipe,
 #: gevent's loop, DNS and TLS, with room to spare.
@@ -44,16 +43,17 @@ def _nr_open() -> int:
         return 1 << 20
 
 
-def open_files_problem(plans: list[Any]) -> str | None:
+def open_files_problem(connections: list[tuple[int, int]]) -> str | None:
     """Why the busiest worker's connections do not fit the open-file limit, or None.
 
-    ``plans`` are ``config.WorkerPlan``s; the limit is raised first, so the answer
-    is about the hard limit, which only an administrator (or ``ulimit -Hn``) can move.
+    ``connections`` are each worker's (connections, most connections), as
+    ``config.model.worker_connections`` splits them; the limit is raised first, so the
+    answer is about the hard limit, which only an administrator (or ``ulimit -Hn``) can move.
     """
-    if not plans:
+    if not connections:
         return None
     limit = raise_open_files()
-    busiest = max(max(p.connections, p.max_connections) for p in plans)
+    busiest = max(max(pair) for pair in connections)
     need = busiest + FD_OVERHEAD
     if need <= limit:
         return None

@@ -15,7 +15,14 @@ import time
 import warnings
 from typing import Any
 
-from loadgen.config.model import ConfigError, Proxy, RunConfig, Target, TlsFiles, plan_workers
+from loadgen.config.model import (
+    ConfigError,
+    Proxy,
+    RunConfig,
+    Target,
+    TlsFiles,
+    worker_connections,
+)
 from loadgen.config.proxy import avoid_hint
 from loadgen.engine.limits import open_files_problem
 from loadgen.engine.tls import build_context
@@ -30,9 +37,13 @@ class PreflightError(LoadgenError):
 
 
 def check_before_load(config: RunConfig) -> None:
-    """Everything that must hold before the first request: open-file limit, then the target."""
+    """Everything that must hold before the first request: open-file limit, then the target.
+
+    The open-file check uses the plans' own connection split; the plans themselves are
+    made once, after the login (``commands.run.execute``), since they carry its token.
+    """
     if not getattr(config, "cluster", None):   # a cluster's nodes have limits of their own
-        problem = open_files_problem(plan_workers(config))
+        problem = open_files_problem(worker_connections(config))
         if problem:
             raise PreflightError(problem, 2)
     check_reachable(config.target, config.timeout_s, config.insecure, config.tls,

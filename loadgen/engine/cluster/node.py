@@ -163,7 +163,7 @@ class _Node:
         self.first_reports: dict[int, float] = {}   # worker -> wall time of its first interval
         self.sent_problems: list[str] = []
         self.finished = False
-        self.coordinator = Coordinator(job.config, plans=list(job.plans),
+        self.coordinator = Coordinator(job.config, list(job.plans),
                                        start_at=self.start_at, on_message=self.forward)
 
     def emit(self, message: dict[str, Any]) -> None:

@@ -7,9 +7,10 @@ the others), so loadgen uses it rather than a protocol of its own:
 - ``Cluster.connect`` joins the scheduler as a client and asks every Dask
   worker (a *node*) for its host, CPU count and loadgen version.  Anything
   wrong here is bad input: one line, exit 2, nothing sent.
-- The plan is made here, once, for all nodes: ``plan_workers`` with as many
-  workers as all nodes run together, so requests, connections and the rate
-  are divided exactly (remainders included) and every worker keeps its
+- The plan is made once, for all nodes, after ``connect`` and the login:
+  ``plan_workers`` (called by ``commands.run.execute``) with as many workers
+  as all nodes run together, so requests, connections and the rate are
+  divided exactly (remainders included) and every worker keeps its
   global index, stride and ticket range.  Each node gets its contiguous share.
 - ``Cluster.run`` submits one ``loadgen.engine.cluster.node.node_task`` per node, pinned to
   that Dask worker.  Once every node's workers are connected and ready it
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -40,17 +40,11 @@ from typing import Any
 import orjson
 
 from loadgen import __version__
-from loadgen.config.model import RunConfig, plan_workers
+from loadgen.config.model import RunConfig, WorkerPlan
 from loadgen.engine.cluster.node import NodeJob, node_task, probe
-from loadgen.engine.coordinator import (
-    READY_TIMEOUT_S,
-    SILENCE_LIMIT_S,
-    Outcome,
-    _with_headers,
-    run_status,
-)
+from loadgen.engine.collector import SILENCE_LIMIT_S, Collector, Outcome
 from loadgen.engine.preflight import PreflightError
-from loadgen.stats.aggregate import Aggregate, WorkerState
+from loadgen.stats.aggregate import Aggregate
 
 _log = logging.getLogger(__name__)
 
@@ -95,16 +89,22 @@ def split_workers(wanted: list[int], cap: int) -> list[int]:
     return counts
 
 
-class Cluster:
-    """A connected Dask client, the nodes that take part, and the run's global config."""
+class Cluster(Collector):
+    """A connected Dask client, the nodes that take part, and the run's global config.
+
+    The run's steps are ``Collector``'s, as for a local run; this class is only
+    the transport (Dask tasks, a queue, a variable and an event).
+    """
 
     def __init__(self, config: RunConfig, client: Any, nodes: list[Node]) -> None:
-        self.config = config
+        super().__init__(config)
         self.client = client
         self.nodes = nodes
-        self.interrupts = 0
-        self.hard_stop = False
-        self.problems: list[str] = []
+        self.messages: Any = None      # the run's Dask Queue, Variable and Event (``_launch``)
+        self.start: Any = None
+        self.stop_event: Any = None
+        self._present: set[str] = set()
+        self._next_check = 0.0
 
     @classmethod
     def connect(cls, config: RunConfig) -> Cluster:
@@ -161,132 +161,120 @@ class Cluster:
 
     # -- the run ----------------------------------------------------------------------------
 
-    def run(self, headers: tuple[tuple[str, str], ...] = (),
+    def run(self, plans: list[WorkerPlan],
             on_interval: Callable[[Aggregate], None] | None = None) -> Outcome:
-        """Run the plan on every node and merge what they send, as ``Coordinator.run`` does."""
+        """Run ``plans`` (made once for ``self.config``, with every node's workers) on the
+        nodes and merge what they send, as ``Coordinator.run`` does."""
+        self.on_interval = on_interval
+        return self.collect(plans)
+
+    # -- the transport: a Dask task per node, a queue up, a variable and an event down --------
+
+    def _launch(self, plans: list[WorkerPlan]) -> None:
         from distributed import Event, Queue, Variable
 
         config, client = self.config, self.client
-        plans = plan_workers(config)
-        if headers:
-            plans = [_with_headers(p, headers) for p in plans]
-        agg = Aggregate([e.name for e in config.endpoints], [WorkerState(p.index) for p in plans],
-                        [e.expect_status for e in config.endpoints])
         run_id = uuid.uuid4().hex
         names = {"queue": f"loadgen-{run_id}-messages", "start": f"loadgen-{run_id}-start",
                  "stop": f"loadgen-{run_id}-stop"}
         # bounded: if this process is killed, nodes find the queue full and stop (loadgen.engine.cluster.node)
-        messages = Queue(names["queue"], client=client,
-                         maxsize=QUEUE_SECONDS * max(len(plans), 10))
-        start = Variable(names["start"], client=client)
-        stop = Event(names["stop"], client=client)
+        self.messages = Queue(names["queue"], client=client,
+                              maxsize=QUEUE_SECONDS * max(len(plans), 10))
+        self.start = Variable(names["start"], client=client)
+        self.stop_event = Event(names["stop"], client=client)
+        self._present = {n.address for n in self.nodes}
+        self._next_check = 0.0
         for i, node in enumerate(self.nodes):
             job = NodeJob(config, tuple(plans[w] for w in node.workers))
             node.future = client.submit(
                 node_task, node.address, pickle.dumps(job), names, key=f"loadgen-{run_id}-{i}",
                 workers=[node.address], allow_other_workers=False, retries=0, pure=False)
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        started = False
-        try:
-            if self._await_ready(messages, agg):
-                start_wall = time.time() + START_LEAD_S
-                agg.wall_start = start_wall
-                start.set({"start": start_wall})
-                started = True
-                for node in self.nodes:   # silence is counted from the start on
-                    node.last_heard = time.monotonic() + START_LEAD_S
-                self._collect(messages, stop, agg, on_interval)
-            else:
-                start.set({"abort": "the run was called off"})
-        except OSError as exc:   # the scheduler went away: keep what arrived
-            for node in self.nodes:
-                if node.active:
-                    self._lose(node, agg, f"lost the Dask scheduler ({type(exc).__name__})")
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            self._release(messages, start, stop, started)
-        agg.finish()
-        status = run_status(agg, self.problems, self.interrupts, self.hard_stop)
-        return Outcome(status, agg, self.problems, nodes=self._describe_nodes(agg))
 
-    def _release(self, messages: Any, start: Any, stop: Any, started: bool) -> None:
+    def _all_ready(self) -> bool:
+        return all(node.ready for node in self.nodes)
+
+    def _not_ready_problem(self) -> str:
+        slow = [n.address for n in self.nodes if not n.ready]
+        return f"nodes did not become ready in time: {', '.join(slow)}"
+
+    def _poll_ready(self, agg: Aggregate) -> bool:
+        for address, message in self._receive():
+            node = self._node(address)
+            if message["type"] == "ready":
+                node.ready = True
+                continue
+            self._handle(node, message, agg)
+            if node.done:   # ended before the start: its problems say why
+                return False
+        for node in self.nodes:
+            if node.future.status == "error":
+                self.problems.append(f"node {node.address} failed: "
+                                     f"{_reason(node.future.exception())}")
+                return False
+        return True
+
+    def _start(self, agg: Aggregate) -> bool:
+        start_wall = time.time() + START_LEAD_S
+        agg.wall_start = start_wall
+        self.start.set({"start": start_wall})
+        for node in self.nodes:   # silence is counted from the start on
+            node.last_heard = time.monotonic() + START_LEAD_S
+        return True
+
+    def _call_off(self) -> None:
+        self.start.set({"abort": "the run was called off"})
+
+    def _active(self) -> bool:
+        return any(node.active for node in self.nodes)
+
+    def _send_stop(self) -> None:
+        self.stop_event.set()
+
+    def _poll(self, agg: Aggregate) -> None:
+        for address, message in self._receive():
+            node = self._node(address)
+            if node.lost:
+                continue   # a lost node's late words would count some of its work twice
+            node.last_heard = max(node.last_heard, time.monotonic())
+            self._handle(node, message, agg)
+
+    def _check_lost(self, agg: Aggregate, now: float) -> None:
+        if now >= self._next_check:   # a dead machine's Dask worker leaves at once: no 5 s wait
+            self._present, self._next_check = set(self.client.nthreads()), now + 1.0
+        for node in self.nodes:
+            if not node.active:
+                continue
+            silent = now - node.last_heard
+            if node.address not in self._present and silent > ENDED_GRACE_S:
+                self._lose(node, agg, "its Dask worker left the cluster")
+            elif node.future.done() and silent > ENDED_GRACE_S:
+                error = node.future.exception() if node.future.status == "error" else None
+                why = _reason(error) if error else "its task ended without a final report"
+                self._lose(node, agg, why)
+            elif silent > SILENCE_LIMIT_S:
+                self._lose(node, agg, f"no message for more than {SILENCE_LIMIT_S:g}s")
+
+    def _transport_failed(self, agg: Aggregate, exc: OSError) -> None:
+        """The scheduler went away: keep what arrived."""
+        for node in self.nodes:
+            if node.active:
+                self._lose(node, agg, f"lost the Dask scheduler ({type(exc).__name__})")
+
+    def _release(self, started: bool) -> None:
         """Leave the scheduler as it was: nodes still running stop, the run's names go."""
         def release() -> None:
             if any(node.active for node in self.nodes):
-                stop.set()   # nobody will merge their results any more
+                self.stop_event.set()   # nobody will merge their results any more
             if started:      # (an aborted run's late nodes still need to read the abort)
-                start.delete()
-            messages.close()
+                self.start.delete()
+            self.messages.close()
 
         _quietly(release, "releasing the run's names on the scheduler")   # it may be gone
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        self.interrupts += 1
-
-    def _await_ready(self, messages: Any, agg: Aggregate) -> bool:
-        deadline = time.monotonic() + READY_TIMEOUT_S + self.config.timeout_s
-        while not all(node.ready for node in self.nodes):
-            if self.interrupts:
-                return False
-            if time.monotonic() > deadline:
-                slow = [n.address for n in self.nodes if not n.ready]
-                self.problems.append(f"nodes did not become ready in time: {', '.join(slow)}")
-                return False
-            for address, message in self._receive(messages):
-                node = self._node(address)
-                if message["type"] == "ready":
-                    node.ready = True
-                    continue
-                self._handle(node, message, agg, None)
-                if node.done:   # ended before the start: its problems say why
-                    return False
-            for node in self.nodes:
-                if node.future.status == "error":
-                    self.problems.append(f"node {node.address} failed: "
-                                         f"{_reason(node.future.exception())}")
-                    return False
-        return True
-
-    def _collect(self, messages: Any, stop: Any, agg: Aggregate,
-                 on_interval: Callable[[Aggregate], None] | None) -> None:
-        stop_sent, next_check, present = False, 0.0, {n.address for n in self.nodes}
-        while any(node.active for node in self.nodes):
-            if self.interrupts and not stop_sent:
-                stop.set()
-                stop_sent = True
-            if self.interrupts > 1:
-                self.hard_stop = True   # second Ctrl-C: keep what was merged, wait for nothing
-                return
-            for address, message in self._receive(messages):
-                node = self._node(address)
-                if node.lost:
-                    continue   # a lost node's late words would count some of its work twice
-                node.last_heard = max(node.last_heard, time.monotonic())
-                self._handle(node, message, agg, on_interval)
-            now = time.monotonic()
-            if now >= next_check:   # a dead machine's Dask worker leaves at once: no 5 s wait
-                present, next_check = set(self.client.nthreads()), now + 1.0
-            for node in self.nodes:
-                if not node.active:
-                    continue
-                silent = now - node.last_heard
-                if node.address not in present and silent > ENDED_GRACE_S:
-                    self._lose(node, agg, "its Dask worker left the cluster")
-                elif node.future.done() and silent > ENDED_GRACE_S:
-                    error = node.future.exception() if node.future.status == "error" else None
-                    why = _reason(error) if error else "its task ended without a final report"
-                    self._lose(node, agg, why)
-                elif silent > SILENCE_LIMIT_S:
-                    self._lose(node, agg, f"no message for more than {SILENCE_LIMIT_S:g}s")
-
-    def _handle(self, node: Node, message: dict[str, Any], agg: Aggregate,
-                on_interval: Callable[[Aggregate], None] | None) -> None:
+    def _handle(self, node: Node, message: dict[str, Any], agg: Aggregate) -> None:
         kind = message["type"]
         if kind in ("interval", "final"):
-            seconds = len(agg.intervals)
-            agg.add(message)
-            if on_interval and len(agg.intervals) > seconds:
-                on_interval(agg)   # once per merged second, not per message
+            self._merge(agg, message)
         elif kind == "lost":
             agg.lose(message["worker"], message["why"])
             self.problems.append(f"node {node.address}: {message['problem']}")
@@ -297,13 +285,13 @@ class Cluster:
             if message["status"] == "interrupted" and not self.interrupts:
                 self.problems.append(f"node {node.address} was interrupted on its machine")
 
-    def _receive(self, messages: Any) -> list[tuple[str, dict[str, Any]]]:
+    def _receive(self) -> list[tuple[str, dict[str, Any]]]:
         """Whatever the nodes sent: wait up to POLL_S for one, then take all that are queued."""
         try:
-            items = [messages.get(timeout=POLL_S)]
+            items = [self.messages.get(timeout=POLL_S)]
         except TimeoutError:
             return []
-        items += messages.get(batch=True)
+        items += self.messages.get(batch=True)
         return [(address, orjson.loads(line)) for address, line in items]
 
     def _node(self, address: str) -> Node:
@@ -319,7 +307,7 @@ class Cluster:
         # never rerun its share elsewhere or later
         _quietly(node.future.cancel, f"cancelling node {node.address}'s task")
 
-    def _describe_nodes(self, agg: Aggregate) -> list[dict[str, Any]]:
+    def _describe(self, agg: Aggregate) -> list[dict[str, Any]] | None:
         return [{"address": n.address, "host": n.host, "workers": len(n.workers),
                  "worker_indices": n.workers,
                  "requests": sum(agg.workers[i].requests for i in n.workers),
