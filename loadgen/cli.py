@@ -14,9 +14,16 @@ import click
 from click.core import ParameterSource
 
 from loadgen import __version__, errors
-from loadgen.config.model import ConfigError, parse_duration
-from loadgen.config.options import DEFAULT_REQUESTS, build_config, merge_scenario, resolve_password
-from loadgen.engine.schedule import MAX_RATE
+from loadgen.config.model import ConfigError
+from loadgen.config.options import (
+    DEFAULT_REQUESTS,
+    Credentials,
+    build_config,
+    capacity_settings,
+    credentials,
+    merge_scenario,
+    outputs,
+)
 
 
 def status_of(command: Callable[..., int], *args: Any, **kwargs: Any) -> int:
@@ -152,12 +159,12 @@ def run(**opts: Any) -> None:
                                                            ParameterSource.ENVIRONMENT)}
             opts = merge_scenario(opts, load_scenario(config_file), typed)
         config = build_config(opts)
-        opts["password"] = resolve_password(opts)
+        login = credentials(opts)   # after the rest is valid: a typo is reported before a prompt
     except ConfigError as exc:
         fail(str(exc))
     from loadgen.commands.run import run_session
 
-    sys.exit(run_session(config, opts))
+    sys.exit(run_session(config, login, outputs(opts)))
 
 
 @cli.command()
@@ -179,19 +186,15 @@ def run(**opts: Any) -> None:
 def capacity(**opts: Any) -> None:
     """Find the highest constant rate at which the SLOs hold."""
     try:
-        step_s = parse_duration(opts["step_duration"], "--step-duration")
-        if opts["start_rate"] > opts["max_rate"]:
-            raise ConfigError("--start-rate is above --max-rate")
-        if not opts["max_rate"] <= MAX_RATE:   # also inf and nan: every step must be buildable
-            raise ConfigError(f"--max-rate: at most {MAX_RATE:,.0f}")
+        settings = capacity_settings(opts)
         config = build_config({**opts, "rate": opts["start_rate"], "duration": opts["step_duration"],
                                "thresholds": opts["slos"]})
-        opts["password"] = resolve_password(opts)
+        login = credentials(opts)
     except ConfigError as exc:
         fail(str(exc))
     from loadgen.commands.capacity import capacity_command
 
-    sys.exit(capacity_command(config, opts, step_s))
+    sys.exit(capacity_command(config, login, outputs(opts), settings))
 
 
 #: The metrics ``compare`` tests (loadgen.stats.compare.TESTED_METRICS, not imported: it loads
@@ -256,7 +259,8 @@ def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
                 "endpoints": ["/api/health", "/api/dataset/summary", "/api/dataset/transform"],
                 "save": save, "visualize": True, "output_image": output_image,
                 "no_proxy": True}   # its own target on loopback: never a proxy's business
-        status = run_session(build_config(opts), opts)
+        status = run_session(build_config(opts), Credentials(opts["username"], opts["password"]),
+                             outputs(opts))
     sys.exit(status)
 
 

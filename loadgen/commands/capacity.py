@@ -12,15 +12,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import click
-
 from loadgen import __version__, errors
 from loadgen.commands.run import execute, prepare
 from loadgen.config.model import RunConfig
-from loadgen.errors import error_line, one_line
-from loadgen.output.files import is_stdout, replaceable
+from loadgen.config.options import CapacitySettings, Credentials, Outputs
+from loadgen.errors import one_line
 from loadgen.output.progress import Progress
-from loadgen.output.results import save_final, write_document
+from loadgen.output.sinks import (
+    ChartSink,
+    JsonFileSink,
+    ProgressSink,
+    Sink,
+    Snapshot,
+    draw_capacity,
+    echo,
+    finish,
+    started_name,
+    stdout_taken,
+    update,
+)
 from loadgen.output.table import format_number
 from loadgen.stats.capacity import Search, Step, search
 from loadgen.stats.failures import percent_text
@@ -33,45 +43,47 @@ class _Interrupted(Exception):
     """Ctrl-C ended a step: stop the search here, whatever its rules would do next."""
 
 
-def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> int:
-    headers = prepare(config, opts["password"])
-    save = opts["save"]
+def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outputs,
+                     settings: CapacitySettings) -> int:
+    """Pre-flight, the search step by step, then the verdict and each chosen output."""
+    headers = prepare(config, credentials.password)
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
-    to_stdout = bool(save) and is_stdout(save)
-    # a FIFO or device gets one document at the end, not one per step
-    rewrite = bool(save) and not to_stdout and replaceable(save)
-
-    def say(text: str) -> None:
-        click.echo(text, err=to_stdout)
+    say = echo(stdout_taken(outputs.save))
+    sinks: list[Sink] = []
+    if outputs.save:   # a FIFO or device gets one document at the end, not one per step
+        sinks.append(JsonFileSink(outputs.save, say))
+    if outputs.charts:
+        sinks.append(ChartSink(draw_capacity, outputs.image, started_name("loadgen-capacity"),
+                               say))
 
     started = dt.datetime.now(dt.UTC)
     slos = ", ".join(t.text for t in config.thresholds)
     via = f" via proxy {config.proxy.describe()}" if config.proxy else ""
-    say(f"Capacity search on {config.url}{via}: SLOs {slos}; {step_s:g}s steps from "
-        f"{opts['start_rate']:g} req/s (at most {opts['max_rate']:g})")
+    say(f"Capacity search on {config.url}{via}: SLOs {slos}; {settings.step_s:g}s steps from "
+        f"{settings.start_rate:g} req/s (at most {settings.max_rate:g})")
     steps: list[Step] = []
 
     def run_step(step_config: RunConfig) -> dict[str, Any]:
-        progress = Progress(opts.get("quiet", False), None, step_config.duration_s)
+        progress = ProgressSink(Progress(outputs.quiet, None, step_config.duration_s), erase=True)
         try:
-            return execute(step_config, headers, lambda agg, _: progress.update(agg.intervals))
+            return execute(step_config, headers,
+                           lambda agg, _: progress.on_update(Snapshot(agg.intervals, dict)))
         finally:
-            progress.erase()   # the step's line takes the live line's place
+            progress.end()   # the step's line takes the live line's place
 
     def on_step(step: Step) -> None:
         steps.append(step)
         say(_step_line(len(steps), step))
-        if rewrite:   # every finished step on disk: an interrupted search still leaves them
-            try:
-                write_document(save, _document(config, Search(steps=steps), started, "running"))
-            except OSError:
-                pass   # reported once, by the final save
+        # every finished step on disk: an interrupted search still leaves them
+        update(sinks, Snapshot([], lambda: _document(config, Search(steps=steps), started,
+                                                     "running")))
         if step.doc["status"] == "interrupted":
             raise _Interrupted
 
     try:
         found = search(config, run_step, lambda doc: _slo_failures(config, doc),
-                       opts["start_rate"], opts["max_rate"], step_s, opts["precision"], on_step)
+                       settings.start_rate, settings.max_rate, settings.step_s,
+                       settings.precision, on_step)
         found.steps = steps
         status = "complete"
     except (_Interrupted, KeyboardInterrupt):   # a second Ctrl-C, or one between steps
@@ -79,18 +91,9 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
         status = "interrupted"
     say("")
     say(("!! " if found.generator_limited else "") + found.verdict)
-    doc = _document(config, found, started, status)
-    if save and not save_final(save, doc, say):
-        return errors.BROKEN
-    if opts["visualize"] or opts["output_image"]:
-        from loadgen.output.charts import draw_capacity
-
-        path = opts["output_image"] or f"loadgen-capacity-{started:%Y%m%d-%H%M%S}.png"
-        try:
-            say(f"Chart saved to {draw_capacity(doc, path)}")
-        except OSError as exc:
-            click.echo(error_line(f"cannot write chart to {path}: {exc.strerror or exc}"), err=True)
-            return errors.BROKEN
+    broken = finish(sinks, _document(config, found, started, status))
+    if broken is not None:
+        return broken
     if status == "interrupted":
         return errors.INTERRUPTED
     if found.generator_limited or (found.steps and found.steps[-1].doc["status"] != "complete"):

@@ -18,6 +18,7 @@ from loadgen import errors
 from loadgen.errors import InputError
 from loadgen.output.files import STDOUT
 from loadgen.output.results import ResultsError, read_document
+from loadgen.output.sinks import ChartSink, Sink, TextSink, draw_summary, finish
 from loadgen.output.table import render_table
 
 #: Keys of an S block the renderers read as numbers (or null).
@@ -44,25 +45,32 @@ def report_command(path: str, visualize: bool, output_image: str | None,
         raise InputError("--output-image: '-' (stdout) is not supported here: name a file")
     # a bad file raises ResultsError: one line, exit 2 (loadgen.cli)
     doc = read_document(path)
-    check_document(doc, path, charts=visualize or output_image is not None)
-    try:   # the checks above cover what the renderers read today; this covers the rest
-        text = (orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if as_json
+    charts = visualize or output_image is not None
+    check_document(doc, path, charts=charts)
+    sinks: list[Sink] = [TextSink(lambda d: _render(d, path, as_json), _print)]
+    if charts:
+        sinks.append(ChartSink(draw_summary, output_image, lambda _: default_image_path(path),
+                               _print_err if as_json else _print, input_error=True))
+    finish(sinks, doc)
+    return errors.OK
+
+
+def _render(doc: dict[str, Any], path: str, as_json: bool) -> str:
+    try:   # check_document covers what the renderers read today; this covers the rest
+        return (orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if as_json
                 else render_table(doc))
     except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         raise InputError(f"{path} is not a valid loadgen results file: cannot render it "
-                     f"({type(exc).__name__})")
+                         f"({type(exc).__name__})")
+
+
+def _print(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-    if visualize or output_image is not None:
-        image = output_image or default_image_path(path)
-        from loadgen.output.charts import draw_summary
 
-        try:
-            draw_summary(doc, image)
-        except OSError as exc:
-            raise InputError(f"cannot write chart to {image}: {exc.strerror or exc}")
-        print(f"Chart saved to {image}", file=sys.stderr if as_json else sys.stdout)
-    return errors.OK
+
+def _print_err(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def default_image_path(results_path: str) -> str:

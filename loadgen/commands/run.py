@@ -16,12 +16,26 @@ import click
 
 from loadgen import errors
 from loadgen.config.model import RunConfig, plan_workers
+from loadgen.config.options import Credentials, Outputs
 from loadgen.engine.coordinator import Coordinator
 from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
-from loadgen.errors import error_line
-from loadgen.output.files import is_stdout, replaceable
 from loadgen.output.progress import Progress
-from loadgen.output.results import build_document, save_final, write_document
+from loadgen.output.results import build_document
+from loadgen.output.sinks import (
+    ChartSink,
+    JsonFileSink,
+    ProblemsSink,
+    ProgressSink,
+    Sink,
+    Snapshot,
+    TextSink,
+    draw_summary,
+    echo,
+    finish,
+    started_name,
+    stdout_taken,
+    update,
+)
 from loadgen.output.table import render_table
 from loadgen.stats.aggregate import Aggregate
 
@@ -61,7 +75,8 @@ def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
     return doc
 
 
-def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
+def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -> int:
+    """Pre-flight, the load, then each chosen output in turn; the exit status."""
     cluster = None
     try:
         if config.cluster:
@@ -70,57 +85,69 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
 
             cluster = Cluster.connect(config)    # the scheduler first: exit 2 before a login
             config = cluster.config              # now with every node's workers
-        headers = prepare(config, opts["password"])
+        headers = prepare(config, credentials.password)
     except PreflightError:
         if cluster is not None:
             cluster.close()
         raise
-    progress = Progress(opts.get("quiet", False), config.requests, config.duration_s)
-    save = opts["save"]
-    # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr
-    to_stdout = bool(save) and is_stdout(save)
-    # only a regular file takes the every-second rewrites; a FIFO or device gets one document
-    rewrite = bool(save) and not to_stdout and replaceable(save)
+    thresholds = ThresholdsSink(config, echo(stdout_taken(outputs.save)))
+    sinks = run_sinks(config, outputs, thresholds)
 
     def every_second(agg: Aggregate, started: dt.datetime) -> None:
-        progress.update(agg.intervals)
-        if rewrite:  # a complete document every second: a killed run still leaves evidence
-            try:
-                write_document(save, build_document(config.public(), agg, "running", [], started))
-            except OSError:
-                pass  # reported once, by the final save below
+        update(sinks, Snapshot(agg.intervals, lambda: build_document(
+            config.public(), agg, "running", [], started)))
 
     try:
         doc = execute(config, headers, every_second, cluster)
     finally:
         if cluster is not None:
             cluster.close()
-    progress.close()
-    verdicts = check_thresholds(config, doc)
-    click.echo(render_table(doc), err=to_stdout)
-    if verdicts:
-        from loadgen.stats.thresholds import render_thresholds
-
-        click.echo("\n" + render_thresholds(verdicts), err=to_stdout)
-    for problem in doc["problems"]:
-        click.echo(error_line(problem), err=True)
-    if save and not save_final(save, doc, click.echo):
-        return errors.BROKEN
-    if opts["visualize"] or opts["output_image"]:
-        from loadgen.output.charts import draw_summary
-
-        started = dt.datetime.fromisoformat(doc["started_at"])
-        path = opts["output_image"] or f"loadgen-{started:%Y%m%d-%H%M%S}.png"
-        try:
-            click.echo(f"Chart saved to {draw_summary(doc, path)}", err=to_stdout)
-        except OSError as exc:
-            click.echo(error_line(f"cannot write chart to {path}: {exc.strerror or exc}"), err=True)
-            return errors.BROKEN
+    status = finish(sinks, doc)
+    if status is not None:
+        return status
     sys.stdout.flush()
     status = errors.BY_STATUS[doc["status"]]
-    if status == errors.OK and any(not v.passed for v in verdicts):
+    if status == errors.OK and thresholds.failed:
         return errors.THRESHOLD
     return status
+
+
+def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink) -> list[Sink]:
+    """A run's outputs, in the order they appear: the live line, the table, the
+    thresholds, the problems, the JSON file, the chart.
+
+    ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr.
+    """
+    say = echo(stdout_taken(outputs.save))
+    sinks: list[Sink] = [ProgressSink(Progress(outputs.quiet, config.requests, config.duration_s)),
+                         TextSink(render_table, say), thresholds, ProblemsSink()]
+    if outputs.save:
+        sinks.append(JsonFileSink(outputs.save, say))
+    if outputs.charts:
+        sinks.append(ChartSink(draw_summary, outputs.image, started_name("loadgen"), say))
+    return sinks
+
+
+class ThresholdsSink:
+    """Evaluates the thresholds on the final document, records them in it (so they are
+    saved with the run) and prints PASS/FAIL lines; ``failed`` decides exit status 1."""
+
+    def __init__(self, config: RunConfig, say: Callable[[str], None]) -> None:
+        self.config = config
+        self.say = say
+        self.failed = False
+
+    def on_update(self, snapshot: Snapshot) -> None:
+        pass
+
+    def on_finish(self, doc: dict[str, Any]) -> int | None:
+        verdicts = check_thresholds(self.config, doc)
+        self.failed = any(not v.passed for v in verdicts)
+        if verdicts:
+            from loadgen.stats.thresholds import render_thresholds
+
+            self.say("\n" + render_thresholds(verdicts))
+        return None
 
 
 def check_thresholds(config: RunConfig, doc: dict[str, Any]) -> list[Any]:

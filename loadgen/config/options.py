@@ -8,7 +8,8 @@ carrying the one line the CLI prints before exiting with status 2.
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 from loadgen.config.guards import ask_password, check_outputs, read_body_file
 from loadgen.config.model import (
@@ -34,6 +35,74 @@ DEFAULT_REQUESTS = 100
 MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
 MIN_TIMEOUT_S = 0.001
 CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocols
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a run's results go, decided once from ``--save``, ``--visualize``,
+    ``--output-image`` and ``--quiet`` (the commands never see Click's values)."""
+
+    save: str | None = None
+    visualize: bool = False
+    image: str | None = None
+    quiet: bool = False
+
+    @property
+    def charts(self) -> bool:
+        """``--output-image`` alone asks for the chart too."""
+        return self.visualize or bool(self.image)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The ``--auth`` login's user and password.
+
+    Kept out of ``RunConfig`` on purpose: the config is pickled to workers and
+    written into results, the password must reach neither.  It is hidden from
+    ``repr`` (tracebacks, logs) and refuses to be pickled.
+    """
+
+    username: str
+    password: str = field(repr=False)
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("Credentials are never pickled: workers get the token, not the password")
+
+
+@dataclass(frozen=True)
+class CapacitySettings:
+    """``loadgen capacity``'s search: first rate, ceiling, bracket width, step length, SLOs."""
+
+    start_rate: float
+    max_rate: float
+    precision: float
+    step_s: float
+    slos: tuple[str, ...]
+
+
+def outputs(opts: dict[str, Any]) -> Outputs:
+    """The output options of ``run``/``capacity`` (checked by ``build_config``)."""
+    return Outputs(save=opts.get("save"), visualize=bool(opts.get("visualize")),
+                   image=opts.get("output_image"), quiet=bool(opts.get("quiet")))
+
+
+def credentials(opts: dict[str, Any]) -> Credentials:
+    """The login's credentials; prompts for ``--ask-password`` (see ``resolve_password``)."""
+    return Credentials(opts["username"], resolve_password(opts))
+
+
+def capacity_settings(opts: dict[str, Any]) -> CapacitySettings:
+    """``capacity``'s own options, validated; raises ConfigError with the line to show."""
+    from loadgen.engine.schedule import MAX_RATE
+
+    step_s = parse_duration(opts["step_duration"], "--step-duration")
+    if opts["start_rate"] > opts["max_rate"]:
+        raise ConfigError("--start-rate is above --max-rate")
+    if not opts["max_rate"] <= MAX_RATE:   # also inf and nan: every step must be buildable
+        raise ConfigError(f"--max-rate: at most {MAX_RATE:,.0f}")
+    return CapacitySettings(start_rate=opts["start_rate"], max_rate=opts["max_rate"],
+                            precision=opts["precision"], step_s=step_s,
+                            slos=tuple(opts["slos"]))
 
 
 def merge_scenario(opts: dict[str, Any], from_file: dict[str, Any],

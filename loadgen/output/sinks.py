@@ -1,0 +1,217 @@
+"""Outputs as a list: each thing a run leaves behind is a sink the commands choose.
+
+``run``, ``capacity`` and ``report`` used to wire the progress line, the
+table, the JSON file and the charts by hand, each with its own copy of the
+ordering and the failure rules.  Now a command picks its sinks, calls
+``update`` while work is in progress and ``finish`` with the final document;
+the order of the list is the order of the output on the terminal.
+
+A sink's ``on_finish`` returns None to let the next sink run, or an exit
+status to stop there: a results file that cannot be written makes the run
+exit 3 before any chart is drawn, as it always has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import click
+
+from loadgen import errors
+from loadgen.errors import InputError, error_line
+from loadgen.output.files import is_stdout, replaceable
+from loadgen.output.progress import Progress
+from loadgen.output.results import save_final, write_document
+
+Document = dict[str, Any]
+Say = Callable[[str], None]
+
+
+class Snapshot:
+    """Work in progress: the merged per-second intervals now, the whole document on demand.
+
+    Building a document costs a merge of every histogram; it is built at most
+    once per update, and only when a sink asks for it (a run without
+    ``--save`` never builds one until the end).
+    """
+
+    def __init__(self, intervals: list[dict[str, Any]], build: Callable[[], Document]) -> None:
+        self.intervals = intervals
+        self._build = build
+        self._doc: Document | None = None
+
+    def document(self) -> Document:
+        if self._doc is None:
+            self._doc = self._build()
+        return self._doc
+
+
+class Sink(Protocol):
+    """One output of a command."""
+
+    def on_update(self, snapshot: Snapshot) -> None:
+        """Every second of a run (every step of a capacity search)."""
+
+    def on_finish(self, doc: Document) -> int | None:
+        """The final document: None to go on, an exit status to stop the outputs there."""
+
+
+def update(sinks: Iterable[Sink], snapshot: Snapshot) -> None:
+    for sink in sinks:
+        sink.on_update(snapshot)
+
+
+def finish(sinks: Iterable[Sink], doc: Document) -> int | None:
+    """Finish the sinks in order; the first exit status one returns stops the rest."""
+    for sink in sinks:
+        status = sink.on_finish(doc)
+        if status is not None:
+            return status
+    return None
+
+
+def stdout_taken(save: str | None) -> bool:
+    """``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr."""
+    return is_stdout(save) if save else False
+
+
+def echo(to_stderr: bool) -> Say:
+    """A line on stdout, or on stderr when stdout carries the JSON (``--save -``)."""
+    return lambda text: click.echo(text, err=to_stderr)
+
+
+class ProgressSink:
+    """The live line on stderr.  ``erase`` takes it away at the end (a capacity step's
+    line replaces it) instead of ending it with a newline (a run's report follows)."""
+
+    def __init__(self, progress: Progress, erase: bool = False) -> None:
+        self.progress = progress
+        self.erase = erase
+
+    def on_update(self, snapshot: Snapshot) -> None:
+        self.progress.update(snapshot.intervals)
+
+    def on_finish(self, doc: Document) -> int | None:
+        self.end()
+        return None
+
+    def end(self) -> None:
+        """Also called when the work ended without a document (Ctrl-C, a broken step)."""
+        if self.erase:
+            self.progress.erase()
+        else:
+            self.progress.close()
+
+
+class TextSink:
+    """A rendering of the final document (the table, the thresholds, ``report --json``)."""
+
+    def __init__(self, render: Callable[[Document], str | None], say: Say) -> None:
+        self.render = render
+        self.say = say
+
+    def on_update(self, snapshot: Snapshot) -> None:
+        pass
+
+    def on_finish(self, doc: Document) -> int | None:
+        text = self.render(doc)
+        if text is not None:
+            self.say(text)
+        return None
+
+
+class ProblemsSink:
+    """What went wrong during the run: one ``loadgen: ...`` line each, always on stderr."""
+
+    def on_update(self, snapshot: Snapshot) -> None:
+        pass
+
+    def on_finish(self, doc: Document) -> int | None:
+        for problem in doc.get("problems") or ():
+            click.echo(error_line(problem), err=True)
+        return None
+
+
+class JsonFileSink:
+    """``--save PATH``: the document, rewritten on every update and saved at the end.
+
+    Only a regular file takes the rewrites (replaced atomically: a killed run
+    still leaves a complete document); stdout (``-``), a FIFO or a device gets
+    the one final document.  A rewrite that fails is silent, the final save
+    reports it (``results.save_final``) and the command exits 3.  Whether the
+    path is replaceable is decided once, when the sink is made (before the run).
+    """
+
+    def __init__(self, path: str, say: Say) -> None:
+        self.path = path
+        self.say = say
+        self.to_stdout = is_stdout(path)
+        self.rewrite = not self.to_stdout and replaceable(path)
+
+    def on_update(self, snapshot: Snapshot) -> None:
+        if self.rewrite:
+            try:
+                write_document(self.path, snapshot.document())
+            except OSError:
+                pass  # reported once, by the final save
+
+    def on_finish(self, doc: Document) -> int | None:
+        return None if save_final(self.path, doc, self.say) else errors.BROKEN
+
+
+def started_name(prefix: str) -> Callable[[Document], str]:
+    """The default chart name, from the document's start: ``loadgen-20261201-121500.png``."""
+    def name(doc: Document) -> str:
+        started = dt.datetime.fromisoformat(doc["started_at"])
+        return f"{prefix}-{started:%Y%m%d-%H%M%S}.png"
+    return name
+
+
+class ChartSink:
+    """The PNG, drawn from the final document.
+
+    ``run`` and ``capacity`` treat a chart they cannot write as a broken
+    record (one line, exit 3: the load happened); ``report`` as bad input
+    (``input_error``: exit 2, nothing was run).
+    """
+
+    def __init__(self, draw: Callable[[Document, str], str], path: str | None,
+                 default: Callable[[Document], str], say: Say,
+                 input_error: bool = False) -> None:
+        self.draw = draw
+        self.path = path
+        self.default = default
+        self.say = say
+        self.input_error = input_error
+
+    def on_update(self, snapshot: Snapshot) -> None:
+        pass
+
+    def on_finish(self, doc: Document) -> int | None:
+        path = self.path or self.default(doc)
+        try:
+            written = self.draw(doc, path)
+        except OSError as exc:
+            message = f"cannot write chart to {path}: {exc.strerror or exc}"
+            if self.input_error:
+                raise InputError(message) from None
+            click.echo(error_line(message), err=True)
+            return errors.BROKEN
+        self.say(f"Chart saved to {written}")
+        return None
+
+
+def draw_summary(doc: Document, path: str) -> str:
+    """``charts.draw_summary``, imported only when a chart is drawn (matplotlib is slow to load)."""
+    from loadgen.output.charts import draw_summary as draw
+
+    return draw(doc, path)
+
+
+def draw_capacity(doc: Document, path: str) -> str:
+    """``charts.draw_capacity``, imported only when a chart is drawn."""
+    from loadgen.output.charts import draw_capacity as draw
+
+    return draw(doc, path)
