@@ -10,6 +10,7 @@ a step ends the search there: the steps done are saved with status
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -51,7 +52,7 @@ def capacity_command(config: RunConfig, opts: dict[str, Any], step_s: float) -> 
         f"{opts['start_rate']:g} req/s (at most {opts['max_rate']:g})")
     steps: list[Step] = []
 
-    def run_step(step_config: RunConfig) -> dict[str, Any]:
+    def run_step(step_config: RunConfig) -> Mapping[str, Any]:
         progress = Progress(opts.get("quiet", False), None, step_config.duration_s)
         try:
             return execute(step_config, headers, lambda agg, _: progress.update(agg.intervals))
@@ -116,7 +117,7 @@ def _interrupted(steps: list[Step]) -> Search:
                                         if s.doc["status"] != "interrupted"))
 
 
-def _slo_failures(config: RunConfig, doc: dict[str, Any]) -> list[str]:
+def _slo_failures(config: RunConfig, doc: Mapping[str, Any]) -> list[str]:
     return [f"{v.threshold.text} (actual {format_actual(v.threshold.metric, v.actual)})"
             for v in evaluate(config.thresholds, doc) if not v.passed]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -23,7 +23,9 @@ from loadgen.output.files import is_stdout, replaceable
 from loadgen.output.progress import Progress
 from loadgen.output.results import build_document, save_final, write_document
 from loadgen.output.table import render_table
+from loadgen.schema import ResultsDocument
 from loadgen.stats.aggregate import Aggregate
+from loadgen.stats.thresholds import Threshold, ThresholdResult, evaluate
 
 
 def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
@@ -41,19 +43,17 @@ def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
 
 def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
             on_second: Callable[[Aggregate, dt.datetime], None] | None = None,
-            cluster: Any = None) -> dict[str, Any]:
-    """Run the workers once (here, or on ``cluster``'s nodes) and return the results document."""
+            cluster: Any = None, thresholds: Sequence[Threshold] = ()) -> ResultsDocument:
+    """Run the workers once (here, or on ``cluster``'s nodes) and return the results document,
+    with ``thresholds`` evaluated in it (``run`` passes its own; a capacity step none)."""
     started = dt.datetime.now(dt.UTC)
     callback = (lambda agg: on_second(agg, started)) if on_second else None
     if cluster is not None:
         outcome = cluster.run(headers, callback)
     else:
         outcome = Coordinator(config, headers, callback).run()
-    doc = build_document(config.public(), outcome.aggregate, outcome.status,
-                         outcome.problems, started)
-    if outcome.nodes is not None:
-        doc["nodes"] = outcome.nodes
-    return doc
+    return build_document(config.public(), outcome.aggregate, outcome.status,
+                          outcome.problems, started, nodes=outcome.nodes, thresholds=thresholds)
 
 
 def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
@@ -80,18 +80,19 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
     def every_second(agg: Aggregate, started: dt.datetime) -> None:
         progress.update(agg.intervals)
         if rewrite:  # a complete document every second: a killed run still leaves evidence
-            try:
-                write_document(save, build_document(config.public(), agg, "running", [], started))
+            try:   # thresholds included, on the numbers so far (provisional: status "running")
+                write_document(save, build_document(config.public(), agg, "running", [], started,
+                                                    thresholds=config.thresholds))
             except OSError:
                 pass  # reported once, by the final save below
 
     try:
-        doc = execute(config, headers, every_second, cluster)
+        doc = execute(config, headers, every_second, cluster, config.thresholds)
     finally:
         if cluster is not None:
             cluster.close()
     progress.close()
-    verdicts = check_thresholds(config, doc)
+    verdicts = check_thresholds(config, doc)   # as recorded in doc["thresholds"]
     click.echo(render_table(doc), err=to_stdout)
     if verdicts:
         from loadgen.stats.thresholds import render_thresholds
@@ -118,13 +119,11 @@ def run_session(config: RunConfig, opts: dict[str, Any]) -> int:
     return status
 
 
-def check_thresholds(config: RunConfig, doc: dict[str, Any]) -> list[Any]:
-    """Evaluate the thresholds and record them in the document (saved with the run)."""
-    if not config.thresholds:
-        return []
-    from loadgen.stats.thresholds import evaluate
+def check_thresholds(config: RunConfig, doc: ResultsDocument) -> list[ThresholdResult]:
+    """The thresholds' verdicts on the finished run, for the report and the exit status.
 
-    verdicts = evaluate(config.thresholds, doc)
-    doc["thresholds"] = [{"threshold": v.threshold.text, "actual": v.actual, "passed": v.passed}
-                         for v in verdicts]
-    return verdicts
+    ``build_document`` already recorded them in the document (``doc["thresholds"]``);
+    evaluating is a pure function of the document, so this gives the same verdicts
+    with the parsed thresholds the report renders.
+    """
+    return evaluate(config.thresholds, doc) if config.thresholds else []

@@ -19,7 +19,7 @@ keeps its pace (ratio ~1).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,7 +39,7 @@ class Step:
     failure_share: float    # requests without a 2xx response / requests
     failures: list[str]
     generator_limited: bool
-    doc: dict[str, Any] = field(repr=False)
+    doc: Mapping[str, Any] = field(repr=False)
     note: str = ""          # why a generator-limited step still counts
 
     @property
@@ -61,8 +61,8 @@ class Search:
     generator_limited: bool = False
 
 
-Evaluate = Callable[[dict[str, Any]], list[str]]   # a step's document -> SLO failures
-RunStep = Callable[[RunConfig], dict[str, Any]]
+Evaluate = Callable[[Mapping[str, Any]], list[str]]   # a step's document -> SLO failures
+RunStep = Callable[[RunConfig], Mapping[str, Any]]
 
 
 def step_config(base: RunConfig, rate: float, step_s: float) -> RunConfig:
@@ -70,7 +70,7 @@ def step_config(base: RunConfig, rate: float, step_s: float) -> RunConfig:
                    requests=None)
 
 
-def judge(rate: float, doc: dict[str, Any], slo_failures: list[str]) -> Step:
+def judge(rate: float, doc: Mapping[str, Any], slo_failures: list[str]) -> Step:
     summary = doc["summary"]
     failures = list(slo_failures)
     if summary["rps"] < ACHIEVED_SHARE * rate:
