@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO
+from helpers import REPO, finish, start_loadgen, stop, wait_for_status
 from synthetic import WALL_START, message, new_aggregate, synthetic_run, tally
 
 from loadgen.output.results import build_document
@@ -108,6 +109,31 @@ def test_a_running_save_carries_the_thresholds_so_far() -> None:
     # so far: 62 requests (not yet 1000), 2 of them 500s (over 1%), all fast
     assert [r["passed"] for r in results] == [True, False, False]
     assert results[1]["actual"] == 62
+
+
+def test_every_second_save_of_a_real_run_has_the_thresholds(target_server: Any,
+                                                             tmp_path: Path) -> None:
+    """End to end: the file a run rewrites every second already holds the thresholds
+    (the second one cannot hold until the end: it shows failing so far), and the
+    final save has the same keys with the final verdict."""
+    save = tmp_path / "r.json"
+    proc = start_loadgen("run", "--url", target_server.url, "--rate", "40", "--duration", "2.5s",
+                         "--workers", "1", "--threshold", "p99<5s",
+                         "--threshold", "requests>=1000000", "--save", str(save))
+    try:
+        running = wait_for_status(save, "running", accept=lambda d: d["intervals"])
+        run = finish(proc, save, timeout=30)
+    finally:
+        stop(proc)
+    so_far = running["thresholds"]
+    assert [r["threshold"] for r in so_far] == ["p99<5s", "requests>=1000000"]
+    assert so_far[0]["passed"] is True
+    assert so_far[1] == {"threshold": "requests>=1000000",
+                         "actual": running["summary"]["requests"], "passed": False}
+    assert run.status == 1, run.stderr     # the second threshold failed
+    assert run.doc is not None and run.doc["status"] == "complete"
+    assert set(run.doc) == set(running)    # nothing added at the end
+    assert run.doc["thresholds"][1]["actual"] == run.doc["summary"]["requests"]
 
 
 def test_nodes_are_part_of_the_build() -> None:
