@@ -16,9 +16,12 @@ README's "The results document" section describes these types in prose.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict
 
 SCHEMA = "loadgen/1"
+#: ``loadgen capacity --save``: the search's steps, each with its own results document.
+CAPACITY_SCHEMA = "loadgen-capacity/1"
 
 #: The percentiles of every latency block, by name, with the percentile they read.
 PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0),
@@ -181,3 +184,33 @@ class ResultsDocument(_DocumentRequired, total=False):
     # combined repeats (bench/compare-configs, loadgen.stats.combine)
     combined_from: int
     combined_runs: list[dict[str, object]]
+
+
+class CapacityStep(TypedDict):
+    """One step of ``loadgen capacity``: a constant rate, judged against the SLOs."""
+
+    rate: float
+    passed: bool
+    achieved_rps: float
+    p99_ms: float | None
+    failure_share: float          # requests that did not succeed / requests
+    slo_failures: list[str]       # the SLOs it missed, with the actual figure
+    generator_limited: bool
+    note: str | None              # why a generator-limited step still counts
+    result: Mapping[str, Any]     # the step's own results document (a ResultsDocument)
+
+
+class CapacityDocument(TypedDict):
+    """What ``loadgen capacity --save`` writes (schema ``loadgen-capacity/1``), after every
+    step ("status" "running") and at the end."""
+
+    schema: str
+    tool: str
+    status: str
+    started_at: str
+    config: dict[str, object]
+    slos: list[str]
+    capacity_rps: float | None    # the highest rate that held; None if none did
+    verdict: str
+    generator_limited: bool
+    steps: list[CapacityStep]

@@ -24,6 +24,7 @@ from loadgen.schema import (
     INTERVAL_LATENCY_KEYS,
     LATENCY_KEYS,
     Block,
+    CapacityStep,
     Generator,
     Interval,
     LagMs,
@@ -143,6 +144,14 @@ def test_nodes_are_part_of_the_build() -> None:
     doc = build_document({"model": "closed"}, new_aggregate(), "running", [], STARTED,
                          nodes=nodes)
     assert doc["nodes"] == nodes
+
+
+def test_capacity_step_matches_its_typed_dict() -> None:
+    from loadgen.stats.capacity import judge
+
+    step = judge(60.0, synthetic_run(open_model=True), ["p99<1ms (actual 2 ms)"]).public()
+    assert set(step) == keys(CapacityStep)
+    assert step["slo_failures"] == ["p99<1ms (actual 2 ms)"] and step["passed"] is False
 
 
 def test_readme_names_every_top_level_key() -> None:

@@ -23,11 +23,10 @@ from loadgen.output.files import is_stdout, replaceable
 from loadgen.output.progress import Progress
 from loadgen.output.results import save_final, write_document
 from loadgen.output.table import format_number
+from loadgen.schema import CAPACITY_SCHEMA, CapacityDocument
 from loadgen.stats.capacity import Search, Step, search
 from loadgen.stats.failures import percent_text
 from loadgen.stats.thresholds import evaluate, format_actual
-
-SCHEMA = "loadgen-capacity/1"
 
 
 class _Interrupted(Exception):
@@ -146,9 +145,9 @@ def _step_line(n: int, step: Step) -> str:
 
 
 def _document(config: RunConfig, found: Search, started: dt.datetime,
-              status: str) -> dict[str, Any]:
+              status: str) -> CapacityDocument:
     return {
-        "schema": SCHEMA,
+        "schema": CAPACITY_SCHEMA,
         "tool": f"loadgen {__version__}",
         "status": status,
         "started_at": started.isoformat(timespec="milliseconds"),

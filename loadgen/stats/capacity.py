@@ -25,6 +25,7 @@ from typing import Any
 
 from loadgen.config.model import RunConfig
 from loadgen.engine.schedule import build_schedule
+from loadgen.schema import CapacityStep
 
 ACHIEVED_SHARE = 0.95
 SATURATED_SERVICE = 1.5
@@ -46,7 +47,7 @@ class Step:
     def service_mean_ms(self) -> float | None:
         return ((self.doc.get("summary") or {}).get("service_time_ms") or {}).get("mean")
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> CapacityStep:
         return {"rate": self.rate, "passed": self.passed, "achieved_rps": self.achieved_rps,
                 "p99_ms": self.p99_ms, "failure_share": self.failure_share,
                 "slo_failures": self.failures, "generator_limited": self.generator_limited,
