@@ -146,6 +146,17 @@ def test_nodes_are_part_of_the_build() -> None:
     assert doc["nodes"] == nodes
 
 
+def test_validation_reads_declared_keys_or_old_ones() -> None:
+    """``output.validate`` checks the keys of the schema, plus the old files' ``errors``."""
+    from loadgen.output import validate
+
+    old = {"errors"}
+    assert set(validate.NUMERIC_BLOCK_KEYS) <= keys(Block)
+    assert set(validate.LATENCY_BLOCK_KEYS) <= keys(Block)
+    assert set(validate.COUNT_BLOCK_KEYS) - old <= keys(Block)
+    assert set(validate.NUMERIC_INTERVAL_KEYS) - old <= keys(Interval)
+
+
 def test_capacity_step_matches_its_typed_dict() -> None:
     from loadgen.stats.capacity import judge
 
