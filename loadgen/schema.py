@@ -17,7 +17,7 @@ README's "The results document" section describes these types in prose.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 SCHEMA = "loadgen/1"
 #: ``loadgen capacity --save``: the search's steps, each with its own results document.
@@ -33,11 +33,8 @@ INTERVAL_LATENCY_KEYS = ("p50", "p90", "p99", "max")
 #: The keys of a phase's figures (``summary.phases_ms``).
 PHASE_FIGURES = ("count", "mean", "p50", "p90", "p99", "max")
 
-#: Where a run stands; "running" only in the every-second saves of a run in progress.
-Status = Literal["running", "complete", "interrupted", "failed"]
-
-# Functional syntax: the keys p50..p999 are names the class syntax accepts, but
-# keeping the form of the others (min, max shadow builtins) reads the same.
+# The figure dicts in the functional syntax: each is one line per key list above, and
+# tests/test_schema.py checks that their keys are exactly those lists.
 LatencyMs = TypedDict("LatencyMs", {
     "min": float | None, "mean": float | None, "p50": float | None, "p75": float | None,
     "p90": float | None, "p95": float | None, "p99": float | None, "p999": float | None,
@@ -158,7 +155,7 @@ class ThresholdResult(TypedDict):
 class _DocumentRequired(TypedDict):
     schema: str
     tool: str
-    status: str               # a Status
+    status: str               # complete, interrupted, failed; "running" while still going
     problems: list[str]
     started_at: str
     config: dict[str, object]     # RunConfig.public(): nothing secret

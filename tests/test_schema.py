@@ -23,11 +23,14 @@ from loadgen.output.results import build_document
 from loadgen.schema import (
     INTERVAL_LATENCY_KEYS,
     LATENCY_KEYS,
+    PHASE_FIGURES,
     Block,
     CapacityStep,
     Generator,
     Interval,
+    IntervalLatencyMs,
     LagMs,
+    LatencyMs,
     Node,
     PhaseFigures,
     ResultsDocument,
@@ -47,6 +50,12 @@ def check_keys(value: dict[str, Any], typed: Any, where: str) -> None:
     assert set(value) <= keys(typed), f"{where}: undeclared {set(value) - keys(typed)}"
     missing = set(typed.__required_keys__) - set(value)
     assert not missing, f"{where}: required but not written {missing}"
+
+
+def test_figure_dicts_have_the_key_lists() -> None:
+    assert tuple(LatencyMs.__annotations__) == LATENCY_KEYS
+    assert tuple(IntervalLatencyMs.__annotations__) == INTERVAL_LATENCY_KEYS
+    assert tuple(PhaseFigures.__annotations__) == PHASE_FIGURES
 
 
 @pytest.mark.parametrize("open_model", [False, True])
