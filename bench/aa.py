@@ -28,7 +28,7 @@ old method -- a Mann-Whitney U test over the per-second values -- for contrast.
 Each kind's run is also compared with the same kind's run of the next round
 (about four runs later: more drift, and both endpoints), a harsher A/A.  With
 three or more pairs the runs are also grouped in threes and combined
-(``results.combine_runs``), to show the between-run method used for repeats.
+(``stats.combine.combine_runs``), to show the between-run method used for repeats.
 One discarded warm-up run comes first.
 
 All load goes to 127.0.0.1; each run is bounded by its duration plus a grace.
@@ -49,8 +49,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # runnable from a checkout without installing loadgen
     sys.path.insert(0, str(REPO))
 
-from loadgen.output.results import combine_runs, read_document
+from loadgen.output.results import read_document
 from loadgen.stats import compare
+from loadgen.stats.combine import combine_runs
 
 TESTED = ("p50", "p99", "rps")
 KINDS = {"a": "/api/health", "b": "/api/health", "d10": "/delay/10", "d13": "/delay/13"}

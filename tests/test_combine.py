@@ -24,7 +24,8 @@ import pytest
 from helpers import REPO, loadgen
 from synthetic import WALL_START, synthetic_run
 
-from loadgen.output.results import _worst_generator, combine_runs, read_document
+from loadgen.output.results import read_document
+from loadgen.stats.combine import _worst_generator, combine_runs
 from loadgen.stats.metrics import decode_histogram, latency_ms
 
 COMPARE_CONFIGS = REPO / "bench" / "compare-configs"

@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from loadgen.config.model import ConfigError
-from loadgen.output.results import ResultsError, combine_runs
+from loadgen.output.results import ResultsError
+from loadgen.stats.combine import combine_runs
 from loadgen.stats.compare import (
     FLOORS,
     METHOD_BOOTSTRAP,

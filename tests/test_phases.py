@@ -31,8 +31,9 @@ from loadgen.config.model import ConfigError, asks_to_close, check_keepalive
 from loadgen.config.options import build_config
 from loadgen.config.scenario import parse_scenario
 from loadgen.engine.client import build_request
-from loadgen.output.results import build_document, combine_runs
+from loadgen.output.results import build_document
 from loadgen.output.table import PHASES_CAPTION, render_table
+from loadgen.stats.combine import combine_runs
 from loadgen.stats.compare import compare_documents, warnings
 from loadgen.stats.metrics import (
     HIGHEST_US,

@@ -10,6 +10,7 @@ a step ends the search there: the steps done are saved with status
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from loadgen import __version__, errors
@@ -32,11 +33,10 @@ from loadgen.output.sinks import (
     update,
 )
 from loadgen.output.table import format_number
+from loadgen.schema import CAPACITY_SCHEMA, CapacityDocument
 from loadgen.stats.capacity import Search, Step, search
 from loadgen.stats.failures import percent_text
 from loadgen.stats.thresholds import evaluate, format_actual
-
-SCHEMA = "loadgen-capacity/1"
 
 
 class _Interrupted(Exception):
@@ -63,7 +63,7 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
         f"{settings.start_rate:g} req/s (at most {settings.max_rate:g})")
     steps: list[Step] = []
 
-    def run_step(step_config: RunConfig) -> dict[str, Any]:
+    def run_step(step_config: RunConfig) -> Mapping[str, Any]:
         progress = ProgressSink(Progress(outputs.quiet, None, step_config.duration_s), erase=True)
         try:
             return execute(step_config, headers,
@@ -119,7 +119,7 @@ def _interrupted(steps: list[Step]) -> Search:
                                         if s.doc["status"] != "interrupted"))
 
 
-def _slo_failures(config: RunConfig, doc: dict[str, Any]) -> list[str]:
+def _slo_failures(config: RunConfig, doc: Mapping[str, Any]) -> list[str]:
     return [f"{v.threshold.text} (actual {format_actual(v.threshold.metric, v.actual)})"
             for v in evaluate(config.thresholds, doc) if not v.passed]
 
@@ -148,9 +148,9 @@ def _step_line(n: int, step: Step) -> str:
 
 
 def _document(config: RunConfig, found: Search, started: dt.datetime,
-              status: str) -> dict[str, Any]:
+              status: str) -> CapacityDocument:
     return {
-        "schema": SCHEMA,
+        "schema": CAPACITY_SCHEMA,
         "tool": f"loadgen {__version__}",
         "status": status,
         "started_at": started.isoformat(timespec="milliseconds"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -37,7 +37,9 @@ from loadgen.output.sinks import (
     update,
 )
 from loadgen.output.table import render_table
+from loadgen.schema import ResultsDocument
 from loadgen.stats.aggregate import Aggregate
+from loadgen.stats.thresholds import Threshold, ThresholdResult, evaluate
 
 
 def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
@@ -55,8 +57,9 @@ def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
 
 def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
             on_second: Callable[[Aggregate, dt.datetime], None] | None = None,
-            cluster: Any = None) -> dict[str, Any]:
-    """Run the workers once (here, or on ``cluster``'s nodes) and return the results document.
+            cluster: Any = None, thresholds: Sequence[Threshold] = ()) -> ResultsDocument:
+    """Run the workers once (here, or on ``cluster``'s nodes) and return the results document,
+    with ``thresholds`` evaluated in it (``run`` passes its own; a capacity step none).
 
     The run is planned here, once: the login's ``headers`` reach the workers only
     through their plans.  A cluster's ``config`` already has every node's workers.
@@ -68,11 +71,8 @@ def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
         outcome = cluster.run(plans, callback)
     else:
         outcome = Coordinator(config, plans, callback).run()
-    doc = build_document(config.public(), outcome.aggregate, outcome.status,
-                         outcome.problems, started)
-    if outcome.nodes is not None:
-        doc["nodes"] = outcome.nodes
-    return doc
+    return build_document(config.public(), outcome.aggregate, outcome.status,
+                          outcome.problems, started, nodes=outcome.nodes, thresholds=thresholds)
 
 
 def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -> int:
@@ -94,11 +94,12 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
     sinks = run_sinks(config, outputs, thresholds)
 
     def every_second(agg: Aggregate, started: dt.datetime) -> None:
+        # thresholds included, on the numbers so far (provisional: status "running")
         update(sinks, Snapshot(agg.intervals, lambda: build_document(
-            config.public(), agg, "running", [], started)))
+            config.public(), agg, "running", [], started, thresholds=config.thresholds)))
 
     try:
-        doc = execute(config, headers, every_second, cluster)
+        doc = execute(config, headers, every_second, cluster, config.thresholds)
     finally:
         if cluster is not None:
             cluster.close()
@@ -129,8 +130,8 @@ def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink) -> list[Sin
 
 
 class ThresholdsSink:
-    """Evaluates the thresholds on the final document, records them in it (so they are
-    saved with the run) and prints PASS/FAIL lines; ``failed`` decides exit status 1."""
+    """Prints the thresholds' PASS/FAIL lines (the document already holds them: the
+    builder evaluated them); ``failed`` decides exit status 1."""
 
     def __init__(self, config: RunConfig, say: Callable[[str], None]) -> None:
         self.config = config
@@ -140,7 +141,7 @@ class ThresholdsSink:
     def on_update(self, snapshot: Snapshot) -> None:
         pass
 
-    def on_finish(self, doc: dict[str, Any]) -> int | None:
+    def on_finish(self, doc: Mapping[str, Any]) -> int | None:
         verdicts = check_thresholds(self.config, doc)
         self.failed = any(not v.passed for v in verdicts)
         if verdicts:
@@ -150,13 +151,11 @@ class ThresholdsSink:
         return None
 
 
-def check_thresholds(config: RunConfig, doc: dict[str, Any]) -> list[Any]:
-    """Evaluate the thresholds and record them in the document (saved with the run)."""
-    if not config.thresholds:
-        return []
-    from loadgen.stats.thresholds import evaluate
+def check_thresholds(config: RunConfig, doc: Mapping[str, Any]) -> list[ThresholdResult]:
+    """The thresholds' verdicts on the finished run, for the report and the exit status.
 
-    verdicts = evaluate(config.thresholds, doc)
-    doc["thresholds"] = [{"threshold": v.threshold.text, "actual": v.actual, "passed": v.passed}
-                         for v in verdicts]
-    return verdicts
+    ``build_document`` already recorded them in the document (``doc["thresholds"]``);
+    evaluating is a pure function of the document, so this gives the same verdicts
+    with the parsed thresholds the report renders.
+    """
+    return evaluate(config.thresholds, doc) if config.thresholds else []

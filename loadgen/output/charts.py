@@ -18,6 +18,7 @@ does not change the backend of a process that embeds loadgen.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,7 @@ SPECTRUM_POINTS_PER_DECADE = 40
 SPECTRUM_MAX_DECADES = 9  # 99.9999999%: beyond this a histogram has too few samples to say
 
 
-def draw_summary(doc: dict[str, Any], path: str) -> str:
+def draw_summary(doc: Mapping[str, Any], path: str) -> str:
     """Write the run's PNG and return ``path``.
 
     Two bar charts (latency avg/P95 and success rate per endpoint) always; below
@@ -79,7 +80,7 @@ def draw_summary(doc: dict[str, Any], path: str) -> str:
     return _save(fig, path)
 
 
-def draw_comparison(docs: list[dict[str, Any]], labels: list[str], path: str) -> str:
+def draw_comparison(docs: Sequence[Mapping[str, Any]], labels: list[str], path: str) -> str:
     """Overlay several runs in one PNG (P99 over time, merged percentile spectra); return ``path``.
 
     Each run's endpoints are merged into one histogram, because comparing runs is
@@ -149,7 +150,7 @@ def _save(fig: Any, path: str) -> str:
     return path
 
 
-def _suptitle(fig: Any, doc: dict[str, Any], title: str) -> None:
+def _suptitle(fig: Any, doc: Mapping[str, Any], title: str) -> None:
     """The figure title, in red with the warning when loadgen itself was the limit, so
     a PNG passed around without its table still carries it."""
     if doc.get("generator_limited"):
@@ -159,7 +160,7 @@ def _suptitle(fig: Any, doc: dict[str, Any], title: str) -> None:
         fig.suptitle(title)
 
 
-def _title(doc: dict[str, Any]) -> str:
+def _title(doc: Mapping[str, Any]) -> str:
     """Name the target so a PNG found later says what it measured; flag unfinished runs."""
     url = (doc.get("config") or {}).get("url", "?")
     status = doc.get("status", "complete")
@@ -167,7 +168,7 @@ def _title(doc: dict[str, Any]) -> str:
     return f"loadgen: {url}{suffix}"
 
 
-def plotted_intervals(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def plotted_intervals(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The per-second series to plot, in time order.
 
     A last interval much shorter than a second (the few milliseconds between the
@@ -184,13 +185,13 @@ def plotted_intervals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return usable
 
 
-def _ms(interval: dict[str, Any], key: str) -> float:
+def _ms(interval: Mapping[str, Any], key: str) -> float:
     """An interval's latency in ms; NaN (a gap in the line) for a second without responses."""
     value = (interval.get("latency_ms") or {}).get(key)
     return float(value) if value is not None else math.nan
 
 
-def _draw_over_time(ax: Any, intervals: list[dict[str, Any]], corrected: bool) -> None:
+def _draw_over_time(ax: Any, intervals: Sequence[Mapping[str, Any]], corrected: bool) -> None:
     """Percentile lines per second with throughput (and failures) behind them on a second axis.
 
     Throughput shares the x axis so that a latency spike can be matched with a
@@ -246,7 +247,7 @@ def _draw_throughput(ax: Any, times: list[float], rates: list[float]) -> None:
     ax.set_ylim(0, top * HEADROOM if top > 0 else 1.0)
 
 
-def failure_rate(interval: dict[str, Any]) -> float:
+def failure_rate(interval: Mapping[str, Any]) -> float:
     """Failures per second in one interval, on the throughput's scale (req/s).
 
     Scaled from ``rps`` rather than divided by the interval's length, so old
@@ -277,7 +278,7 @@ class Spectrum:
     dashed: bool = False
 
 
-def _histograms(doc: dict[str, Any], key: str) -> dict[str, Any]:
+def _histograms(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
     """Decode one histogram map of the document, skipping empty ("") entries."""
     from loadgen.stats.metrics import decode_histogram
 
@@ -286,7 +287,7 @@ def _histograms(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return {name: h for name, h in hists.items() if h.get_total_count()}
 
 
-def _merged(hists: dict[str, Any]) -> Any:
+def _merged(hists: Mapping[str, Any]) -> Any:
     """All endpoints in one histogram (exact: same layout everywhere); None when empty."""
     from loadgen.stats.metrics import new_histogram
 
@@ -298,7 +299,7 @@ def _merged(hists: dict[str, Any]) -> Any:
     return total
 
 
-def _endpoint_spectra(doc: dict[str, Any]) -> list[Spectrum]:
+def _endpoint_spectra(doc: Mapping[str, Any]) -> list[Spectrum]:
     """A solid line per endpoint, plus a dashed "service time" line of the same colour
     when the run kept uncorrected histograms, so each pair reads as one endpoint."""
     main = _histograms(doc, "histograms")
@@ -393,13 +394,13 @@ def _no_data(ax: Any) -> None:
             transform=ax.transAxes)
 
 
-def _latency(entry: dict[str, Any], key: str) -> float | None:
+def _latency(entry: Mapping[str, Any], key: str) -> float | None:
     """A latency in ms, or None when the endpoint had no samples (null in the document)."""
     value = (entry.get("latency_ms") or {}).get(key)
     return float(value) if value is not None else None
 
 
-def _draw_latency(ax: Any, endpoints: list[dict[str, Any]]) -> None:
+def _draw_latency(ax: Any, endpoints: Sequence[Mapping[str, Any]]) -> None:
     """Grouped bars of average and P95 latency; endpoints without samples say "no data"
     instead of showing a misleading zero-height bar."""
     width = 0.38
@@ -421,7 +422,7 @@ def _draw_latency(ax: Any, endpoints: list[dict[str, Any]]) -> None:
     ax.legend(loc="upper left", ncols=2, fontsize=8, frameon=False)
 
 
-def _draw_success(ax: Any, endpoints: list[dict[str, Any]]) -> None:
+def _draw_success(ax: Any, endpoints: Sequence[Mapping[str, Any]]) -> None:
     """Success rate in percent on a fixed 0-100 scale, so runs can be compared by eye."""
     rates = [100.0 * (e.get("success_rate") or 0.0) if e.get("requests") else None
              for e in endpoints]
@@ -433,7 +434,7 @@ def _draw_success(ax: Any, endpoints: list[dict[str, Any]]) -> None:
     ax.set_yticks(range(0, 101, 20))
 
 
-def _rate_label(entry: dict[str, Any]) -> str:
+def _rate_label(entry: Mapping[str, Any]) -> str:
     """Same wording as the table, so a 99.99% run never reads "100.0%" on the chart."""
     requests = entry.get("requests", 0)
     if not requests:
@@ -475,7 +476,7 @@ def _short(value: float | None) -> str:
     return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
 
 
-def draw_capacity(doc: dict[str, Any], path: str) -> str:
+def draw_capacity(doc: Mapping[str, Any], path: str) -> str:
     """A capacity search in one PNG: each step's rate against its p99 and failure share.
 
     Steps are drawn in rate order (the bisection visits them out of order), held
@@ -513,7 +514,7 @@ def draw_capacity(doc: dict[str, Any], path: str) -> str:
     return _save(fig, path)
 
 
-def failure_share(step: dict[str, Any]) -> float:
+def failure_share(step: Mapping[str, Any]) -> float:
     """A capacity step's share of failed requests; files before the rename say ``error_share``."""
     share = step.get("failure_share")
     return float(share if share is not None else step.get("error_share") or 0.0)

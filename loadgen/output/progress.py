@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from loadgen.output.table import format_number, format_percent
+from loadgen.schema import Interval
 from loadgen.stats.failures import interval_counts
 
 PLAIN_EVERY_S = 5.0
@@ -37,7 +39,7 @@ class Progress:
         self.failures = 0
         self.shown = False
 
-    def update(self, intervals: list[dict[str, Any]]) -> None:
+    def update(self, intervals: Sequence[Interval]) -> None:
         if self.quiet or not intervals:
             return
         self.done = sum(i["requests"] for i in intervals)
@@ -53,7 +55,7 @@ class Progress:
             self.last_plain = time.monotonic()
         self.stream.flush()
 
-    def _line(self, last: dict[str, Any]) -> str:
+    def _line(self, last: Mapping[str, Any]) -> str:
         elapsed = f"{last['t']:.0f}s" + (f"/{self.duration_s:g}s" if self.duration_s else "")
         done = f"{self.done:,}" + (f"/{self.requests:,}" if self.requests else "")
         p99 = last["latency_ms"]["p99"]

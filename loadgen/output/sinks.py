@@ -14,7 +14,7 @@ exit 3 before any chart is drawn, as it always has.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import click
@@ -24,8 +24,9 @@ from loadgen.errors import InputError, error_line
 from loadgen.output.files import is_stdout, replaceable
 from loadgen.output.progress import Progress
 from loadgen.output.results import save_final, write_document
+from loadgen.schema import Interval
 
-Document = dict[str, Any]
+Document = Mapping[str, Any]   # a ResultsDocument, a CapacityDocument, or an old file
 Say = Callable[[str], None]
 
 
@@ -37,7 +38,7 @@ class Snapshot:
     ``--save`` never builds one until the end).
     """
 
-    def __init__(self, intervals: list[dict[str, Any]], build: Callable[[], Document]) -> None:
+    def __init__(self, intervals: Sequence[Interval], build: Callable[[], Document]) -> None:
         self.intervals = intervals
         self._build = build
         self._doc: Document | None = None

@@ -9,6 +9,7 @@ No ANSI colours, so the output can be piped, logged or pasted as-is.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from loadgen.config.model import DEFAULT_EXPECT_STATUS, format_status_set
@@ -78,7 +79,7 @@ LIMITED_CLOSED = ("GENERATOR LIMITED: loadgen itself was the bottleneck; "
 STATUS_WORDS = {"running": "running (in progress: numbers so far)"}
 
 
-def render_table(doc: dict[str, Any]) -> str:
+def render_table(doc: Mapping[str, Any]) -> str:
     """The whole report: [banner], header line, table(s), then status codes and failures.
 
     The summary lines sit under the table because that is where the eye
@@ -116,7 +117,7 @@ def render_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _nodes_lines(doc: dict[str, Any]) -> list[str]:
+def _nodes_lines(doc: Mapping[str, Any]) -> list[str]:
     """A cluster run: what each node (Dask worker) sent, and which were lost."""
     nodes = doc.get("nodes") or []
     if not nodes:
@@ -129,25 +130,25 @@ def _nodes_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def is_open_model(doc: dict[str, Any]) -> bool:
+def is_open_model(doc: Mapping[str, Any]) -> bool:
     """Open-model documents say so; service times also imply it, in case ``model`` is absent."""
     return doc.get("model") == "open" or has_service_time(doc)
 
 
-def has_service_time(doc: dict[str, Any]) -> bool:
+def has_service_time(doc: Mapping[str, Any]) -> bool:
     """Whether any S block carries the uncorrected latency (absent in closed-model runs)."""
     blocks = [doc.get("summary") or {}, *(doc.get("endpoints") or [])]
     return any(isinstance(b, dict) and b.get("service_time_ms") for b in blocks)
 
 
-def has_success_latency(doc: dict[str, Any]) -> bool:
+def has_success_latency(doc: Mapping[str, Any]) -> bool:
     """Whether the document keeps a successes-only latency (absent in old files)."""
     blocks = [doc.get("summary") or {}, *(doc.get("endpoints") or [])]
     return any(isinstance(b, dict) and isinstance(b.get("success_latency_ms"), dict)
                for b in blocks)
 
 
-def generator_banner(doc: dict[str, Any]) -> list[str]:
+def generator_banner(doc: Mapping[str, Any]) -> list[str]:
     """Framed lines that cannot be missed when loadgen, not the server, set the numbers.
 
     Empty unless ``generator_limited`` is true.  Every line starts with the same
@@ -166,7 +167,7 @@ def generator_banner(doc: dict[str, Any]) -> list[str]:
     return [rule, *body, rule]
 
 
-def _generator_lines(doc: dict[str, Any]) -> list[str]:
+def _generator_lines(doc: Mapping[str, Any]) -> list[str]:
     """In the open model, say that loadgen kept up, with the figures that show it.
 
     Closed-model runs have no schedule to keep, so the line would only be noise there;
@@ -181,7 +182,7 @@ def _generator_lines(doc: dict[str, Any]) -> list[str]:
     return [f"Generator: {figures}"] if figures else []
 
 
-def _generator_figures(generator: dict[str, Any]) -> str:
+def _generator_figures(generator: Mapping[str, Any]) -> str:
     """The measurements behind the generator verdict, in the units the reasons use."""
     parts = []
     lateness = generator.get("lateness_ms")
@@ -203,7 +204,7 @@ def _generator_figures(generator: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _header_line(doc: dict[str, Any]) -> str:
+def _header_line(doc: Mapping[str, Any]) -> str:
     """One line answering 'did it finish, against what, how long, how fast'."""
     summary = doc.get("summary") or {}
     url = (doc.get("config") or {}).get("url", "?")
@@ -223,7 +224,7 @@ def _header_line(doc: dict[str, Any]) -> str:
             f" | {format_number(rps, thousands=True)} req/s{success}{model}{keepalive}")
 
 
-def proxy_words(config: dict[str, Any]) -> str:
+def proxy_words(config: Mapping[str, Any]) -> str:
     """" via proxy http://127.0.0.1:3128 (from HTTPS_PROXY)", or "" for a direct run.
 
     The environment can choose a proxy without a word on the command line, so a
@@ -236,7 +237,7 @@ def proxy_words(config: dict[str, Any]) -> str:
     return f" via proxy {proxy['url']}" + (f" (from {source})" if isinstance(source, str) else "")
 
 
-def _model_words(doc: dict[str, Any]) -> str:
+def _model_words(doc: Mapping[str, Any]) -> str:
     """"open model" plus the target rate, so achieved and requested rates sit side by side."""
     rates = target_rates(doc)
     if not rates:
@@ -248,7 +249,7 @@ def _model_words(doc: dict[str, Any]) -> str:
             f"..{format_number(high, thousands=True)} req/s")
 
 
-def target_rates(doc: dict[str, Any]) -> list[float]:
+def target_rates(doc: Mapping[str, Any]) -> list[float]:
     """Every rate named in the saved schedule (config.schedule stages); [] when unknown."""
     stages = (doc.get("config") or {}).get("schedule")
     if not isinstance(stages, list):
@@ -258,7 +259,7 @@ def target_rates(doc: dict[str, Any]) -> list[float]:
             if isinstance(stage.get(key), (int, float))]
 
 
-def _table(doc: dict[str, Any]) -> str:
+def _table(doc: Mapping[str, Any]) -> str:
     """Per-endpoint rows plus an "All endpoints" row, always present so users find totals
     in the same place whatever the number of endpoints."""
     endpoints = doc.get("endpoints") or []
@@ -269,7 +270,7 @@ def _table(doc: dict[str, Any]) -> str:
     return _layout(HEADERS, rows, total)
 
 
-def success_caption(doc: dict[str, Any]) -> str:
+def success_caption(doc: Mapping[str, Any]) -> str:
     """The successes table's caption names what counted as a success.
 
     "(2xx)" would be false for a run with ``--expect-status 201`` or ``200-399``: the
@@ -287,11 +288,11 @@ def success_caption(doc: dict[str, Any]) -> str:
     return f"Latency of successful requests only (expected statuses: {each}):"
 
 
-def _success_table(doc: dict[str, Any]) -> str:
+def _success_table(doc: Mapping[str, Any]) -> str:
     """Latency of the successes alone (2xx unless --expect-status), same rows as the main
     table; "-" where none."""
 
-    def row(name: str, s: dict[str, Any]) -> list[str]:
+    def row(name: str, s: Mapping[str, Any]) -> list[str]:
         latency = s.get("success_latency_ms") or {}
         successes = s.get("successes")
         return [name, f"{successes:,}" if isinstance(successes, int) else MISSING,
@@ -301,11 +302,11 @@ def _success_table(doc: dict[str, Any]) -> str:
     return _layout(SUCCESS_HEADERS, rows, row(ALL_ENDPOINTS, doc.get("summary") or {}))
 
 
-def _service_table(doc: dict[str, Any]) -> str:
+def _service_table(doc: Mapping[str, Any]) -> str:
     """Uncorrected latency per endpoint, same row order and totals row as the main table."""
     headers = ("Endpoint", *(header for header, _ in SERVICE_COLUMNS))
 
-    def row(name: str, s: dict[str, Any]) -> list[str]:
+    def row(name: str, s: Mapping[str, Any]) -> list[str]:
         service = s.get("service_time_ms") or {}
         return [name, *(format_number(service.get(key)) for _, key in SERVICE_COLUMNS)]
 
@@ -337,7 +338,7 @@ def _phases_table(phases: Any) -> str:
     return _layout(headers, rows) if rows else ""
 
 
-def _row(name: str, s: dict[str, Any], concurrency: Any) -> list[str]:
+def _row(name: str, s: Mapping[str, Any], concurrency: Any) -> list[str]:
     """Format one S block as table cells; absent data becomes "-" rather than 0,
     because a latency of 0 ms would be a lie when nothing succeeded."""
     latency = s.get("latency_ms") or {}
@@ -379,7 +380,7 @@ def _status_codes_line(codes: dict[str, int]) -> str:
     return "Status codes: " + "   ".join(f"{code} × {n:,}" for code, n in ordered)
 
 
-def failures_line(block: dict[str, Any]) -> str:
+def failures_line(block: Mapping[str, Any]) -> str:
     """Requests that did not succeed, with the success rate and both causes.
 
     ``Failures: 1,000 of 1,000 requests (100.00%; 0.00% success) — by status:

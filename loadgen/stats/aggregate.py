@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hdrh.histogram import HdrHistogram
 
+from loadgen.schema import INTERVAL_LATENCY_KEYS, Block, Interval, IntervalLatencyMs, LagMs
 from loadgen.stats.metrics import (
     DEFAULT_SUCCESS,
     Totals,
@@ -68,7 +69,7 @@ class Aggregate:
     workers: list[WorkerState]
     success_sets: list[frozenset[int]] | None = None
     totals: list[Totals] = field(init=False)
-    intervals: list[dict[str, Any]] = field(default_factory=list)
+    intervals: list[Interval] = field(default_factory=list)
     wall_start: float | None = None     # time.time() of the run's start, once known
     _pending: dict[int, _Second] = field(default_factory=dict)
 
@@ -177,11 +178,11 @@ class Aggregate:
         self.intervals.append(self._interval(k, second))
         self._last = (k, second)
 
-    def _interval(self, k: int, second: _Second) -> dict[str, Any]:
+    def _interval(self, k: int, second: _Second) -> Interval:
         """Second ``k`` (1-based) of the run: it starts k-1 seconds after the start."""
         totals, length = second.totals, second.length
-        lat = latency_ms(totals.hist)
-        entry: dict[str, Any] = {
+        lat = cast(dict[str, float | None], latency_ms(totals.hist))
+        entry: Interval = {
             "t": round(k - 1 + length, 3),
             "start": _iso(self.wall_start + k - 1) if self.wall_start is not None else None,
             "length_s": round(length, 6),
@@ -190,7 +191,7 @@ class Aggregate:
             "successes": totals.successes,
             "failures": totals.requests - totals.successes,
             "rps": totals.requests / length if length > 0 else 0.0,
-            "latency_ms": {key: lat[key] for key in ("p50", "p90", "p99", "max")},
+            "latency_ms": cast(IntervalLatencyMs, {key: lat[key] for key in INTERVAL_LATENCY_KEYS}),
         }
         if second.lag.get_total_count():
             p50, p99 = percentiles_us(second.lag, [50.0, 99.0])
@@ -230,10 +231,10 @@ class Aggregate:
             merged.merge(totals)
         return merged
 
-    def summaries(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def summaries(self) -> tuple[Block, list[Block]]:
         duration = self.duration_s
-        endpoints = [{"endpoint": name, **summarize(t, duration)}
-                     for name, t in zip(self.endpoint_names, self.totals)]
+        endpoints: list[Block] = [{"endpoint": name, **summarize(t, duration)}
+                                  for name, t in zip(self.endpoint_names, self.totals)]
         return summarize(self.all_totals(), duration), endpoints
 
 
@@ -241,7 +242,7 @@ class Aggregate:
 SLIVER_S = 0.1
 
 
-def _lag_figures(hist: HdrHistogram) -> dict[str, float] | None:
+def _lag_figures(hist: HdrHistogram) -> LagMs | None:
     if not hist.get_total_count():
         return None
     p50, p90, p99 = percentiles_us(hist, [50.0, 90.0, 99.0])

@@ -19,12 +19,13 @@ keeps its pace (ratio ~1).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loadgen.config.model import RunConfig
 from loadgen.engine.schedule import build_schedule
+from loadgen.schema import CapacityStep
 
 ACHIEVED_SHARE = 0.95
 SATURATED_SERVICE = 1.5
@@ -39,14 +40,14 @@ class Step:
     failure_share: float    # requests without a 2xx response / requests
     failures: list[str]
     generator_limited: bool
-    doc: dict[str, Any] = field(repr=False)
+    doc: Mapping[str, Any] = field(repr=False)
     note: str = ""          # why a generator-limited step still counts
 
     @property
     def service_mean_ms(self) -> float | None:
         return ((self.doc.get("summary") or {}).get("service_time_ms") or {}).get("mean")
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> CapacityStep:
         return {"rate": self.rate, "passed": self.passed, "achieved_rps": self.achieved_rps,
                 "p99_ms": self.p99_ms, "failure_share": self.failure_share,
                 "slo_failures": self.failures, "generator_limited": self.generator_limited,
@@ -61,8 +62,8 @@ class Search:
     generator_limited: bool = False
 
 
-Evaluate = Callable[[dict[str, Any]], list[str]]   # a step's document -> SLO failures
-RunStep = Callable[[RunConfig], dict[str, Any]]
+Evaluate = Callable[[Mapping[str, Any]], list[str]]   # a step's document -> SLO failures
+RunStep = Callable[[RunConfig], Mapping[str, Any]]
 
 
 def step_config(base: RunConfig, rate: float, step_s: float) -> RunConfig:
@@ -70,7 +71,7 @@ def step_config(base: RunConfig, rate: float, step_s: float) -> RunConfig:
                    requests=None)
 
 
-def judge(rate: float, doc: dict[str, Any], slo_failures: list[str]) -> Step:
+def judge(rate: float, doc: Mapping[str, Any], slo_failures: list[str]) -> Step:
     summary = doc["summary"]
     failures = list(slo_failures)
     if summary["rps"] < ACHIEVED_SHARE * rate:

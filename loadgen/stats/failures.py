@@ -15,6 +15,7 @@ Pure and standard-library only, like ``report``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -31,7 +32,7 @@ def _counts(value: Any) -> dict[str, int]:
     return {str(k): n for k, n in value.items() if isinstance(n, int) and n}
 
 
-def failures_by_status(block: dict[str, Any]) -> dict[str, int]:
+def failures_by_status(block: Mapping[str, Any]) -> dict[str, int]:
     """Non-2xx responses by status code, from ``failures_by_status`` or else ``status_codes``."""
     if "failures_by_status" in block:
         return _counts(block["failures_by_status"])
@@ -39,14 +40,14 @@ def failures_by_status(block: dict[str, Any]) -> dict[str, int]:
             if not is_success_status(code)}
 
 
-def failures_by_kind(block: dict[str, Any]) -> dict[str, int]:
+def failures_by_kind(block: Mapping[str, Any]) -> dict[str, int]:
     """Requests without an HTTP response, by kind; old documents called this ``errors``."""
     if "failures_by_kind" in block:
         return _counts(block["failures_by_kind"])
     return _counts(block.get("errors"))
 
 
-def failure_count(block: dict[str, Any]) -> int:
+def failure_count(block: Mapping[str, Any]) -> int:
     """Requests that did not succeed: ``failures``, else requests - successes, else the splits."""
     failures = block.get("failures")
     if isinstance(failures, int) and not isinstance(failures, bool):
@@ -57,7 +58,7 @@ def failure_count(block: dict[str, Any]) -> int:
     return sum(failures_by_status(block).values()) + sum(failures_by_kind(block).values())
 
 
-def interval_counts(interval: dict[str, Any]) -> tuple[int, int]:
+def interval_counts(interval: Mapping[str, Any]) -> tuple[int, int]:
     """(successes, failures) of one per-second interval.
 
     New intervals carry both.  Old ones only have ``errors`` (transport

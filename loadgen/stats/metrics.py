@@ -11,16 +11,16 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from loadgen.schema import LATENCY_KEYS, PERCENTILES, Block, LatencyMs
+
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
-PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0),
-               ("p99", 99.0), ("p999", 99.9))
 
 
 #: Statuses that count as a success unless the endpoint says otherwise (loadgen.config.model's).
@@ -305,12 +305,11 @@ def percentiles_us(hist: HdrHistogram, percentiles: list[float]) -> list[int]:
     return [int(highest[i]) for i in np.searchsorted(cumulative, targets, side="left")]
 
 
-def latency_ms(hist: HdrHistogram) -> dict[str, float | None]:
+def latency_ms(hist: HdrHistogram) -> LatencyMs:
     """min/mean/percentiles/max in milliseconds; None throughout when nothing was recorded."""
-    keys = ["min", "mean", *(name for name, _ in PERCENTILES), "max"]
     total = hist.get_total_count()
     if total == 0:
-        return dict.fromkeys(keys)
+        return cast(LatencyMs, dict.fromkeys(LATENCY_KEYS))
     _, median = _layout_values()
     mean = float(np.dot(np.ctypeslib.as_array(hist.counts).astype(np.float64), median)) / total
     out: dict[str, float | None] = {"min": hist.get_min_value() / 1000.0,
@@ -319,10 +318,10 @@ def latency_ms(hist: HdrHistogram) -> dict[str, float | None]:
     for (name, _), value in zip(PERCENTILES, values):
         out[name] = value / 1000.0
     out["max"] = hist.get_max_value() / 1000.0
-    return out
+    return cast(LatencyMs, out)   # the keys of LATENCY_KEYS, in that order
 
 
-def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
+def summarize(totals: Totals, duration_s: float) -> Block:
     """The summary block (S) of the results document.
 
     One vocabulary: a *failure* is a request that did not succeed (no status
@@ -334,7 +333,7 @@ def summarize(totals: Totals, duration_s: float) -> dict[str, Any]:
     """
     requests = totals.requests
     successes = totals.successes
-    summary: dict[str, Any] = {
+    summary: Block = {
         "requests": requests,
         "successes": successes,
         "failures": requests - successes,

@@ -21,11 +21,12 @@ layout of ``metrics.new_histogram``, so merging stays exact.
 from __future__ import annotations
 
 from array import array
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from loadgen.schema import PHASE_FIGURES, PhaseFigures
 from loadgen.stats.metrics import (
     HIGHEST_US,
     RECORD_CHUNK,
@@ -39,7 +40,7 @@ from loadgen.stats.metrics import (
 #: The phases in the order the report lists them.
 PHASES = ("connect", "tls", "ttfb")
 #: The figures of each phase in ``summary.phases_ms``.
-FIGURES = ("count", "mean", "p50", "p90", "p99", "max")
+FIGURES = PHASE_FIGURES
 
 
 class PhaseRecorder:
@@ -115,7 +116,7 @@ class PhaseTotals:
             if hist.get_total_count():   # an empty one's minimum of 0 would be merged
                 mine.add(hist)
 
-    def summary(self) -> dict[str, dict[str, float | int | None]] | None:
+    def summary(self) -> dict[str, PhaseFigures] | None:
         """``summary.phases_ms``: {phase: {count, mean, p50, p90, p99, max}} in ms."""
         if not self.hists:
             return None
@@ -139,8 +140,8 @@ class PhaseTotals:
         return totals
 
 
-def phase_figures(hist: HdrHistogram) -> dict[str, float | int | None]:
+def phase_figures(hist: HdrHistogram) -> PhaseFigures:
     """count, mean and p50/p90/p99/max (ms) of one phase; None figures when it has no value."""
-    figures = latency_ms(hist)
-    return {"count": hist.get_total_count(),
-            **{key: figures[key] for key in FIGURES if key != "count"}}
+    figures = cast(dict[str, float | None], latency_ms(hist))
+    return cast(PhaseFigures, {"count": hist.get_total_count(),
+                               **{key: figures[key] for key in FIGURES if key != "count"}})

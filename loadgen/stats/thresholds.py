@@ -40,14 +40,15 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from loadgen.config.model import ConfigError
+from loadgen.schema import LATENCY_KEYS
 from loadgen.stats.failures import failure_count, percent_text
 
-LATENCY = ("min", "mean", "p50", "p75", "p90", "p95", "p99", "p999", "max")
+LATENCY = LATENCY_KEYS
 _ALIASES = {"p99.9": "p999", "errors": "failures"}
 KNOWN = ("min", "mean", "p50", "p75", "p90", "p95", "p99", "p99.9", "p999", "max",
          "failures", "errors", "success", "rps", "requests")
@@ -197,7 +198,8 @@ def _resolve(t: Threshold, names: Sequence[str]) -> str:
                       f"endpoints: {', '.join(names) or '(none)'}")
 
 
-def evaluate(thresholds: Iterable[Threshold], doc: dict[str, Any]) -> list[ThresholdResult]:
+def evaluate(thresholds: Iterable[Threshold],
+             doc: Mapping[str, Any]) -> list[ThresholdResult]:
     """Check every threshold against a results document (summary or one endpoint's block)."""
     thresholds = list(thresholds)
     blocks = {e.get("endpoint"): e for e in doc.get("endpoints") or []}

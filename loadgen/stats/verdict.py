@@ -36,6 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadgen.schema import LagMs
+
 LAG_FLOOR_MS = 10.0      # below this, lag is timer and scheduler jitter
 LAG_SHARE = 0.5          # lag p99 above this share of the service time's p99 distorts it
 DEMAND_LIMIT = 90.0      # % of one core a worker used or waited for, in some whole second
@@ -61,9 +63,9 @@ class WorkerLoad:
 @dataclass(frozen=True)
 class Evidence:
     open_model: bool
-    send_lag_ms: dict[str, float] | None = None      # p50 p90 p99 max over the run
+    send_lag_ms: LagMs | None = None      # p50 p90 p99 max over the run
     lag_p50_by_second: list[float] = field(default_factory=list)
-    loop_lag_ms: dict[str, float] | None = None
+    loop_lag_ms: LagMs | None = None
     service_p99_ms: float | None = None   # open: service time; closed: latency
     workers: list[WorkerLoad] = field(default_factory=list)
     waited: int = 0

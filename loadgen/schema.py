@@ -1,0 +1,213 @@
+"""The results document (schema ``loadgen/1``) as types: the one reference for its shape.
+
+Why here, at the top of the package and on the standard library alone: the
+document is assembled from parts made in several layers (``stats`` makes the S
+blocks, the intervals and the generator verdict, ``engine.cluster`` the nodes,
+``output.results`` the whole) and read back by ``output`` and ``commands``;
+each of them may import this module without importing the others.
+
+The TypedDicts describe what loadgen writes *today*.  Files written by older
+versions lack some keys (``success_latency_ms``, ``failures_by_kind``, the
+interval's ``start``/``length_s``/``partial``, phases...) or carry old ones
+(``errors``): readers take documents as plain dicts and fall back where the
+README says so; ``loadgen.output.validate`` checks the shapes they read.  The
+README's "The results document" section describes these types in prose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+SCHEMA = "loadgen/1"
+#: ``loadgen capacity --save``: the search's steps, each with its own results document.
+CAPACITY_SCHEMA = "loadgen-capacity/1"
+
+#: The percentiles of every latency block, by name, with the percentile they read.
+PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p95", 95.0),
+               ("p99", 99.0), ("p999", 99.9))
+#: The keys of a latency block (``latency_ms``, ``success_latency_ms``, ``service_time_ms``).
+LATENCY_KEYS = ("min", "mean", *(name for name, _ in PERCENTILES), "max")
+#: The keys of an interval's ``latency_ms``: a second has too few requests for the tails.
+INTERVAL_LATENCY_KEYS = ("p50", "p90", "p99", "max")
+#: The keys of a phase's figures (``summary.phases_ms``).
+PHASE_FIGURES = ("count", "mean", "p50", "p90", "p99", "max")
+
+# The figure dicts in the functional syntax: each is one line per key list above, and
+# tests/test_schema.py checks that their keys are exactly those lists.
+LatencyMs = TypedDict("LatencyMs", {
+    "min": float | None, "mean": float | None, "p50": float | None, "p75": float | None,
+    "p90": float | None, "p95": float | None, "p99": float | None, "p999": float | None,
+    "max": float | None})
+"""min, mean, percentiles and max in ms; all None when nothing was recorded."""
+
+IntervalLatencyMs = TypedDict("IntervalLatencyMs", {
+    "p50": float | None, "p90": float | None, "p99": float | None, "max": float | None})
+
+LagMs = TypedDict("LagMs", {"p50": float, "p90": float, "p99": float, "max": float})
+"""The generator's send lag (open model) and event-loop lag figures."""
+
+SendLagMs = TypedDict("SendLagMs", {"p50": float, "p99": float})
+
+PhaseFigures = TypedDict("PhaseFigures", {
+    "count": int, "mean": float | None, "p50": float | None, "p90": float | None,
+    "p99": float | None, "max": float | None})
+
+
+class Block(TypedDict, total=False):
+    """An S block: the ``summary`` (all endpoints) and each of ``endpoints``.
+
+    ``service_time_ms`` only in the open model; ``phases_ms`` only in the summary
+    (phases are per worker); ``endpoint`` and ``concurrency`` only in ``endpoints``.
+    """
+
+    endpoint: str
+    concurrency: int
+    requests: int
+    successes: int
+    failures: int
+    success_rate: float
+    rps: float
+    duration_s: float
+    latency_ms: LatencyMs
+    success_latency_ms: LatencyMs
+    service_time_ms: LatencyMs
+    status_codes: dict[str, int]          # every response's status
+    failures_by_status: dict[str, int]    # responses outside the success set
+    failures_by_kind: dict[str, int]      # no response: connect, timeout, write, read, protocol
+    bytes_in: int
+    bytes_out: int
+    latency_overflow: int
+    phases_ms: dict[str, PhaseFigures]    # connect, tls (https), ttfb
+
+
+class _IntervalRequired(TypedDict):
+    t: float                  # seconds from the run's start to the END of the interval
+
+
+class Interval(_IntervalRequired, total=False):
+    """One second of the run, merged across workers (old files: t, requests, errors, rps,
+    latency_ms)."""
+
+    start: str | None         # ISO-8601 UTC wall clock of the interval's start, with ms
+    length_s: float
+    partial: bool             # a last interval shorter than a whole second
+    requests: int
+    successes: int
+    failures: int
+    rps: float                # requests / length_s
+    latency_ms: IntervalLatencyMs
+    send_lag_ms: SendLagMs    # open model only
+
+
+class Generator(TypedDict, total=False):
+    """Whether loadgen itself was the limit: the figures behind ``generator_limited``."""
+
+    reasons: list[str]
+    causes: list[str]         # causes[i] names reasons[i]: pool, backlog, lag, loop, cpu, starved
+    lateness_ms: LagMs | None     # open model: intended send time -> bytes written
+    lag_limit_ms: float | None
+    loop_lag_ms: LagMs | None
+    cpu_percent_max: float
+    demand_percent_max: float
+    run_queue_percent_max: float
+    waited_for_connection: int
+    waited_share: float
+    connections: int
+    connections_needed: int | None
+
+
+class Worker(TypedDict):
+    index: int
+    requests: int
+    cpu_s: float
+    elapsed_s: float
+    cpu_percent_max: float
+    connections: int
+    reconnects: int
+    lost: str | None
+
+
+class Node(TypedDict):
+    """A ``--cluster`` run: what each Dask node did."""
+
+    address: str
+    host: str
+    workers: int
+    worker_indices: list[int]
+    requests: int
+    lost: str | None
+    start_offset_ms: float | None
+
+
+class ThresholdResult(TypedDict):
+    """One ``--threshold`` checked against the document's numbers.
+
+    In a save of a run still going (``status`` "running") it is provisional: the
+    numbers so far, which the end of the run may still change.
+    """
+
+    threshold: str            # as the user wrote it
+    actual: float | None      # None when the run has no data for it (yet)
+    passed: bool
+
+
+class _DocumentRequired(TypedDict):
+    schema: str
+    tool: str
+    status: str               # complete, interrupted, failed; "running" while still going
+    problems: list[str]
+    started_at: str
+    config: dict[str, object]     # RunConfig.public(): nothing secret
+    summary: Block
+    endpoints: list[Block]
+    model: str                # "closed" or "open"
+    generator_limited: bool
+    generator: Generator
+    histograms: dict[str, str]    # HDR, base64, microseconds: every request, by endpoint
+    histogram_unit: str
+    workers: list[Worker]
+    intervals: list[Interval]
+
+
+class ResultsDocument(_DocumentRequired, total=False):
+    """What ``loadgen run --save`` writes, complete at every save."""
+
+    success_histograms: dict[str, str]    # the successes alone
+    service_histograms: dict[str, str]    # open model only ("" for an empty one)
+    phase_histograms: dict[str, str]      # connect, tls, ttfb
+    thresholds: list[ThresholdResult]     # only when --threshold was given
+    nodes: list[Node]                     # --cluster only
+    # combined repeats (bench/compare-configs, loadgen.stats.combine)
+    combined_from: int
+    combined_runs: list[dict[str, object]]
+
+
+class CapacityStep(TypedDict):
+    """One step of ``loadgen capacity``: a constant rate, judged against the SLOs."""
+
+    rate: float
+    passed: bool
+    achieved_rps: float
+    p99_ms: float | None
+    failure_share: float          # requests that did not succeed / requests
+    slo_failures: list[str]       # the SLOs it missed, with the actual figure
+    generator_limited: bool
+    note: str | None              # why a generator-limited step still counts
+    result: Mapping[str, Any]     # the step's own results document (a ResultsDocument)
+
+
+class CapacityDocument(TypedDict):
+    """What ``loadgen capacity --save`` writes (schema ``loadgen-capacity/1``), after every
+    step ("status" "running") and at the end."""
+
+    schema: str
+    tool: str
+    status: str
+    started_at: str
+    config: dict[str, object]
+    slos: list[str]
+    capacity_rps: float | None    # the highest rate that held; None if none did
+    verdict: str
+    generator_limited: bool
+    steps: list[CapacityStep]
