@@ -45,7 +45,7 @@ import cost  # bench/ is not a package: cost.py is found as a sibling
 GOAL_PCT = 5.0
 #: Interval for variant A: far beyond any run, so the worker only sends its final delta.
 NO_INTERVAL_S = 3600
-#: The coordinator kills a worker silent for SILENCE_LIMIT_S + 1 s (loadgen.engine.coordinator);
+#: The coordinator kills a worker silent for SILENCE_LIMIT_S + 1 s (loadgen.engine.collector);
 #: in variant A the worker is silent for the whole run, so runs must stay shorter than that.
 MAX_DURATION_S = 5
 PTY_DRAIN_JOIN_S = 5.0
