@@ -44,6 +44,7 @@ from loadgen.engine.client import (
     make_pool,
     proxy_form,
 )
+from loadgen.engine.schedule import SendSchedule
 from loadgen.stats.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 from loadgen.stats.phases import PhaseRecorder
 
@@ -186,7 +187,8 @@ class Worker:
 
     def dispatch(self) -> None:
         """Release this worker's requests (index, index+stride, ...) at their scheduled times."""
-        plan, schedule, clock = self.plan, self.plan.schedule, time.perf_counter
+        plan, clock = self.plan, time.perf_counter
+        schedule: SendSchedule = plan.schedule   # only time_of(k): exact, the same on every node
         k, limit, end = plan.index, plan.requests_total, plan.duration_s or float("inf")
         sent = 0
         while not self.stopping and (limit is None or k < limit):
