@@ -15,7 +15,12 @@ only in the request source that feeds it ``(index, intended send time)``:
   the *intended* send time (wrk2's coordinated-omission correction); the
   actual send-to-response time is kept beside it as service time.
 A source is a generator: resuming one costs less than a method call, and the
-open model's queue items are passed through as they are.
+open model's queue items are passed through as they are.  The stop conditions
+live in the sources (tickets, duration, the dispatcher's end, a stop), never in
+the serve loop.  Room for what comes next: a *population* (how many virtual
+users run, over time) is how many serve greenlets run, each on its own source;
+per-request building replaces the prebuilt ``requests[e]`` with a choice made
+once per loop, so the static case keeps its prebuilt bytes and its speed.
 
 Imported only after gevent.monkey.patch_all().
 """
