@@ -23,7 +23,8 @@ import argparse
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,9 +47,88 @@ def paired(after: list[float], before: list[float]) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
+# -- micro: the loop shapes alone, with a request that does nothing ------------------------
+
+
+class _Shapes:
+    """The closed model's per-request statements before (inline ticket) and after (a ticket
+    generator feeding the serve loop), around a no-op request, so only the loop differs."""
+
+    def __init__(self, n: int) -> None:
+        self.stopping, self.next_ticket, self.last_ticket, self.end_at = False, 0, n, float("inf")
+        self.timeout, self.got = 10.0, 0
+
+    def request(self, data: bytes, head: bool, deadline: float = 0.0) -> tuple[int, int]:
+        deadline = deadline or time.monotonic() + self.timeout   # as Connection.request does
+        return 200, len(data)
+
+    def before(self) -> None:
+        clock, end_at, timeout, request = time.perf_counter, self.end_at, self.timeout, self.request
+        cycle, requests, heads = (0,), [b"GET / HTTP/1.1\r\n\r\n"], [False]
+        while not self.stopping:
+            t0 = clock()
+            i = self.next_ticket
+            if i == self.last_ticket or t0 >= end_at:
+                break
+            self.next_ticket = i + 1
+            e = cycle[i % 1]
+            data = requests[e]
+            status, received = request(data, heads[e])
+            elapsed = clock() - t0
+            if elapsed > timeout:
+                self.got -= 1
+            else:
+                self.got += status + received
+
+    def tickets(self) -> Iterator[tuple[int, float]]:
+        clock, end_at = time.perf_counter, self.end_at
+        while not self.stopping:
+            t0 = clock()
+            i = self.next_ticket
+            if i == self.last_ticket or t0 >= end_at:
+                return
+            self.next_ticket = i + 1
+            yield i, t0
+
+    def after(self) -> None:
+        clock, monotonic, timeout, request = time.perf_counter, time.monotonic, self.timeout, \
+            self.request
+        cycle, requests, heads, open_model = (0,), [b"GET / HTTP/1.1\r\n\r\n"], [False], False
+        for k, intended in self.tickets():
+            e = cycle[k % 1]
+            data = requests[e]
+            t0 = clock() if open_model else intended
+            left = intended + timeout - t0
+            if left <= 0:
+                continue
+            status, received = request(data, heads[e], monotonic() + left)
+            t1 = clock()
+            if t1 - intended > timeout:
+                self.got -= 1
+            else:
+                self.got += status + received
+
+
+def micro(repeat: int, calls: int) -> None:
+    """ns per request of each shape, interleaved rounds, medians and the paired difference."""
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(repeat):
+        for name, samples in times.items():
+            shapes = _Shapes(calls)
+            t = time.process_time()
+            getattr(shapes, name)()
+            samples.append((time.process_time() - t) / calls * 1e9)
+    diffs = [a - b for a, b in zip(times["after"], times["before"])]
+    print(f"micro, closed model, {repeat} interleaved rounds of {calls:,} requests: before "
+          f"{statistics.median(times['before']):.0f} ns, after {statistics.median(times['after']):.0f}"
+          f" ns per request; paired difference median {statistics.median(diffs):+.0f} ns")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", required=True, help="directory holding the base loadgen/")
+    parser.add_argument("--micro", action="store_true",
+                        help="only time the closed loop's shapes (no network, no --before)")
+    parser.add_argument("--before", default=None, help="directory holding the base loadgen/")
     parser.add_argument("--after", default=None,
                         help="directory holding the changed loadgen/ [this checkout]")
     parser.add_argument("--rate", type=float, default=8000.0, help="open-model req/s [8000]")
@@ -59,6 +139,11 @@ def main() -> int:
     parser.add_argument("--target", default=None, help="nginx or builtin [nginx if installed]")
     parser.add_argument("--path", default=None)
     args = parser.parse_args()
+    if args.micro:
+        micro(args.repeat * 4, 300_000)
+        return 0
+    if not args.before:
+        parser.error("--before is required (unless --micro)")
     args.target = args.target or ("nginx" if cost.shutil.which("nginx") else "builtin")
     cost.PATH[0] = args.path or ("/api/health" if args.target == "builtin" else "/")
     pin = cost.pinning_available()
