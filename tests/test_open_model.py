@@ -44,6 +44,16 @@ def test_open_ended_rate() -> None:
     assert schedule.time_of(60) == pytest.approx(2.0)
 
 
+def test_describe_is_what_the_document_records() -> None:
+    """The report reads a schedule only through describe(): stages, then the open-ended rate."""
+    schedule = Schedule((Stage(1.0, 0.0, 10.0),), open_ended_rate=50.0)
+    assert schedule.describe() == [
+        {"duration_s": 1.0, "start_rate": 0.0, "end_rate": 10.0},
+        {"duration_s": None, "start_rate": 50.0, "end_rate": 50.0}]
+    assert build_schedule(100.0, [], 2.0).describe() == [
+        {"duration_s": 2.0, "start_rate": 100.0, "end_rate": 100.0}]
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--rate", "0", "--duration", "1s"], "--rate"),
     (["--rate", "-3", "--duration", "1s"], "--rate"),

@@ -238,9 +238,9 @@ def p99_slo(limit_ms: float = 100.0) -> capacity.Evaluate:
 
 
 def rate_of(config: RunConfig) -> float:
-    (stage,) = config.schedule.stages
-    assert stage.start_rate == stage.end_rate and config.duration_s == stage.duration_s
-    return stage.start_rate
+    (stage,) = config.schedule.describe()
+    assert stage["start_rate"] == stage["end_rate"] and config.duration_s == stage["duration_s"]
+    return stage["start_rate"]
 
 
 def server(limit: float, limited_from: float | None = None,

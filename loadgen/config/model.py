@@ -12,10 +12,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from loadgen.errors import InputError
+
+if TYPE_CHECKING:   # engine.schedule imports this module: only the type, never at run time
+    from loadgen.engine.schedule import SendSchedule, StageDescription
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -371,15 +374,10 @@ class RunConfig:
         }
 
 
-def _describe_schedule(schedule: Any) -> list[dict[str, float | None]] | None:
-    if schedule is None:
-        return None
-    stages = [{"duration_s": s.duration_s, "start_rate": s.start_rate, "end_rate": s.end_rate}
-              for s in schedule.stages]
-    if schedule.open_ended_rate:
-        stages.append({"duration_s": None, "start_rate": schedule.open_ended_rate,
-                       "end_rate": schedule.open_ended_rate})
-    return stages
+def _describe_schedule(schedule: SendSchedule | None) -> list[StageDescription] | None:
+    """The schedule as the document records it: its own ``describe()`` (engine.schedule's
+    SendSchedule protocol), so this module never depends on how a schedule is built."""
+    return None if schedule is None else schedule.describe()
 
 
 def endpoint_cycle(weights: list[float], longest: int = 10_000) -> tuple[int, ...]:

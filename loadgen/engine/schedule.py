@@ -13,12 +13,36 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from loadgen.config.model import ConfigError, parse_duration
 
 #: Requests per second across all workers.  Far beyond what one machine's workers can send;
 #: above it a typo (or inf) would fill the dispatch queue faster than anything drains it.
 MAX_RATE = 10_000_000.0
+
+
+#: One stretch of a schedule as the results document records it (``config.schedule``):
+#: a linear ramp; ``duration_s`` None = open-ended, until stopped.
+StageDescription = dict[str, float | None]
+
+
+class SendSchedule(Protocol):
+    """What the worker and the report need of a schedule, and nothing more.
+
+    ``time_of`` must be exact and pure (a function of ``k`` alone), so every
+    worker and every node computes the same global stream without talking;
+    ``describe`` is what the results document records of it, so the report and
+    charts never reach into a schedule's internals (its stages).
+    """
+
+    def time_of(self, k: int) -> float | None:
+        """Seconds after the start when global request ``k`` is due; None once past the end."""
+        ...
+
+    def describe(self) -> list[StageDescription]:
+        """The rate profile as the results document's ``config.schedule``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,16 @@ class Schedule:
         if self.open_ended_rate:
             return elapsed + m / self.open_ended_rate
         return None
+
+    def describe(self) -> list[StageDescription]:
+        """Each stage as a ramp, then the open-ended rate as a stage without a duration."""
+        stages: list[StageDescription] = [
+            {"duration_s": s.duration_s, "start_rate": s.start_rate, "end_rate": s.end_rate}
+            for s in self.stages]
+        if self.open_ended_rate:
+            stages.append({"duration_s": None, "start_rate": self.open_ended_rate,
+                           "end_rate": self.open_ended_rate})
+        return stages
 
 
 def parse_stage(text: str) -> tuple[float, float]:

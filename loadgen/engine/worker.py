@@ -6,12 +6,21 @@ absolute schedule, so timer lateness never accumulates) the tallies are
 swapped for fresh ones and the old ones go up the pipe, which keeps the
 coordinator's view at most a second old even if this process is killed.
 
-Two models share everything but the loop itself:
-- closed: each connection sends, reads the whole response, sends again;
+One serve loop sends, times and records every request; the two models differ
+only in the request source that feeds it ``(index, intended send time)``:
+- closed: the next ticket, now (each connection sends, reads the whole
+  response, sends again);
 - open (``--rate``/``--stage``): a dispatcher releases requests at their
   scheduled times into a queue that connections drain.  Latency runs from
   the *intended* send time (wrk2's coordinated-omission correction); the
   actual send-to-response time is kept beside it as service time.
+A source is a generator: resuming one costs less than a method call, and the
+open model's queue items are passed through as they are.  The stop conditions
+live in the sources (tickets, duration, the dispatcher's end, a stop), never in
+the serve loop.  Room for what comes next: a *population* (how many virtual
+users run, over time) is how many serve greenlets run, each on its own source;
+per-request building replaces the prebuilt ``requests[e]`` with a choice made
+once per loop, so the static case keeps its prebuilt bytes and its speed.
 
 Imported only after gevent.monkey.patch_all().
 """
@@ -23,6 +32,7 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -39,6 +49,7 @@ from loadgen.engine.client import (
     make_pool,
     proxy_form,
 )
+from loadgen.engine.schedule import SendSchedule
 from loadgen.stats.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 from loadgen.stats.phases import PhaseRecorder
 
@@ -89,61 +100,28 @@ class Worker:
     def _new_tallies(self) -> list[Tally]:
         return [Tally(self.open_model, e.expect_status) for e in self.plan.endpoints]
 
-    # -- the hot loops ----------------------------------------------------------------
-    def closed_loop(self, conn: Connection) -> None:
-        """Send, read the whole response, send again: until tickets, time or a stop run out.
+    # -- the serve loop ---------------------------------------------------------------
+    def serve(self, conn: Connection, source: Iterator[tuple[int, float]]) -> None:
+        """Send, time and record every request ``source`` releases on one connection.
 
-        Latency runs from just before the request (reconnects included); a
-        response later than the timeout is a timeout, whatever the watchdog saw.
+        ``source`` yields ``(k, intended)``: the global request index and the
+        perf_counter time the request was meant to leave (closed: now, so
+        latency runs from just before the request, reconnects included; open:
+        the schedule's time, wrk2's coordinated-omission correction).  Latency
+        and the timeout run from ``intended``; in the open model service time
+        and send lag run from the moment the bytes were written.  A request
+        that waited past its timeout is a timeout without being sent, so a
+        stalled server cannot keep the run going past its last send plus the
+        timeout; a response later than the timeout is a timeout, whatever the
+        watchdog saw.  One greenlet serving one source is one virtual user.
         """
-        requests, heads, cycle = self.requests, self.heads, self.plan.cycle
-        n_cycle, clock, end_at = len(cycle), time.perf_counter, self.end_at
-        timeout, closes = self.plan.timeout_s, self.closes
-        while not self.stopping:
-            t0 = clock()
-            i = self.next_ticket
-            if i == self.last_ticket or t0 >= end_at:
-                break
-            self.next_ticket = i + 1
-            e = cycle[i % n_cycle]
-            data = requests[e]
-            try:
-                status, received = conn.request(data, heads[e])
-            except RequestError as err:
-                self._failed(e, err.kind, len(data), clock() - t0)
-                gevent.sleep(0)  # a refused connect never yields: let the others run
-                continue
-            elapsed = clock() - t0
-            if closes[e]:
-                conn.close()
-            if elapsed > timeout:
-                self._failed(e, TIMEOUT, len(data), elapsed)
-            else:
-                self.tallies[e].record(status, int(elapsed * 1e6), received, len(data))
-        self.finished_at = max(self.finished_at, clock())
-
-    def open_loop(self, conn: Connection) -> None:
-        """Take (index, intended time) from the dispatcher's queue until it says stop.
-
-        Latency and the timeout run from the intended send time; service time
-        and the send lag from the moment the request's bytes were written.  A
-        request that waited in the queue past its timeout is a timeout without
-        being sent, so a stalled server cannot keep the run going past its
-        last send time plus the timeout.
-        """
-        requests, heads, cycle = self.requests, self.heads, self.plan.cycle
-        n_cycle, clock, get = len(cycle), time.perf_counter, self.queue.get
-        timeout, monotonic, closes = self.plan.timeout_s, time.monotonic, self.closes
-        while True:
-            self.idle += 1
-            item = get()
-            self.idle -= 1
-            if item is None or self.stopping:
-                break
-            k, intended = item
+        requests, heads, closes, cycle = self.requests, self.heads, self.closes, self.plan.cycle
+        n_cycle, clock, monotonic = len(cycle), time.perf_counter, time.monotonic
+        timeout, open_model = self.plan.timeout_s, self.open_model
+        for k, intended in source:
             e = cycle[k % n_cycle]
             data = requests[e]
-            t0 = clock()
+            t0 = clock() if open_model else intended   # closed: the source's now is the send
             left = intended + timeout - t0
             if left <= 0:   # never sent: at least this late
                 self._record_lag(t0 - intended)
@@ -153,23 +131,47 @@ class Worker:
                 status, received = conn.request(data, heads[e], monotonic() + left)
             except RequestError as err:
                 t1 = clock()
-                if conn.sent_at >= t0:       # written before it failed
+                if open_model and conn.sent_at >= t0:   # written before it failed
                     self._lag(conn, t0, intended)
                     self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
                 self._failed(e, err.kind, len(data), t1 - intended)
-                gevent.sleep(0)
+                gevent.sleep(0)  # a refused connect never yields: let the others run
                 continue
-            t1, sent = clock(), conn.sent_at
+            t1 = clock()
             if closes[e]:
                 conn.close()
-            self._lag(conn, t0, intended)
-            tally = self.tallies[e]
-            tally.record_service(int((t1 - sent) * 1e6))
+            tally = self.tallies[e]   # swapped every second by the reporter
+            if open_model:
+                self._lag(conn, t0, intended)
+                tally.record_service(int((t1 - conn.sent_at) * 1e6))
             if t1 - intended > timeout:
                 self._failed(e, TIMEOUT, len(data), t1 - intended)
             else:
                 tally.record(status, int((t1 - intended) * 1e6), received, len(data))
         self.finished_at = max(self.finished_at, clock())
+
+    # -- the request sources ----------------------------------------------------------
+    def tickets(self) -> Iterator[tuple[int, float]]:
+        """Closed model: the next ticket, now, until tickets, time or a stop run out."""
+        clock, end_at = time.perf_counter, self.end_at
+        while not self.stopping:
+            t0 = clock()
+            i = self.next_ticket
+            if i == self.last_ticket or t0 >= end_at:
+                return
+            self.next_ticket = i + 1
+            yield i, t0
+
+    def released(self) -> Iterator[tuple[int, float]]:
+        """Open model: what the dispatcher released, in order, until it (or a stop) says so."""
+        get = self.queue.get
+        while True:
+            self.idle += 1
+            item = get()
+            self.idle -= 1
+            if item is None or self.stopping:
+                return
+            yield item
 
     def _failed(self, e: int, kind: str, bytes_out: int, elapsed: float) -> None:
         """A failure at the time it failed; a timeout never below the timeout."""
@@ -190,7 +192,8 @@ class Worker:
 
     def dispatch(self) -> None:
         """Release this worker's requests (index, index+stride, ...) at their scheduled times."""
-        plan, schedule, clock = self.plan, self.plan.schedule, time.perf_counter
+        plan, clock = self.plan, time.perf_counter
+        schedule: SendSchedule = plan.schedule   # only time_of(k): exact, the same on every node
         k, limit, end = plan.index, plan.requests_total, plan.duration_s or float("inf")
         sent = 0
         while not self.stopping and (limit is None or k < limit):
@@ -220,7 +223,7 @@ class Worker:
     def _add_connection(self) -> None:
         conn = Connection(self.pool, self.plan.timeout_s, self.phases)
         self.connections.append(conn)
-        self.loops.append(gevent.spawn(self.open_loop, conn))
+        self.loops.append(gevent.spawn(self.serve, conn, self.released()))
 
     # -- around them ------------------------------------------------------------------
     def run(self) -> None:
@@ -242,9 +245,8 @@ class Worker:
         start = self.channel.recv()
         if start.get("type") != "start":
             return
-        loop = self.open_loop if self.open_model else self.closed_loop
         if self.open_model:   # every connection waits on the queue before the first send
-            self.loops = [gevent.spawn(loop, c) for c in self.connections]
+            self.loops = [gevent.spawn(self.serve, c, self.released()) for c in self.connections]
             while self.idle < len(self.loops) and not any(g.dead for g in self.loops):
                 gevent.sleep(0)
         gevent.sleep(max(0.0, start["at"] - time.monotonic()))
@@ -260,7 +262,7 @@ class Worker:
         if self.open_model:
             self.dispatch()
         else:
-            self.loops = [gevent.spawn(loop, c) for c in self.connections]
+            self.loops = [gevent.spawn(self.serve, c, self.tickets()) for c in self.connections]
         while self.loops:   # the dispatcher may have added loops
             self.loops.pop().join()
         self.finished.set()  # not kill(): that could cut a frame half-written to the pipe
