@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import REPO, loadgen, one_line_error
+from helpers import REPO, loadgen, one_line_error, run_in_process
 
 from loadgen.engine.schedule import Schedule, Stage, build_schedule
 
@@ -59,7 +59,7 @@ def test_open_ended_rate() -> None:
 ])
 def test_bad_open_model_input(target_server, args: list[str], needle: str) -> None:
     target_server.reset()
-    line = one_line_error(loadgen("run", "--url", target_server.url, *args))
+    line = one_line_error(run_in_process("run", "--url", target_server.url, *args))
     assert needle in line
     assert target_server.stats()["requests"] == 0
 
