@@ -6,8 +6,8 @@ import os
 import select
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -72,22 +72,52 @@ def finish(proc: subprocess.Popen[str], save: Path | None, timeout: float = 60) 
     return Run(proc.returncode, out, err, doc)
 
 
-def wait_for_status(path: Path, status: str, limit_s: float = 30.0,
-                    accept: Any = None) -> dict[str, Any]:
-    """Poll the results file a run rewrites every second (the file is the event).
+def poll_until(check: Callable[[], Any], limit_s: float, every_s: float = 0.02) -> Any:
+    """``check()``'s first truthy value, checked every ``every_s`` until ``limit_s`` passes
+    (then None).
 
-    ``accept(doc)``, if given, must also hold.
+    For conditions nothing notifies about (a file another process rewrites, a process
+    that is not our child, a log line): the condition itself is the event, so it is
+    checked again and again; ``time.sleep`` between checks is the polling interval,
+    never a guess at how long something takes.
     """
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
+    while True:
+        found = check()
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(every_s)
+
+
+def wait_for_status(path: Path, status: str, limit_s: float = 30.0, accept: Any = None,
+                    proc: subprocess.Popen[Any] | None = None) -> dict[str, Any]:
+    """The results file a run rewrites every second, once its status is ``status`` (the
+    file is the event).
+
+    ``accept(doc)``, if given, must also hold.  With ``proc``, stop waiting as soon as that
+    run has exited (it will not write again).
+    """
+    def check() -> dict[str, Any] | None:
         try:
             doc = orjson.loads(path.read_bytes())
-            if doc["status"] == status and (accept is None or accept(doc)):
-                return doc
         except (OSError, orjson.JSONDecodeError):
-            pass
-        threading.Event().wait(0.02)
-    raise AssertionError(f"{path} never reached status {status!r} in {limit_s}s")
+            return None
+        if doc["status"] == status and (accept is None or accept(doc)):
+            return doc
+        return None
+
+    def check_or_exited() -> dict[str, Any] | bool | None:
+        return check() or (proc is not None and proc.poll() is not None)
+
+    found = poll_until(check_or_exited, limit_s)
+    if isinstance(found, dict):
+        return found
+    found = check()   # the run may have written its last document just before exiting
+    if found is not None:
+        return found
+    raise AssertionError(f"{path} never reached status {status!r} in {limit_s}s"
+                         + (f" (the run exited with {proc.returncode})"
+                            if proc is not None and proc.poll() is not None else ""))
 
 
 def children(pid: int) -> list[int]:
@@ -126,8 +156,7 @@ def wait_gone(pids: list[int], limit_s: float) -> list[int]:
         if fd is not None:
             with os.fdopen(fd, "rb", buffering=0) as handle:
                 select.select([handle], [], [], max(0.0, deadline - time.monotonic()))
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        threading.Event().wait(0.02)
+    poll_until(lambda: not any(alive(p) for p in pids), max(0.0, deadline - time.monotonic()))
     return [p for p in pids if alive(p)]
 
 

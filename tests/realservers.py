@@ -22,11 +22,11 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from helpers import poll_until
 
 TESTS = Path(__file__).resolve().parent
 START_TIMEOUT_S = 30.0
@@ -67,12 +67,13 @@ class Served:
         until the count is reached (the lines are the event) or ``limit_s`` passes, and
         whatever is there then is returned for the test to compare.
         """
-        deadline = time.monotonic() + limit_s
-        while True:
+        def check() -> list[str] | None:
             lines = [line for line in _read_lines(self.access_log) if f" /{tag}/" in line]
-            if len(lines) >= at_least or time.monotonic() > deadline:
-                return lines
-            threading.Event().wait(0.02)
+            return lines if len(lines) >= at_least else None
+
+        found = poll_until(check, limit_s)
+        return found if found is not None else [
+            line for line in _read_lines(self.access_log) if f" /{tag}/" in line]
 
     def stop(self) -> None:
         stop_process(self.proc)

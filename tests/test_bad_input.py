@@ -1,4 +1,11 @@
-"""Bad input: one line on stderr, exit status 2, nothing sent."""
+"""Bad input: one line on stderr, exit status 2, nothing sent.
+
+The option battery runs ``loadgen.cli.main`` in this process (``run_in_process``:
+the same code as the command, without an interpreter start per case), still
+against the real target, whose counters prove that nothing was sent.  The
+other cases go through a real ``python -m loadgen`` subprocess, so the entry
+point itself keeps its end-to-end check.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import loadgen, one_line_error
+from helpers import loadgen, one_line_error, run_in_process
 
 
 def _closed_port() -> int:
@@ -39,7 +46,7 @@ def _closed_port() -> int:
 ])
 def test_bad_option_is_one_line_exit_2(target_server, args: list[str], needle: str) -> None:
     target_server.reset()
-    run = loadgen("run", "--url", target_server.url, *args)
+    run = run_in_process("run", "--url", target_server.url, *args)
     line = one_line_error(run)
     assert needle.lower() in line.lower(), line
     assert target_server.stats()["requests"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-from helpers import loadgen, one_line_error
+from helpers import loadgen, one_line_error, run_in_process
 from rawservers import RawServer, limited
 
 
@@ -40,9 +40,13 @@ def test_slo_failing_at_start_rate_exits_1(tmp_path: Path) -> None:
 
 
 def test_capacity_bad_input(target_server) -> None:
-    assert "--slo" in one_line_error(loadgen("capacity", "--url", target_server.url))
-    one_line_error(loadgen("capacity", "--url", target_server.url, "--slo", "p98<1ms"))
-    one_line_error(loadgen("capacity", "--url", target_server.url, "--slo", "p99<1ms",
-                           "--start-rate", "500", "--max-rate", "100"))
-    one_line_error(loadgen("capacity", "--url", target_server.url, "--slo", "p99<1ms",
-                           "--step-duration", "0s"))
+    """In-process (``run_in_process``: the same cli.main); the target's counters prove
+    that nothing was sent."""
+    target_server.reset()
+    assert "--slo" in one_line_error(run_in_process("capacity", "--url", target_server.url))
+    one_line_error(run_in_process("capacity", "--url", target_server.url, "--slo", "p98<1ms"))
+    one_line_error(run_in_process("capacity", "--url", target_server.url, "--slo", "p99<1ms",
+                                  "--start-rate", "500", "--max-rate", "100"))
+    one_line_error(run_in_process("capacity", "--url", target_server.url, "--slo", "p99<1ms",
+                                  "--step-duration", "0s"))
+    assert target_server.stats()["requests"] == 0

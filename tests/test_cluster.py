@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import REPO, loadgen, one_line_error
+from helpers import REPO, loadgen, one_line_error, wait_for_status
 
 HAVE_DASK = importlib.util.find_spec("distributed") is not None
 needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="needs loadgen[cluster] (distributed)")
@@ -121,20 +121,6 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
         scheduler.kill()
 
 
-def _wait_for_running(path: Path, proc: subprocess.Popen[str]) -> dict:
-    """The results file, once the run has merged its first second (the file is the event)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            doc = orjson.loads(path.read_bytes())
-            if doc["status"] == "running" and doc["intervals"]:
-                return doc
-        except (OSError, orjson.JSONDecodeError):
-            pass
-        threading.Event().wait(0.05)
-    raise AssertionError(f"{path} never showed a running second")
-
-
 @needs_dask
 def test_counts_are_exact_across_nodes(dask_cluster, target_server, tmp_path: Path) -> None:
     """4 workers on 2 nodes: 2001 requests split 501/500/500/500, the token reaches every node."""
@@ -198,7 +184,8 @@ def test_a_killed_node_is_named_and_the_rest_is_kept(dask_cluster, target_server
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        _wait_for_running(save, proc)
+        wait_for_status(save, "running", limit_s=START_TIMEOUT_S,
+                        accept=lambda d: bool(d["intervals"]), proc=proc)
         dask_cluster.workers.pop(doomed).kill()   # the machine dies: its node, its workers
         out, err = proc.communicate(timeout=60)
     finally:

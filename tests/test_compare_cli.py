@@ -5,7 +5,9 @@ at least 5 full per-second intervals each) are made once per module, one after
 the other, and every test below compares the saved files through the real command
 line (``python -m loadgen compare``).  The tests of the method itself, on
 hand-built documents, are in ``test_compare.py``; ``--fail-on-regression`` is
-tested here on saved hand-built files too.
+tested here on saved hand-built files too.  Bad input and the gate on hand-built
+files run the same ``cli.main`` in this process (``compare_here``: no interpreter
+start per call); the gate on real runs goes through the real command line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import Run, loadgen, one_line_error
+from helpers import Run, loadgen, one_line_error, run_in_process
 from test_compare import make_doc
 
 from loadgen.stats.compare import METHOD_BOOTSTRAP, full_intervals
@@ -64,7 +66,14 @@ def runs(target_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Runs:
 
 
 def compare(*args: str | Path) -> Run:
+    """``python -m loadgen compare ARGS``: the real command line."""
     return loadgen("compare", *map(str, args), timeout=60)
+
+
+def compare_here(*args: str | Path) -> Run:
+    """``loadgen compare ARGS`` through ``cli.main`` in this process: for files only
+    (compare sends nothing), so it is the same code without an interpreter start."""
+    return run_in_process("compare", *map(str, args))
 
 
 def table_verdicts(stdout: str) -> dict[str, str]:
@@ -194,20 +203,20 @@ def write(path: Path, data: bytes) -> Path:
 
 
 def test_one_file_only(runs):
-    result = compare(runs.fast)
+    result = compare_here(runs.fast)
     line = one_line_error(result)
     assert "at least two results files" in line
     assert result.stdout == ""
 
 
 def test_no_files_at_all():
-    result = compare()
+    result = compare_here()
     assert "at least two results files" in one_line_error(result)
 
 
 def test_missing_file(runs, tmp_path):
     missing = tmp_path / "nope.json"
-    result = compare(runs.fast, missing)
+    result = compare_here(runs.fast, missing)
     line = one_line_error(result)
     assert str(missing) in line and "cannot read" in line
     assert result.stdout == ""
@@ -216,7 +225,7 @@ def test_missing_file(runs, tmp_path):
 def test_truncated_file(runs, tmp_path):
     data = runs.fast.read_bytes()
     truncated = write(tmp_path / "truncated.json", data[: len(data) // 2])
-    result = compare(runs.fast, truncated)
+    result = compare_here(runs.fast, truncated)
     line = one_line_error(result)
     assert str(truncated) in line and "not JSON" in line
     assert result.stdout == ""
@@ -226,7 +235,7 @@ def test_truncated_file(runs, tmp_path):
                          ids=["object", "array", "string"])
 def test_json_from_another_tool(runs, tmp_path, content):
     foreign = write(tmp_path / "foreign.json", content)
-    result = compare(foreign, runs.fast)
+    result = compare_here(foreign, runs.fast)
     line = one_line_error(result)
     assert str(foreign) in line and "not a loadgen/1 results file" in line
     assert result.stdout == ""
@@ -236,7 +245,7 @@ def test_results_of_another_schema_version(runs, tmp_path):
     doc = orjson.loads(runs.slow.read_bytes())
     doc["schema"] = "loadgen/2"
     future = write(tmp_path / "future.json", orjson.dumps(doc))
-    result = compare(runs.fast, future)
+    result = compare_here(runs.fast, future)
     line = one_line_error(result)
     assert str(future) in line and "'loadgen/2'" in line
     assert result.stdout == ""
@@ -246,7 +255,7 @@ def test_results_of_another_schema_version(runs, tmp_path):
 def test_label_count_must_match_the_files(runs, tmp_path, labels):
     image = tmp_path / "never.png"
     args = [a for label in labels for a in ("--label", label)]
-    result = compare(runs.fast, runs.slow, *args, "--output-image", image)
+    result = compare_here(runs.fast, runs.slow, *args, "--output-image", image)
     line = one_line_error(result)
     assert f"{len(labels)} --label for 2 files" in line
     assert result.stdout == ""
@@ -266,28 +275,28 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_fail_on_regression_exits_1_when_the_later_run_is_worse(saved):
-    result = compare(saved["fast"], saved["slow"], "--fail-on-regression", "p99")
+    result = compare_here(saved["fast"], saved["slow"], "--fail-on-regression", "p99")
     assert result.status == 1, (result.stdout, result.stderr)
     assert "significantly higher" in table_verdicts(result.stdout)["p99"]
     assert result.stderr.startswith("REGRESSION slow: latency p99 significantly higher (")
     assert result.stderr.count("\n") == 1
-    both = compare(saved["fast"], saved["slow"], "--fail-on-regression", "p50",
+    both = compare_here(saved["fast"], saved["slow"], "--fail-on-regression", "p50",
                    "--fail-on-regression", "P99", "--json")
     assert both.status == 1 and both.stderr.count("REGRESSION") == 2
     assert orjson.loads(both.stdout)["labels"] == ["fast", "slow"]   # stdout still pure JSON
-    assert compare(saved["fast"], saved["fast2"], saved["slow"],
+    assert compare_here(saved["fast"], saved["fast2"], saved["slow"],
                    "--fail-on-regression", "any").status == 1
 
 
 def test_fail_on_regression_exits_0_when_not_worse(saved):
-    better = compare(saved["slow"], saved["fast"], "--fail-on-regression", "any")
+    better = compare_here(saved["slow"], saved["fast"], "--fail-on-regression", "any")
     assert better.status == 0 and better.stderr == ""   # lower latency is no regression
-    same = compare(saved["fast"], saved["fast2"], "--fail-on-regression", "any")
+    same = compare_here(saved["fast"], saved["fast2"], "--fail-on-regression", "any")
     assert same.status == 0 and same.stderr == ""
-    other_metric = compare(saved["fast"], saved["slow"], "--fail-on-regression", "rps")
+    other_metric = compare_here(saved["fast"], saved["slow"], "--fail-on-regression", "rps")
     assert other_metric.status == 0, other_metric.stderr   # worse latency, same rps
     # Inside a --floor of 300%, tripled latency is no longer a significant difference.
-    floored = compare(saved["fast"], saved["slow"], "--fail-on-regression", "any",
+    floored = compare_here(saved["fast"], saved["slow"], "--fail-on-regression", "any",
                       "--floor", "300")
     assert floored.status == 0, floored.stderr
     assert table_verdicts(floored.stdout)["p50"] == "within noise floor (±300%)"
@@ -297,7 +306,7 @@ def test_fail_on_regression_exits_0_when_not_worse(saved):
                                   ["--floor", "-5"], ["--floor", "lots"]],
                          ids=["unknown-metric", "empty-metric", "negative-floor", "text-floor"])
 def test_bad_regression_options_are_one_line(saved, args):
-    result = compare(saved["fast"], saved["slow"], *args)
+    result = compare_here(saved["fast"], saved["slow"], *args)
     line = one_line_error(result)
     assert args[0] in line
     assert result.stdout == ""

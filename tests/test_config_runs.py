@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import REPO, loadgen, one_line_error
+from helpers import REPO, loadgen, one_line_error, run_in_process
 
 
 def test_weighted_mix_from_the_shipped_config(target_server, tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_failed_threshold_in_file_exits_1(target_server, tmp_path: Path) -> None
 def test_config_errors_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("requests = 10\nreqests = 5\n")
-    assert "reqests" in one_line_error(loadgen("run", "--config", str(bad)))
+    assert "reqests" in one_line_error(run_in_process("run", "--config", str(bad)))
     bad.write_text("requests = \n")
-    assert "line 1" in one_line_error(loadgen("run", "--config", str(bad)))
-    one_line_error(loadgen("run", "--config", str(tmp_path / "missing.toml")))
+    assert "line 1" in one_line_error(run_in_process("run", "--config", str(bad)))
+    one_line_error(run_in_process("run", "--config", str(tmp_path / "missing.toml")))

@@ -23,12 +23,11 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import loadgen
+from helpers import loadgen, poll_until
 from rawservers import OK, RawServer, read_body, read_head, read_request, reset
 
 Handler = Callable[[RawServer, socket.socket], None]
@@ -350,16 +349,17 @@ def nginx(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def _wait_listening(port: int, proc: subprocess.Popen) -> None:
     """Connect until nginx accepts (or has exited): bounded, on the event itself."""
-    done = threading.Event()
-    for _ in range(500):
+    def check() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"nginx exited: {proc.stderr.read().decode()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
         except OSError:
-            done.wait(0.01)
-    raise RuntimeError("nginx did not listen within 5 s")
+            return False
+        return True
+
+    if not poll_until(check, 5.0, every_s=0.01):
+        raise RuntimeError("nginx did not listen within 5 s")
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])

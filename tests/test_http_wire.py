@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import loadgen, one_line_error
+from helpers import loadgen, one_line_error, run_in_process
 from rawservers import RawServer
 
 from loadgen.config.model import (
@@ -347,8 +347,8 @@ def test_agreeing_content_length_sent_once(recorder: HeadRecorder, tmp_path: Pat
     (("--endpoint", "#top"), "--endpoint: '#top' has no path before its #fragment"),
 ])
 def test_bad_input_sends_nothing(recorder: HeadRecorder, args, message) -> None:
-    run = loadgen("run", "--url", recorder.server.url, "--endpoint", "/x", *args,
-                  "--requests", "3")
+    run = run_in_process("run", "--url", recorder.server.url, "--endpoint", "/x", *args,
+                         "--requests", "3")
     assert message in one_line_error(run)
     assert recorder.server.connections == 0 and recorder.heads == []
 
@@ -356,7 +356,7 @@ def test_bad_input_sends_nothing(recorder: HeadRecorder, args, message) -> None:
 def test_bad_expect_status_in_a_scenario(recorder: HeadRecorder, tmp_path: Path) -> None:
     scenario = tmp_path / "s.toml"
     scenario.write_text('[[endpoints]]\npath = "/x"\nexpect_status = "3xx-"\n')
-    run = loadgen("run", "--url", recorder.server.url, "--config", str(scenario))
+    run = run_in_process("run", "--url", recorder.server.url, "--config", str(scenario))
     line = one_line_error(run)
     assert "s.toml: 'expect_status' in [[endpoints]] #1: '3xx-' is not a status list" in line
     assert recorder.server.connections == 0

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import orjson
 import pytest
-from helpers import REPO, loadgen, one_line_error
+from helpers import REPO, loadgen, one_line_error, run_in_process, wait_for_status
 
 from loadgen.engine.schedule import Schedule, Stage, build_schedule
 
@@ -69,7 +68,7 @@ def test_describe_is_what_the_document_records() -> None:
 ])
 def test_bad_open_model_input(target_server, args: list[str], needle: str) -> None:
     target_server.reset()
-    line = one_line_error(loadgen("run", "--url", target_server.url, *args))
+    line = one_line_error(run_in_process("run", "--url", target_server.url, *args))
     assert needle in line
     assert target_server.stats()["requests"] == 0
 
@@ -131,9 +130,9 @@ def test_stall_shows_in_corrected_latency_not_in_service_time(target_server, tmp
                "--save", str(save)]
         runner = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env={**os.environ, "PYTHONPATH": str(REPO)})
-        _wait_for_status(save, "running")   # the run is under way: pause the server for 1 s
+        wait_for_status(save, "running")   # the run is under way: pause the server for 1 s
         os.kill(stalled.pid, signal.SIGSTOP)
-        threading.Event().wait(1.0)
+        time.sleep(1.0)   # the stall's length: the fault itself, not a wait for anything
         os.kill(stalled.pid, signal.SIGCONT)
         _out, err = runner.communicate(timeout=60)
         assert runner.returncode == 0, err
@@ -154,20 +153,6 @@ def test_stall_shows_in_corrected_latency_not_in_service_time(target_server, tmp
     assert not doc["generator_limited"], doc["generator"]
 
 
-def _wait_for_status(path: Path, status: str, limit_s: float = 30.0) -> dict:
-    """Poll the results file the run rewrites every second (the file is the event)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        try:
-            doc = orjson.loads(path.read_bytes())
-            if doc["status"] == status:
-                return doc
-        except (OSError, orjson.JSONDecodeError):
-            pass
-        threading.Event().wait(0.05)
-    raise AssertionError(f"{path} never reached status {status!r}")
-
-
 def test_killed_coordinator_leaves_a_complete_document(target_server, tmp_path: Path) -> None:
     save = tmp_path / "r.json"
     proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", target_server.url,
@@ -175,7 +160,7 @@ def test_killed_coordinator_leaves_a_complete_document(target_server, tmp_path: 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        first = _wait_for_status(save, "running")
+        first = wait_for_status(save, "running")
         proc.kill()
         proc.wait(10)
     finally:
@@ -192,7 +177,7 @@ def test_ctrl_c_stops_gracefully(target_server, tmp_path: Path) -> None:
                              "--rate", "200", "--duration", "30s", "--save", str(save)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    _wait_for_status(save, "running")
+    wait_for_status(save, "running")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
