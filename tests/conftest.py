@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tlscerts import Missing, Pki, make_pki
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,3 +133,13 @@ def good_results(target_server: TargetServer, tmp_path_factory: pytest.TempPathF
                    check=True, capture_output=True, timeout=60, env=env,
                    stdin=subprocess.DEVNULL)
     return path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A private CA with a server certificate for 127.0.0.1 and a client certificate, made
+    once per module (``cryptography`` from the test extra, else the openssl command)."""
+    try:
+        return make_pki(tmp_path_factory.mktemp("pki"))
+    except Missing as exc:
+        pytest.skip(str(exc))

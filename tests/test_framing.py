@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -27,7 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import loadgen, poll_until
+from helpers import loadgen
+from nginx import private_nginx
 from rawservers import OK, RawServer, read_body, read_head, read_request, reset
 
 Handler = Callable[[RawServer, socket.socket], None]
@@ -315,51 +315,10 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if binary is None:
-        pytest.skip("nginx is not installed")
-    work = tmp_path / "nginx"
-    work.mkdir()
-    port = free_port()
-    conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=work, port=port))
-    proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(work), "-e", str(work / "error.log")],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        _wait_listening(port, proc)
-        yield f"http://127.0.0.1:{port}", work / "access.log"
-    finally:
-        proc.send_signal(signal.SIGQUIT)   # graceful: flushes the access log
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
-
-
-def _wait_listening(port: int, proc: subprocess.Popen) -> None:
-    """Connect until nginx accepts (or has exited): bounded, on the event itself."""
-    def check() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited: {proc.stderr.read().decode()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    if not poll_until(check, 5.0, every_s=0.01):
-        raise RuntimeError("nginx did not listen within 5 s")
+    with private_nginx(tmp_path / "nginx", NGINX_CONF) as found:
+        yield found
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])

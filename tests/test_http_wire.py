@@ -9,18 +9,15 @@ with a virtual host.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import socket
-import subprocess
 import threading
-import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import loadgen, one_line_error, run_in_process
+from nginx import private_nginx
 from rawservers import RawServer
 
 from loadgen.config.model import (
@@ -428,17 +425,17 @@ def test_scenario_success_set_per_endpoint(target_server, tmp_path: Path) -> Non
 NGINX_CONF = """\
 worker_processes 1;
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
     log_format hosts '$host $status "$request"';
-    access_log {tmp}/access.log hosts;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+    access_log {dir}/access.log hosts;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
     server {{
         listen 127.0.0.1:{port} default_server;
         server_name _;
@@ -453,45 +450,11 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def nginx(tmp_path: Path):
+def nginx(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A private nginx on a free port with one virtual host; stopped by its pid."""
-    binary = shutil.which("nginx")
-    if binary is None:
-        pytest.skip("nginx is not installed")
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp_path, port=port))
-    proc = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 15
-        while True:   # nginx cannot announce its readiness: connect until it accepts
-            if proc.poll() is not None:
-                pytest.fail(f"nginx exited: {proc.stderr.read().decode(errors='replace')}")
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("nginx did not listen within 15 s")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", tmp_path / "access.log"
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGQUIT)   # graceful: finish writing the log
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stderr.close()
+    with private_nginx(tmp_path, NGINX_CONF) as found:
+        yield found
 
 
 def access_log(path: Path) -> Counter[str]:

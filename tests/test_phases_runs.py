@@ -12,10 +12,7 @@ against what the server saw, and the phases against both:
 
 from __future__ import annotations
 
-import shutil
-import signal
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +21,10 @@ from typing import Any
 import pytest
 from forwardproxy import ForwardProxy
 from helpers import loadgen
+from nginx import private_nginx
 from rawservers import OK, RawServer, read_head
-from test_framing import _wait_listening, free_port
 from test_tls import Handshakes, server_context
-from tlscerts import Missing, Pki, make_pki
+from tlscerts import Pki
 
 
 class Heads:
@@ -118,12 +115,6 @@ def test_open_model_without_keepalive(tmp_path: Path) -> None:
 # --- https -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Pki:
-    try:
-        return make_pki(tmp_path_factory.mktemp("pki"))
-    except Missing as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.mark.parametrize("keepalive", [True, False], ids=["keepalive", "no-keepalive"])
@@ -196,28 +187,8 @@ http {{
 
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if binary is None:
-        pytest.skip("nginx is not installed")
-    work = tmp_path / "nginx"
-    work.mkdir()
-    port = free_port()
-    conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=work, port=port))
-    proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(work), "-e",
-                             str(work / "error.log")], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_listening(port, proc)
-        yield f"http://127.0.0.1:{port}", work / "access.log"
-    finally:
-        proc.send_signal(signal.SIGQUIT)   # graceful: flushes the access log
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+    with private_nginx(tmp_path / "nginx", NGINX_CONF) as found:
+        yield found
 
 
 def test_nginx_sees_one_connection_per_request(nginx, tmp_path: Path) -> None:

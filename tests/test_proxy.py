@@ -25,7 +25,7 @@ import pytest
 from forwardproxy import ForwardProxy, basic
 from helpers import RefusingPort, loadgen, one_line_error, run_in_process
 from rawservers import OK, RawServer, read_request
-from tlscerts import Missing, Pki, make_pki
+from tlscerts import Pki
 
 from loadgen.config.model import ConfigError, Proxy, Target, plan_workers
 from loadgen.config.options import build_config
@@ -298,12 +298,6 @@ def test_bypass_sends_nothing_to_the_proxy(target_server, tmp_path: Path,
     assert "proxy" not in run.doc["config"] and "via proxy" not in run.stdout
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Pki:
-    try:
-        return make_pki(tmp_path_factory.mktemp("pki"))
-    except Missing as exc:
-        pytest.skip(str(exc))
 
 
 def _tls(pki: Pki) -> ssl.SSLContext:

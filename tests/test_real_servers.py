@@ -27,7 +27,7 @@ pytest.importorskip("gunicorn", reason="gunicorn (the test extra) is not install
 pytest.importorskip("uvicorn", reason="uvicorn (the test extra) is not installed")
 
 from realservers import Served, start_gunicorn, start_uvicorn
-from tlscerts import Missing, Pki, make_pki
+from tlscerts import Pki
 
 HOST = "api.example.test"
 
@@ -58,12 +58,6 @@ def uvicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    try:
-        return make_pki(tmp_path_factory.mktemp("pki"))
-    except Missing as exc:
-        pytest.skip(str(exc))
 
 
 def _client_context(pki: Pki, with_cert: bool) -> ssl.SSLContext:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import loadgen, one_line_error
 from rawservers import OK, RawServer, read_request, token_api
-from tlscerts import Missing, Pki, make_pki
+from tlscerts import Pki
 
 from loadgen.config.model import ConfigError, Target, TlsFiles
 from loadgen.config.scenario import parse_scenario
@@ -30,12 +30,6 @@ from loadgen.engine.tls import build_context
 CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Pki:
-    try:
-        return make_pki(tmp_path_factory.mktemp("pki"))
-    except Missing as exc:
-        pytest.skip(str(exc))
 
 
 def server_context(pki: Pki, require_client: bool = False,
