@@ -234,7 +234,7 @@ def test_report_shows_the_phases_under_the_table() -> None:
 
 def test_report_of_plain_http_has_no_tls_row() -> None:
     text = render_table(run_with_phases(tls=False))
-    assert "Connect (TCP)" in text and "First byte (TTFB)" in text
+    assert "Connect (DNS+TCP)" in text and "First byte (TTFB)" in text
     assert "TLS handshake" not in text
 
 

@@ -75,7 +75,7 @@ def test_a_new_connection_for_every_request(tmp_path: Path, how: list[str]) -> N
     assert run.doc["config"]["keepalive"] is False
     header = next(line for line in run.stdout.splitlines() if line.startswith("Run complete"))
     assert header.endswith("| keep-alive off (a new connection per request)")
-    assert "Connect (TCP)" in run.stdout and "First byte (TTFB)" in run.stdout
+    assert "Connect (DNS+TCP)" in run.stdout and "First byte (TTFB)" in run.stdout
     assert_ttfb_within_latency(run.doc)
     # each latency holds its own connect and first byte (sums: the means, within the
     # histograms' 0.1% resolution)

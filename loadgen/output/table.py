@@ -58,7 +58,7 @@ SUCCESS_HEADERS: tuple[str, ...] = (
     ("Endpoint", "Successes") + tuple(header for header, _ in LATENCY_COLUMNS))
 # The phases table (summary.phases_ms): per worker, so one row per phase, no endpoints.
 PHASE_ROWS: tuple[tuple[str, str], ...] = (
-    ("connect", "Connect (TCP)"),
+    ("connect", "Connect (DNS+TCP)"),
     ("tls", "TLS handshake"),
     ("ttfb", "First byte (TTFB)"),
 )
