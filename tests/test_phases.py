@@ -226,7 +226,7 @@ def test_report_shows_the_phases_under_the_table() -> None:
     assert header.split() == ["Phase", "Count", "Avg", "(ms)", "Median", "(ms)", "P90", "(ms)",
                               "P99", "(ms)", "Max", "(ms)"]
     assert set(rule) <= {"-", " "}
-    assert connect.split()[:3] == ["Connect", "(TCP)", "4"]
+    assert connect.split()[:3] == ["Connect", "(DNS+TCP)", "4"]
     assert tls.split()[:3] == ["TLS", "handshake", "4"]
     assert ttfb.split()[:4] == ["First", "byte", "(TTFB)", "40"]
     assert len({len(line) for line in (header, rule)}) == 1
