@@ -260,7 +260,7 @@ def test_save_to_a_name_for_stdout(target_server: Any, tmp_path: Path) -> None:
     link = tmp_path / "stdout"
     link.symlink_to("/proc/self/fd/1")
     run = loadgen("run", "--url", target_server.url, "--requests", "20", "--quiet",
-                  "--save", str(link))
+                  "--save", str(link), subprocess_=True)   # fd 1 must be the run's own
     assert run.status == 0, run.stderr
     assert orjson.loads(run.stdout)["summary"]["requests"] == 20
     assert "Run complete" in run.stderr

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+from loadgen.errors import BrokenRun
+
 _BANNER = "loadgen target listening on "
 
 
@@ -24,7 +26,7 @@ def builtin_target(host: str = "127.0.0.1") -> Iterator[str]:
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith(_BANNER):
-            raise RuntimeError(f"the built-in target did not start: {line.strip()!r}")
+            raise BrokenRun(f"the built-in target did not start: {line.strip()!r}")
         yield line[len(_BANNER):].strip()
     finally:
         proc.terminate()
@@ -33,3 +35,5 @@ def builtin_target(host: str = "127.0.0.1") -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
