@@ -24,27 +24,35 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from http import HTTPStatus
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
 import orjson
 
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-Body = Iterable[bytes]
-Handler = Callable[[Environ, StartResponse, str, str], Body]
+from loadgen.target.responses import (
+    BLOCK_SIZE,
+    EMPTY,
+    JSON_TYPE,
+    STATUS_LINES,
+    Body,
+    Environ,
+    Handler,
+    StartResponse,
+    method_not_allowed,
+    read_body,
+    send_error,
+    send_json,
+    static,
+)
 
-JSON_TYPE = "application/json"
 TOKEN_TTL_S = 3600
 JWT_ALGORITHM = "HS256"
 MAX_LOGIN_BODY = 64 * 1024
 MAX_TRANSFORM_PARSE = 1024 * 1024
 MAX_DELAY_MS = 60_000
 MAX_BYTES = 64 * 1024 * 1024
-BLOCK_SIZE = 64 * 1024
 TOKEN_CACHE_SIZE = 4096
 MAX_TRACKED_PATHS = 10_000
 OTHER_PATHS_KEY = "__other__"
@@ -58,36 +66,13 @@ USERS: dict[str, tuple[str, str]] = {
 #: Bookkeeping routes: counting them would perturb the very numbers they report.
 UNCOUNTED_PATHS = frozenset({"/__stats", "/__reset"})
 
-_EMPTY: tuple[bytes, ...] = ()
 _BLOCK = b"x" * BLOCK_SIZE
 
-
-def _reason(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Unknown"
-
-
-#: Pre-built status lines for every code ``/status/<code>`` accepts.
-STATUS_LINES: dict[int, str] = {code: f"{code} {_reason(code)}" for code in range(100, 600)}
-
-
-def _static(body: Any) -> tuple[bytes, list[tuple[str, str]]]:
-    """Encode a constant JSON body once, together with its header list.
-
-    pywsgi copies the header list in ``start_response`` and never mutates it,
-    so one list can be shared by all requests.
-    """
-    raw = orjson.dumps(body)
-    return raw, [("Content-Type", JSON_TYPE), ("Content-Length", str(len(raw)))]
-
-
-_HEALTH = _static({"status": "ok"})
-_NOT_FOUND = _static({"detail": "Not Found"})
-_RESET = _static({"status": "reset"})
-_CLOSE = _static({"status": "ok", "connection": "close"})
-_SUMMARY = _static(
+_HEALTH = static({"status": "ok"})
+_NOT_FOUND = static({"detail": "Not Found"})
+_RESET = static({"status": "reset"})
+_CLOSE = static({"status": "ok", "connection": "close"})
+_SUMMARY = static(
     {
         "dataset": "biztel-chat-transcripts",
         "version": "2024.1",
@@ -101,7 +86,7 @@ _SUMMARY = _static(
         "generated_at": "2024-01-01T00:00:00Z",
     }
 )
-_TRANSCRIPT = _static(
+_TRANSCRIPT = static(
     {
         "transcript_id": "t_0001",
         "article_url": "https://www.example.com/articles/sample",
@@ -118,36 +103,6 @@ _STATUS_BODIES: dict[int, bytes] = {
 }
 
 
-def _json(
-    start_response: StartResponse,
-    code: int,
-    payload: Any,
-    head: bool,
-    extra: Iterable[tuple[str, str]] = (),
-) -> Body:
-    """Send ``payload`` as JSON with an explicit Content-Length (none on HEAD)."""
-    raw = orjson.dumps(payload)
-    start_response(
-        STATUS_LINES[code],
-        [("Content-Type", JSON_TYPE), ("Content-Length", str(len(raw))), *extra],
-    )
-    return _EMPTY if head else (raw,)
-
-
-def _error(
-    start_response: StartResponse,
-    code: int,
-    detail: str,
-    head: bool,
-    extra: Iterable[tuple[str, str]] = (),
-) -> Body:
-    return _json(start_response, code, {"detail": detail}, head, extra)
-
-
-def _method_not_allowed(start_response: StartResponse, allow: str, head: bool) -> Body:
-    return _error(start_response, 405, "Method Not Allowed", head, [("Allow", allow)])
-
-
 def _parse_uint(text: str) -> int | None:
     """Parse a path parameter as a non-negative int; ``None`` if it is not one.
 
@@ -157,28 +112,6 @@ def _parse_uint(text: str) -> int | None:
     if 0 < len(text) <= 12 and text.isascii() and text.isdigit():
         return int(text)
     return None
-
-
-def _read_body(environ: Environ, keep: int) -> tuple[int, bytes]:
-    """Read the whole request body; return its length and its first ``keep`` bytes.
-
-    Reading everything (rather than stopping at ``keep``) keeps the connection
-    in sync for keep-alive without relying on the server to discard leftovers,
-    and lets large uploads be counted without holding them in memory.
-    """
-    stream = environ["wsgi.input"]
-    total = 0
-    kept: list[bytes] = []
-    room = keep
-    while True:
-        chunk = stream.read(BLOCK_SIZE)
-        if not chunk:
-            break
-        total += len(chunk)
-        if room > 0:
-            kept.append(chunk[:room])
-            room -= len(kept[-1])
-    return total, b"".join(kept)
 
 
 def _byte_pieces(n: int, piece: int) -> Iterator[bytes]:
@@ -264,7 +197,7 @@ class TargetApp:
             if handler is None:
                 raw, headers = _NOT_FOUND
                 start_response("404 Not Found", headers)
-                return _EMPTY if method == "HEAD" else (raw,)
+                return EMPTY if method == "HEAD" else (raw,)
         return handler(environ, start_response, method, arg)
 
     def _count(self, path: str, method: str) -> None:
@@ -290,12 +223,12 @@ class TargetApp:
 
     def _stats(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         if method not in ("GET", "HEAD"):
-            return _method_not_allowed(start_response, "GET, HEAD", method == "HEAD")
-        return _json(start_response, 200, self.stats(), method == "HEAD")
+            return method_not_allowed(start_response, "GET, HEAD", method == "HEAD")
+        return send_json(start_response, 200, self.stats(), method == "HEAD")
 
     def _reset(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         if method != "POST":
-            return _method_not_allowed(start_response, "POST", method == "HEAD")
+            return method_not_allowed(start_response, "POST", method == "HEAD")
         self.reset()
         raw, headers = _RESET
         start_response("200 OK", headers)
@@ -310,41 +243,41 @@ class TargetApp:
             return (raw,)
         if method == "HEAD":
             start_response("200 OK", _HEALTH[1])
-            return _EMPTY
-        return _method_not_allowed(start_response, "GET, HEAD", False)
+            return EMPTY
+        return method_not_allowed(start_response, "GET, HEAD", False)
 
     def _summary(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         if method not in ("GET", "HEAD"):
-            return _method_not_allowed(start_response, "GET, HEAD", False)
+            return method_not_allowed(start_response, "GET, HEAD", False)
         raw, headers = _SUMMARY
         start_response("200 OK", headers)
-        return _EMPTY if method == "HEAD" else (raw,)
+        return EMPTY if method == "HEAD" else (raw,)
 
     def _login(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         if method != "POST":
-            return _method_not_allowed(start_response, "POST", method == "HEAD")
-        total, raw = _read_body(environ, MAX_LOGIN_BODY)
+            return method_not_allowed(start_response, "POST", method == "HEAD")
+        total, raw = read_body(environ, MAX_LOGIN_BODY)
         if total > MAX_LOGIN_BODY:
-            return _error(start_response, 413, "Request body too large", False)
+            return send_error(start_response, 413, "Request body too large", False)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return _error(start_response, 400, "Body must be a JSON object", False)
+            return send_error(start_response, 400, "Body must be a JSON object", False)
         if not isinstance(data, dict):
-            return _error(start_response, 400, "Body must be a JSON object", False)
+            return send_error(start_response, 400, "Body must be a JSON object", False)
         username = data.get("username")
         password = data.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
-            return _error(start_response, 400, "username and password (strings) are required", False)
+            return send_error(start_response, 400, "username and password (strings) are required", False)
         user = USERS.get(username)
         # compare_digest on bytes: it rejects non-ASCII str, which a client may send.
         if user is None or not hmac.compare_digest(password.encode(), user[0].encode()):
-            return _error(
+            return send_error(
                 start_response, 401, "Invalid credentials", False, [("WWW-Authenticate", "Bearer")]
             )
         claims = {"sub": username, "role": user[1], "exp": int(time.time()) + TOKEN_TTL_S}
         token = jwt.encode(claims, self.secret, algorithm=JWT_ALGORITHM)
-        return _json(start_response, 200, {"access_token": token, "token_type": "bearer"}, False)
+        return send_json(start_response, 200, {"access_token": token, "token_type": "bearer"}, False)
 
     def verify_token(self, token: str) -> dict[str, Any] | None:
         """Return the claims of a valid, unexpired token, else ``None``.
@@ -379,21 +312,21 @@ class TargetApp:
     def _transcript(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
-            return _method_not_allowed(start_response, "GET, HEAD", False)
+            return method_not_allowed(start_response, "GET, HEAD", False)
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return _error(start_response, 401, "Not authenticated", head, [("WWW-Authenticate", "Bearer")])
+            return send_error(start_response, 401, "Not authenticated", head, [("WWW-Authenticate", "Bearer")])
         claims = self.verify_token(token)
         if claims is None:
-            return _error(
+            return send_error(
                 start_response, 401, "Invalid or expired token", head, [("WWW-Authenticate", "Bearer")]
             )
         if claims.get("role") != "admin":
-            return _error(start_response, 403, "Admin role required", head)
+            return send_error(start_response, 403, "Admin role required", head)
         raw, headers = _TRANSCRIPT
         start_response("200 OK", headers)
-        return _EMPTY if head else (raw,)
+        return EMPTY if head else (raw,)
 
     def _transform(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         """Echo what was received and upper-case a ``text`` field.
@@ -402,11 +335,11 @@ class TargetApp:
         can post random bodies of any size and still get a 200.
         """
         if method not in ("GET", "HEAD", "POST"):
-            return _method_not_allowed(start_response, "GET, HEAD, POST", False)
+            return method_not_allowed(start_response, "GET, HEAD, POST", False)
         text: Any = None
         received = 0
         if method == "POST":
-            received, raw = _read_body(environ, MAX_TRANSFORM_PARSE)
+            received, raw = read_body(environ, MAX_TRANSFORM_PARSE)
             if raw and received <= MAX_TRANSFORM_PARSE:
                 try:
                     data = orjson.loads(raw)
@@ -427,46 +360,46 @@ class TargetApp:
             "transformed": transformed,
             "word_count": words,
         }
-        return _json(start_response, 200, payload, method == "HEAD")
+        return send_json(start_response, 200, payload, method == "HEAD")
 
     # -- utility routes -----------------------------------------------------
 
     def _delay(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         ms = _parse_uint(arg)
         if ms is None or ms > MAX_DELAY_MS:
-            return _error(start_response, 400, f"delay must be 0..{MAX_DELAY_MS} ms", method == "HEAD")
+            return send_error(start_response, 400, f"delay must be 0..{MAX_DELAY_MS} ms", method == "HEAD")
         if ms:
             self._sleep(ms / 1000.0)
-        return _json(start_response, 200, {"delay_ms": ms}, method == "HEAD")
+        return send_json(start_response, 200, {"delay_ms": ms}, method == "HEAD")
 
     def _status(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         code = _parse_uint(arg)
         if code is None or not 100 <= code <= 599:
-            return _error(start_response, 400, "status must be 100..599", method == "HEAD")
+            return send_error(start_response, 400, "status must be 100..599", method == "HEAD")
         if code in (204, 304):
             # No body and no Content-Length (pywsgi rejects a non-zero one).
             start_response(STATUS_LINES[code], [])
-            return _EMPTY
+            return EMPTY
         if code < 200:
             # A 1xx is an interim response to a client, which will keep waiting
             # for a final one; closing turns that wait into a clean EOF.
             start_response(STATUS_LINES[code], [("Content-Length", "0"), ("Connection", "close")])
-            return _EMPTY
+            return EMPTY
         raw = _STATUS_BODIES[code]
         start_response(
             STATUS_LINES[code], [("Content-Type", JSON_TYPE), ("Content-Length", str(len(raw)))]
         )
-        return _EMPTY if method == "HEAD" else (raw,)
+        return EMPTY if method == "HEAD" else (raw,)
 
     def _bytes(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         n = _parse_uint(arg)
         if n is None or n > MAX_BYTES:
-            return _error(start_response, 400, f"n must be 0..{MAX_BYTES}", method == "HEAD")
+            return send_error(start_response, 400, f"n must be 0..{MAX_BYTES}", method == "HEAD")
         start_response(
             "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))]
         )
         if method == "HEAD" or n == 0:
-            return _EMPTY
+            return EMPTY
         if n <= BLOCK_SIZE:
             return (_BLOCK[:n],)
         # Explicit Content-Length keeps pywsgi from chunking this generator.
@@ -475,7 +408,7 @@ class TargetApp:
     def _chunked(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         n = _parse_uint(arg)
         if n is None or n > MAX_BYTES:
-            return _error(start_response, 400, f"n must be 0..{MAX_BYTES}", method == "HEAD")
+            return send_error(start_response, 400, f"n must be 0..{MAX_BYTES}", method == "HEAD")
         headers = [("Content-Type", "application/octet-stream")]
         if environ.get("SERVER_PROTOCOL") == "HTTP/1.0":
             # No chunked encoding in HTTP/1.0: the body is delimited by closing.
@@ -492,4 +425,4 @@ class TargetApp:
         # pywsgi sees the Connection: close we provide and closes after the response.
         raw, headers = _CLOSE
         start_response("200 OK", [*headers, ("Connection", "close")])
-        return _EMPTY if method == "HEAD" else (raw,)
+        return EMPTY if method == "HEAD" else (raw,)
