@@ -22,15 +22,13 @@ when a :class:`TargetApp` is created), so it can be imported anywhere; only
 from __future__ import annotations
 
 import hmac
-import secrets
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
-import jwt
 import orjson
 
+from loadgen.target.counters import Counters
 from loadgen.target.responses import (
     BLOCK_SIZE,
     EMPTY,
@@ -46,16 +44,22 @@ from loadgen.target.responses import (
     send_json,
     static,
 )
+from loadgen.target.shop import Shop
+from loadgen.target.tokens import DETAILS, TOKEN_CACHE_SIZE, TOKEN_TTL_S, Claims, Tokens
 
-TOKEN_TTL_S = 3600
-JWT_ALGORITHM = "HS256"
 MAX_LOGIN_BODY = 64 * 1024
 MAX_TRANSFORM_PARSE = 1024 * 1024
 MAX_DELAY_MS = 60_000
 MAX_BYTES = 64 * 1024 * 1024
-TOKEN_CACHE_SIZE = 4096
 MAX_TRACKED_PATHS = 10_000
 OTHER_PATHS_KEY = "__other__"
+#: ``/api/items/<id>`` records every id it is asked for (feeder tests); longer ids are 400.
+ITEMS_PREFIX = "/api/items/"
+MAX_ID_LENGTH = 256
+#: Numbered shop users ``shopper1`` .. ``shopper<SHOPPERS>``, password ``<name>-pass``, so a
+#: per-user feeder of credentials has many distinct users to log in as.
+SHOPPER_PREFIX = "shopper"
+SHOPPERS = 1000
 
 #: Users of the stand-in "BiztelAI API": username -> (password, role).
 USERS: dict[str, tuple[str, str]] = {
@@ -63,10 +67,26 @@ USERS: dict[str, tuple[str, str]] = {
     "admin": ("admin123", "admin"),
 }
 
+
+
+def lookup_user(username: str) -> tuple[str, str] | None:
+    """(password, role) of a known user: ``USERS``, or a numbered shopper; else ``None``."""
+    user = USERS.get(username)
+    if user is not None or not username.startswith(SHOPPER_PREFIX):
+        return user
+    number = username[len(SHOPPER_PREFIX):]
+    # str(int(...)) round trip: "shopper07" is not "shopper7".
+    if number.isascii() and number.isdigit() and str(int(number)) == number \
+            and 1 <= int(number) <= SHOPPERS:
+        return (f"{username}-pass", "user")
+    return None
+
+
 #: Bookkeeping routes: counting them would perturb the very numbers they report.
 UNCOUNTED_PATHS = frozenset({"/__stats", "/__reset"})
 
 _BLOCK = b"x" * BLOCK_SIZE
+_BEARER = (("WWW-Authenticate", "Bearer"),)
 
 _HEALTH = static({"status": "ok"})
 _NOT_FOUND = static({"detail": "Not Found"})
@@ -131,7 +151,7 @@ def _nothing() -> Iterator[bytes]:
 
 
 class TargetApp:
-    """The WSGI callable; holds the per-process JWT secret, token cache and counters.
+    """The WSGI callable; holds the tokens (per-process secret), the shop and the counters.
 
     State lives on an instance rather than in module globals so a test can
     build a fresh app, and so the secret is random per server process (tokens
@@ -147,19 +167,21 @@ class TargetApp:
         secret: str | None = None,
         *,
         sleep: Callable[[float], Any] | None = None,
+        token_ttl_s: int = TOKEN_TTL_S,
         token_cache_size: int = TOKEN_CACHE_SIZE,
         max_tracked_paths: int = MAX_TRACKED_PATHS,
     ) -> None:
-        self.secret = secret if secret is not None else secrets.token_hex(32)
+        self.tokens = Tokens(secret, ttl_s=token_ttl_s, cache_size=token_cache_size)
+        self.secret = self.tokens.secret
         if sleep is None:
             # Imported here, not at module level: see the module docstring.
             from gevent import sleep as gevent_sleep
 
             sleep = gevent_sleep
         self._sleep = sleep
-        self._token_cache_size = token_cache_size
         self._max_tracked_paths = max_tracked_paths
-        self._tokens: dict[str, tuple[dict[str, Any], float]] = {}
+        self.counters = Counters()
+        self.shop = Shop(self.authorize, self.counters)
         self.total = 0
         self.paths: dict[str, int] = {}
         self.methods: dict[str, int] = {}
@@ -169,6 +191,8 @@ class TargetApp:
             "/api/dataset/summary": self._summary,
             "/api/dataset/transform": self._transform,
             "/api/analysis/transcript": self._transcript,
+            "/shop/items": self.shop.items_route,
+            "/shop/orders": self.shop.orders_route,
             "/close": self._close,
             "/__stats": self._stats,
             "/__reset": self._reset,
@@ -194,6 +218,9 @@ class TargetApp:
             if slash > 0:
                 handler = self._prefix.get(path[: slash + 1])
                 arg = path[slash + 1 :]
+            if handler is None and path.startswith(ITEMS_PREFIX):
+                handler = self._item
+                arg = path[len(ITEMS_PREFIX) :]
             if handler is None:
                 raw, headers = _NOT_FOUND
                 start_response("404 Not Found", headers)
@@ -212,12 +239,24 @@ class TargetApp:
         methods[method] = methods.get(method, 0) + 1
 
     def stats(self) -> dict[str, Any]:
-        return {"requests": self.total, "paths": self.paths, "methods": self.methods}
+        """``/__stats``: the request counts (the original three keys) and ``Counters``'."""
+        return {"requests": self.total, "paths": self.paths, "methods": self.methods,
+                **self.counters.snapshot()}
 
     def reset(self) -> None:
         self.total = 0
         self.paths = {}
         self.methods = {}
+        self.counters.reset()
+
+    def authorize(self, environ: Environ, start_response: StartResponse,
+                  head: bool) -> Claims | Body:
+        """The claims of the request's bearer token, or the 401 sent (counted by reason)."""
+        result = self.tokens.check(environ.get("HTTP_AUTHORIZATION", ""))
+        if isinstance(result, str):
+            self.counters.unauthorized[result] += 1
+            return send_error(start_response, 401, DETAILS[result], head, _BEARER)
+        return result
 
     # -- bookkeeping --------------------------------------------------------
 
@@ -269,59 +308,27 @@ class TargetApp:
         password = data.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             return send_error(start_response, 400, "username and password (strings) are required", False)
-        user = USERS.get(username)
+        user = lookup_user(username)
         # compare_digest on bytes: it rejects non-ASCII str, which a client may send.
         if user is None or not hmac.compare_digest(password.encode(), user[0].encode()):
-            return send_error(
-                start_response, 401, "Invalid credentials", False, [("WWW-Authenticate", "Bearer")]
-            )
-        claims = {"sub": username, "role": user[1], "exp": int(time.time()) + TOKEN_TTL_S}
-        token = jwt.encode(claims, self.secret, algorithm=JWT_ALGORITHM)
+            self.counters.logins_refused += 1
+            return send_error(start_response, 401, "Invalid credentials", False, _BEARER)
+        token = self.tokens.issue(username, user[1])
+        self.counters.logins_issued += 1
         return send_json(start_response, 200, {"access_token": token, "token_type": "bearer"}, False)
 
-    def verify_token(self, token: str) -> dict[str, Any] | None:
-        """Return the claims of a valid, unexpired token, else ``None``.
-
-        Load tests send the same token thousands of times; HMAC verification
-        plus JSON decoding would dominate the route's cost, so valid tokens
-        are cached with their expiry. The cache is simply cleared when full:
-        bounded memory, O(1), and a miss only costs one re-verification.
-        Invalid tokens are not cached, so garbage cannot evict good entries.
-        """
-        now = time.time()
-        hit = self._tokens.get(token)
-        if hit is not None:
-            if hit[1] > now:
-                return hit[0]
-            del self._tokens[token]
-            return None
-        try:
-            claims = jwt.decode(
-                token,
-                self.secret,
-                algorithms=[JWT_ALGORITHM],
-                options={"require": ["exp", "sub", "role"]},
-            )
-        except jwt.InvalidTokenError:
-            return None
-        if len(self._tokens) >= self._token_cache_size:
-            self._tokens.clear()
-        self._tokens[token] = (claims, float(claims["exp"]))
-        return claims
+    def verify_token(self, token: str) -> Claims | None:
+        """The claims of a valid, unexpired token, else ``None`` (see ``Tokens.verify``)."""
+        result = self.tokens.verify(token)
+        return None if isinstance(result, str) else result
 
     def _transcript(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
             return method_not_allowed(start_response, "GET, HEAD", False)
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return send_error(start_response, 401, "Not authenticated", head, [("WWW-Authenticate", "Bearer")])
-        claims = self.verify_token(token)
-        if claims is None:
-            return send_error(
-                start_response, 401, "Invalid or expired token", head, [("WWW-Authenticate", "Bearer")]
-            )
+        claims = self.authorize(environ, start_response, head)
+        if not isinstance(claims, dict):
+            return claims
         if claims.get("role") != "admin":
             return send_error(start_response, 403, "Admin role required", head)
         raw, headers = _TRANSCRIPT
@@ -363,6 +370,16 @@ class TargetApp:
         return send_json(start_response, 200, payload, method == "HEAD")
 
     # -- utility routes -----------------------------------------------------
+
+    def _item(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
+        """``/api/items/<id>``: records the id, so a test can check every feeder row's use."""
+        if method not in ("GET", "HEAD"):
+            return method_not_allowed(start_response, "GET, HEAD", method == "HEAD")
+        if not arg or len(arg) > MAX_ID_LENGTH:
+            return send_error(start_response, 400, f"id must be 1..{MAX_ID_LENGTH} characters",
+                              method == "HEAD")
+        self.counters.saw_id(arg)
+        return send_json(start_response, 200, {"id": arg}, method == "HEAD")
 
     def _delay(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         ms = _parse_uint(arg)
