@@ -144,6 +144,19 @@ def _byte_pieces(n: int, piece: int) -> Iterator[bytes]:
         yield _BLOCK[:n]
 
 
+def _utf8(path_part: str) -> str:
+    """A WSGI path part (its bytes as latin-1, PEP 3333) as the UTF-8 text the client meant.
+
+    So an id from a feeder reads in ``/__stats`` as it was written; bytes that are
+    not UTF-8 are kept as their latin-1 characters.
+    """
+    raw = path_part.encode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return path_part
+
+
 def _nothing() -> Iterator[bytes]:
     """An empty body *without* ``__len__``, so pywsgi still announces chunked encoding."""
     return
@@ -378,6 +391,8 @@ class TargetApp:
         if not arg or len(arg) > MAX_ID_LENGTH:
             return send_error(start_response, 400, f"id must be 1..{MAX_ID_LENGTH} characters",
                               method == "HEAD")
+        if not arg.isascii():
+            arg = _utf8(arg)
         self.counters.saw_id(arg)
         return send_json(start_response, 200, {"id": arg}, method == "HEAD")
 
