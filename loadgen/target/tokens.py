@@ -98,5 +98,9 @@ class Tokens:
         return claims
 
     def check(self, authorization: str) -> Claims | str:
-        """Claims for an ``Authorization`` header value, else ``MISSING``, ``BAD`` or ``EXPIRED``."""
-        return self.verify(bearer(authorization))
+        """Claims for an ``Authorization`` header value, else ``MISSING``, ``BAD`` or ``EXPIRED``.
+
+        ``bearer`` inlined: this runs on every protected request.
+        """
+        scheme, _, token = authorization.partition(" ")
+        return self.verify(token.strip() if scheme.lower() == "bearer" else "")
