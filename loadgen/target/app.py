@@ -68,7 +68,6 @@ USERS: dict[str, tuple[str, str]] = {
 }
 
 
-
 def lookup_user(username: str) -> tuple[str, str] | None:
     """(password, role) of a known user: ``USERS``, or a numbered shopper; else ``None``."""
     user = USERS.get(username)
@@ -168,7 +167,9 @@ class TargetApp:
 
     State lives on an instance rather than in module globals so a test can
     build a fresh app, and so the secret is random per server process (tokens
-    from an earlier run are rightly rejected).
+    from an earlier run are rightly rejected). Routes of their own concern live
+    in their own modules (``shop``, ``tokens``); what ``/__stats`` reports
+    beyond request counts is ``counters``.
 
     Counters are plain ints and dicts: under gevent all handlers run on one OS
     thread and never yield between read and write of a counter, so the
@@ -320,7 +321,8 @@ class TargetApp:
         username = data.get("username")
         password = data.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
-            return send_error(start_response, 400, "username and password (strings) are required", False)
+            return send_error(start_response, 400, "username and password (strings) are required",
+                              False)
         user = lookup_user(username)
         # compare_digest on bytes: it rejects non-ASCII str, which a client may send.
         if user is None or not hmac.compare_digest(password.encode(), user[0].encode()):
@@ -328,7 +330,8 @@ class TargetApp:
             return send_error(start_response, 401, "Invalid credentials", False, _BEARER)
         token = self.tokens.issue(username, user[1])
         self.counters.logins_issued += 1
-        return send_json(start_response, 200, {"access_token": token, "token_type": "bearer"}, False)
+        return send_json(start_response, 200, {"access_token": token, "token_type": "bearer"},
+                         False)
 
     def verify_token(self, token: str) -> Claims | None:
         """The claims of a valid, unexpired token, else ``None`` (see ``Tokens.verify``)."""
@@ -384,7 +387,8 @@ class TargetApp:
 
     # -- utility routes -----------------------------------------------------
 
-    def _item(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
+    def _item(self, environ: Environ, start_response: StartResponse, method: str,
+              arg: str) -> Body:
         """``/api/items/<id>``: records the id, so a test can check every feeder row's use."""
         if method not in ("GET", "HEAD"):
             return method_not_allowed(start_response, "GET, HEAD", method == "HEAD")
@@ -399,7 +403,8 @@ class TargetApp:
     def _delay(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         ms = _parse_uint(arg)
         if ms is None or ms > MAX_DELAY_MS:
-            return send_error(start_response, 400, f"delay must be 0..{MAX_DELAY_MS} ms", method == "HEAD")
+            return send_error(start_response, 400, f"delay must be 0..{MAX_DELAY_MS} ms",
+                              method == "HEAD")
         if ms:
             self._sleep(ms / 1000.0)
         return send_json(start_response, 200, {"delay_ms": ms}, method == "HEAD")

@@ -49,7 +49,7 @@ CATALOGUE = (
 )
 
 #: ``authorize(environ, start_response, head)``: the token's claims, or the 401 already sent.
-Authorize = Callable[[Environ, StartResponse, bool], "dict[str, Any] | Body"]
+Authorize = Callable[[Environ, StartResponse, bool], dict[str, Any] | Body]
 
 _SHOWN = False     # value in a user's OrderedDict: shown, not ordered yet
 _ORDERED = True
@@ -92,7 +92,7 @@ class Shop:
         """Order ``item_id`` for ``user``: (201, the order) or (404 / 409, why not)."""
         shown = self._shown.get(user)
         state = shown.get(item_id) if shown is not None else None
-        if state is None or shown is None:
+        if shown is None or state is None:
             self._counters.orders_not_shown += 1
             return 404, {"detail": "Item not shown to this user"}
         if state is _ORDERED:
