@@ -2,10 +2,10 @@
 
 The target is the demo and benchmark server, so what its routes cost is overhead a run
 would mistake for server latency. This calls the app in-process (no sockets, no gevent:
-only the app's own work per request), the base revision's ``loadgen/target/app.py`` (read
-with ``git show``) and the working tree's alternately, ``--rounds`` times, and prints the
-median microseconds per call of each. Routes only the current app has are measured for it
-alone.
+only the app's own work per request): the base revision's ``loadgen/target/app.py`` (read
+with ``git show``), the same again as an A/A control (its ratio is the noise floor), and
+the working tree's, rotating who goes first, ``--rounds`` times; it prints medians and the
+median of the paired per-round ratios. Routes only the current app has are measured alone.
 
     python bench/target_app.py                      # base: 720d068, before the shop
     python bench/target_app.py --base 720d068 --rounds 15 --calls 20000
@@ -102,40 +102,44 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
-    # Three apps: the shop's routes grow their app's path and id tables, which must not
-    # slow the routes compared with the base.
-    base_app = load_base(args.base).TargetApp(sleep=time.sleep)
-    new_app = current.TargetApp(sleep=time.sleep)
+    # A second base app is the control: base against itself (A/A) shows the noise floor.
+    # The shop's routes get an app of their own: they grow its path and id tables, which
+    # must not slow the routes compared with the base.
+    apps = {"base": load_base(args.base).TargetApp(sleep=time.sleep),
+            "control": load_base(args.base).TargetApp(sleep=time.sleep),
+            "now": current.TargetApp(sleep=time.sleep)}
+    makers = {label: scenarios(app, shop=False) for label, app in apps.items()}
+    new = makers["now"]
     shop_app = current.TargetApp(sleep=time.sleep)
-    base = scenarios(base_app, shop=False)
-    new = scenarios(new_app, shop=False)
     shop = {name: make for name, make in scenarios(shop_app, shop=True).items()
             if name not in new}
     figures: dict[tuple[str, str], list[float]] = {}
+    labels = list(apps)
     for round_ in range(args.rounds):
-        for name, make in new.items():
-            pairs = [("base", base_app, base[name]), ("now", new_app, make)]
-            if round_ % 2:   # alternate who goes first: no order bias
-                pairs.reverse()
-            for label, app, maker in pairs:
+        # Rotate who goes first, so no app always runs in the same slot.
+        order = labels[round_ % 3:] + labels[:round_ % 3]
+        for name in new:
+            for label in order:
                 figures.setdefault((name, label), []).append(
-                    per_call_us(app, maker, args.calls))
+                    per_call_us(apps[label], makers[label][name], args.calls))
         for name, make in shop.items():
             figures.setdefault((name, "now"), []).append(per_call_us(shop_app, make, args.calls))
     print(f"target app, in-process, us per call: medians of {args.rounds} interleaved rounds "
           f"of {args.calls} calls; base = {args.base}")
+    def paired(name: str, label: str) -> float:
+        """Median of each round's label/base: drift of a shared machine cancels."""
+        return statistics.median(x / y for x, y in zip(figures[(name, label)],
+                                                       figures[(name, "base")], strict=True))
+
+    print("  route                                          base     now  now/base  A/A")
     for name in [*new, *shop]:
         now = statistics.median(figures[(name, "now")])
         if (name, "base") in figures:
             was = statistics.median(figures[(name, "base")])
-            # Paired: each round's now/base, so drift of a shared machine cancels.
-            ratio = statistics.median(n / b for n, b in zip(figures[(name, "now")],
-                                                            figures[(name, "base")],
-                                                            strict=True))
-            print(f"  {name:45s} base {was:6.2f}  now {now:6.2f}  "
-                  f"median paired ratio {ratio:5.3f}")
+            print(f"  {name:45s} {was:6.2f}  {now:6.2f}  {paired(name, 'now'):8.3f}  "
+                  f"{paired(name, 'control'):5.3f}")
         else:
-            print(f"  {name:45s}              now {now:6.2f}")
+            print(f"  {name:45s}         {now:6.2f}")
     return 0
 
 
