@@ -230,12 +230,14 @@ def compare(files: tuple[str, ...], labels: tuple[str, ...], visualize: bool,
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True,
               help="0 picks a free port (printed on start).")
-def serve(host: str, port: int) -> None:
+@click.option("--token-ttl", type=click.IntRange(min=1), default=3600, show_default=True,
+              metavar="SECONDS", help="Lifetime of the tokens /api/auth/login issues.")
+def serve(host: str, port: int, token_ttl: int) -> None:
     """Run the built-in demo target (a stand-in API with JWT login and test endpoints)."""
     from loadgen.target.server import serve as serve_target
 
     try:
-        serve_target(host, port)
+        serve_target(host, port, token_ttl)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 

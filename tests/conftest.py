@@ -8,7 +8,7 @@ import os
 import selectors
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,9 @@ class TargetServer:
             conn.close()
 
     def stats(self) -> dict[str, Any]:
-        """The server's exact counters: ``{"requests", "paths", "methods"}`` (``/__stats``)."""
+        """The server's exact counters (``/__stats``): ``{"requests", "paths", "methods"}``,
+        plus ``logins``, ``unauthorized``, ``shop``, ``orders``, ``ids_seen``, ``ids_untracked``
+        and ``connections`` (see README, ``loadgen serve``)."""
         return self._call("GET", "/__stats")
 
     def reset(self) -> None:
@@ -62,8 +64,12 @@ class TargetServer:
         self._call("POST", "/__reset")
 
 
-def start_target_server(log_path: Path, host: str = "127.0.0.1") -> TargetServer:
+def start_target_server(log_path: Path, host: str = "127.0.0.1", args: Sequence[str] = (),
+                        module: str = "loadgen.target.server") -> TargetServer:
     """Start the target on a free port; return once it has announced its port.
+
+    ``args`` go before ``--host`` (e.g. ``("--token-ttl", "1")``); ``module`` "loadgen" with
+    ``args`` ``("serve", ...)`` starts it through the CLI instead.
 
     Readiness is the announcement line itself (printed after bind/listen), so
     there is no polling or sleeping; the selector only bounds the wait in case
@@ -73,7 +79,7 @@ def start_target_server(log_path: Path, host: str = "127.0.0.1") -> TargetServer
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "loadgen.target.server", "--host", host, "--port", "0"],
+            [sys.executable, "-m", module, *args, "--host", host, "--port", "0"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,

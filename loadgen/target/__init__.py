@@ -2,7 +2,8 @@
 
 It stands in for the "BiztelAI API" used by the seed script, plus a handful of
 httpbin-style utility routes (``/delay``, ``/status``, ``/bytes``,
-``/chunked``, ``/close``) and exact request counters (``/__stats``,
+``/chunked``, ``/close``), a small shop (``/shop/items``, ``/shop/orders``)
+whose ids a user journey must extract, and exact counters (``/__stats``,
 ``/__reset``) so load runs can be checked against what the server really saw.
 
 This package root deliberately imports nothing: the load-generator

@@ -22,32 +22,44 @@ when a :class:`TargetApp` is created), so it can be imported anywhere; only
 from __future__ import annotations
 
 import hmac
-import secrets
-import time
-from collections.abc import Callable, Iterable, Iterator
-from http import HTTPStatus
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
-import jwt
 import orjson
 
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-Body = Iterable[bytes]
-Handler = Callable[[Environ, StartResponse, str, str], Body]
+from loadgen.target.counters import Counters
+from loadgen.target.responses import (
+    BLOCK_SIZE,
+    EMPTY,
+    JSON_TYPE,
+    STATUS_LINES,
+    Body,
+    Environ,
+    Handler,
+    StartResponse,
+    method_not_allowed,
+    read_body,
+    send_error,
+    send_json,
+    static,
+)
+from loadgen.target.shop import Shop
+from loadgen.target.tokens import DETAILS, TOKEN_CACHE_SIZE, TOKEN_TTL_S, Claims, Tokens
 
-JSON_TYPE = "application/json"
-TOKEN_TTL_S = 3600
-JWT_ALGORITHM = "HS256"
 MAX_LOGIN_BODY = 64 * 1024
 MAX_TRANSFORM_PARSE = 1024 * 1024
 MAX_DELAY_MS = 60_000
 MAX_BYTES = 64 * 1024 * 1024
-BLOCK_SIZE = 64 * 1024
-TOKEN_CACHE_SIZE = 4096
 MAX_TRACKED_PATHS = 10_000
 OTHER_PATHS_KEY = "__other__"
+#: ``/api/items/<id>`` records every id it is asked for (feeder tests); longer ids are 400.
+ITEMS_PREFIX = "/api/items/"
+MAX_ID_LENGTH = 256
+#: Numbered shop users ``shopper1`` .. ``shopper<SHOPPERS>``, password ``<name>-pass``, so a
+#: per-user feeder of credentials has many distinct users to log in as.
+SHOPPER_PREFIX = "shopper"
+SHOPPERS = 1000
 
 #: Users of the stand-in "BiztelAI API": username -> (password, role).
 USERS: dict[str, tuple[str, str]] = {
@@ -55,39 +67,31 @@ USERS: dict[str, tuple[str, str]] = {
     "admin": ("admin123", "admin"),
 }
 
+
+def lookup_user(username: str) -> tuple[str, str] | None:
+    """(password, role) of a known user: ``USERS``, or a numbered shopper; else ``None``."""
+    user = USERS.get(username)
+    if user is not None or not username.startswith(SHOPPER_PREFIX):
+        return user
+    number = username[len(SHOPPER_PREFIX):]
+    # str(int(...)) round trip: "shopper07" is not "shopper7".
+    if number.isascii() and number.isdigit() and str(int(number)) == number \
+            and 1 <= int(number) <= SHOPPERS:
+        return (f"{username}-pass", "user")
+    return None
+
+
 #: Bookkeeping routes: counting them would perturb the very numbers they report.
 UNCOUNTED_PATHS = frozenset({"/__stats", "/__reset"})
 
-_EMPTY: tuple[bytes, ...] = ()
 _BLOCK = b"x" * BLOCK_SIZE
+_BEARER = (("WWW-Authenticate", "Bearer"),)
 
-
-def _reason(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Unknown"
-
-
-#: Pre-built status lines for every code ``/status/<code>`` accepts.
-STATUS_LINES: dict[int, str] = {code: f"{code} {_reason(code)}" for code in range(100, 600)}
-
-
-def _static(body: Any) -> tuple[bytes, list[tuple[str, str]]]:
-    """Encode a constant JSON body once, together with its header list.
-
-    pywsgi copies the header list in ``start_response`` and never mutates it,
-    so one list can be shared by all requests.
-    """
-    raw = orjson.dumps(body)
-    return raw, [("Content-Type", JSON_TYPE), ("Content-Length", str(len(raw)))]
-
-
-_HEALTH = _static({"status": "ok"})
-_NOT_FOUND = _static({"detail": "Not Found"})
-_RESET = _static({"status": "reset"})
-_CLOSE = _static({"status": "ok", "connection": "close"})
-_SUMMARY = _static(
+_HEALTH = static({"status": "ok"})
+_NOT_FOUND = static({"detail": "Not Found"})
+_RESET = static({"status": "reset"})
+_CLOSE = static({"status": "ok", "connection": "close"})
+_SUMMARY = static(
     {
         "dataset": "biztel-chat-transcripts",
         "version": "2024.1",
@@ -101,7 +105,7 @@ _SUMMARY = _static(
         "generated_at": "2024-01-01T00:00:00Z",
     }
 )
-_TRANSCRIPT = _static(
+_TRANSCRIPT = static(
     {
         "transcript_id": "t_0001",
         "article_url": "https://www.example.com/articles/sample",
@@ -118,36 +122,6 @@ _STATUS_BODIES: dict[int, bytes] = {
 }
 
 
-def _json(
-    start_response: StartResponse,
-    code: int,
-    payload: Any,
-    head: bool,
-    extra: Iterable[tuple[str, str]] = (),
-) -> Body:
-    """Send ``payload`` as JSON with an explicit Content-Length (none on HEAD)."""
-    raw = orjson.dumps(payload)
-    start_response(
-        STATUS_LINES[code],
-        [("Content-Type", JSON_TYPE), ("Content-Length", str(len(raw))), *extra],
-    )
-    return _EMPTY if head else (raw,)
-
-
-def _error(
-    start_response: StartResponse,
-    code: int,
-    detail: str,
-    head: bool,
-    extra: Iterable[tuple[str, str]] = (),
-) -> Body:
-    return _json(start_response, code, {"detail": detail}, head, extra)
-
-
-def _method_not_allowed(start_response: StartResponse, allow: str, head: bool) -> Body:
-    return _error(start_response, 405, "Method Not Allowed", head, [("Allow", allow)])
-
-
 def _parse_uint(text: str) -> int | None:
     """Parse a path parameter as a non-negative int; ``None`` if it is not one.
 
@@ -157,28 +131,6 @@ def _parse_uint(text: str) -> int | None:
     if 0 < len(text) <= 12 and text.isascii() and text.isdigit():
         return int(text)
     return None
-
-
-def _read_body(environ: Environ, keep: int) -> tuple[int, bytes]:
-    """Read the whole request body; return its length and its first ``keep`` bytes.
-
-    Reading everything (rather than stopping at ``keep``) keeps the connection
-    in sync for keep-alive without relying on the server to discard leftovers,
-    and lets large uploads be counted without holding them in memory.
-    """
-    stream = environ["wsgi.input"]
-    total = 0
-    kept: list[bytes] = []
-    room = keep
-    while True:
-        chunk = stream.read(BLOCK_SIZE)
-        if not chunk:
-            break
-        total += len(chunk)
-        if room > 0:
-            kept.append(chunk[:room])
-            room -= len(kept[-1])
-    return total, b"".join(kept)
 
 
 def _byte_pieces(n: int, piece: int) -> Iterator[bytes]:
@@ -191,6 +143,19 @@ def _byte_pieces(n: int, piece: int) -> Iterator[bytes]:
         yield _BLOCK[:n]
 
 
+def _utf8(path_part: str) -> str:
+    """A WSGI path part (its bytes as latin-1, PEP 3333) as the UTF-8 text the client meant.
+
+    So an id from a feeder reads in ``/__stats`` as it was written; bytes that are
+    not UTF-8 are kept as their latin-1 characters.
+    """
+    raw = path_part.encode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return path_part
+
+
 def _nothing() -> Iterator[bytes]:
     """An empty body *without* ``__len__``, so pywsgi still announces chunked encoding."""
     return
@@ -198,11 +163,13 @@ def _nothing() -> Iterator[bytes]:
 
 
 class TargetApp:
-    """The WSGI callable; holds the per-process JWT secret, token cache and counters.
+    """The WSGI callable; holds the tokens (per-process secret), the shop and the counters.
 
     State lives on an instance rather than in module globals so a test can
     build a fresh app, and so the secret is random per server process (tokens
-    from an earlier run are rightly rejected).
+    from an earlier run are rightly rejected). Routes of their own concern live
+    in their own modules (``shop``, ``tokens``); what ``/__stats`` reports
+    beyond request counts is ``counters``.
 
     Counters are plain ints and dicts: under gevent all handlers run on one OS
     thread and never yield between read and write of a counter, so the
@@ -214,19 +181,21 @@ class TargetApp:
         secret: str | None = None,
         *,
         sleep: Callable[[float], Any] | None = None,
+        token_ttl_s: int = TOKEN_TTL_S,
         token_cache_size: int = TOKEN_CACHE_SIZE,
         max_tracked_paths: int = MAX_TRACKED_PATHS,
     ) -> None:
-        self.secret = secret if secret is not None else secrets.token_hex(32)
+        self.tokens = Tokens(secret, ttl_s=token_ttl_s, cache_size=token_cache_size)
+        self.secret = self.tokens.secret
         if sleep is None:
             # Imported here, not at module level: see the module docstring.
             from gevent import sleep as gevent_sleep
 
             sleep = gevent_sleep
         self._sleep = sleep
-        self._token_cache_size = token_cache_size
         self._max_tracked_paths = max_tracked_paths
-        self._tokens: dict[str, tuple[dict[str, Any], float]] = {}
+        self.counters = Counters()
+        self.shop = Shop(self.authorize, self.counters)
         self.total = 0
         self.paths: dict[str, int] = {}
         self.methods: dict[str, int] = {}
@@ -236,6 +205,8 @@ class TargetApp:
             "/api/dataset/summary": self._summary,
             "/api/dataset/transform": self._transform,
             "/api/analysis/transcript": self._transcript,
+            "/shop/items": self.shop.items_route,
+            "/shop/orders": self.shop.orders_route,
             "/close": self._close,
             "/__stats": self._stats,
             "/__reset": self._reset,
@@ -261,10 +232,13 @@ class TargetApp:
             if slash > 0:
                 handler = self._prefix.get(path[: slash + 1])
                 arg = path[slash + 1 :]
+            if handler is None and path.startswith(ITEMS_PREFIX):
+                handler = self._item
+                arg = path[len(ITEMS_PREFIX) :]
             if handler is None:
                 raw, headers = _NOT_FOUND
                 start_response("404 Not Found", headers)
-                return _EMPTY if method == "HEAD" else (raw,)
+                return EMPTY if method == "HEAD" else (raw,)
         return handler(environ, start_response, method, arg)
 
     def _count(self, path: str, method: str) -> None:
@@ -279,23 +253,35 @@ class TargetApp:
         methods[method] = methods.get(method, 0) + 1
 
     def stats(self) -> dict[str, Any]:
-        return {"requests": self.total, "paths": self.paths, "methods": self.methods}
+        """``/__stats``: the request counts (the original three keys) and ``Counters``'."""
+        return {"requests": self.total, "paths": self.paths, "methods": self.methods,
+                **self.counters.snapshot()}
 
     def reset(self) -> None:
         self.total = 0
         self.paths = {}
         self.methods = {}
+        self.counters.reset()
+
+    def authorize(self, environ: Environ, start_response: StartResponse,
+                  head: bool) -> Claims | Body:
+        """The claims of the request's bearer token, or the 401 sent (counted by reason)."""
+        result = self.tokens.check(environ.get("HTTP_AUTHORIZATION", ""))
+        if isinstance(result, str):
+            self.counters.unauthorized[result] += 1
+            return send_error(start_response, 401, DETAILS[result], head, _BEARER)
+        return result
 
     # -- bookkeeping --------------------------------------------------------
 
     def _stats(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         if method not in ("GET", "HEAD"):
-            return _method_not_allowed(start_response, "GET, HEAD", method == "HEAD")
-        return _json(start_response, 200, self.stats(), method == "HEAD")
+            return method_not_allowed(start_response, "GET, HEAD", method == "HEAD")
+        return send_json(start_response, 200, self.stats(), method == "HEAD")
 
     def _reset(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         if method != "POST":
-            return _method_not_allowed(start_response, "POST", method == "HEAD")
+            return method_not_allowed(start_response, "POST", method == "HEAD")
         self.reset()
         raw, headers = _RESET
         start_response("200 OK", headers)
@@ -310,90 +296,60 @@ class TargetApp:
             return (raw,)
         if method == "HEAD":
             start_response("200 OK", _HEALTH[1])
-            return _EMPTY
-        return _method_not_allowed(start_response, "GET, HEAD", False)
+            return EMPTY
+        return method_not_allowed(start_response, "GET, HEAD", False)
 
     def _summary(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         if method not in ("GET", "HEAD"):
-            return _method_not_allowed(start_response, "GET, HEAD", False)
+            return method_not_allowed(start_response, "GET, HEAD", False)
         raw, headers = _SUMMARY
         start_response("200 OK", headers)
-        return _EMPTY if method == "HEAD" else (raw,)
+        return EMPTY if method == "HEAD" else (raw,)
 
     def _login(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         if method != "POST":
-            return _method_not_allowed(start_response, "POST", method == "HEAD")
-        total, raw = _read_body(environ, MAX_LOGIN_BODY)
+            return method_not_allowed(start_response, "POST", method == "HEAD")
+        total, raw = read_body(environ, MAX_LOGIN_BODY)
         if total > MAX_LOGIN_BODY:
-            return _error(start_response, 413, "Request body too large", False)
+            return send_error(start_response, 413, "Request body too large", False)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return _error(start_response, 400, "Body must be a JSON object", False)
+            return send_error(start_response, 400, "Body must be a JSON object", False)
         if not isinstance(data, dict):
-            return _error(start_response, 400, "Body must be a JSON object", False)
+            return send_error(start_response, 400, "Body must be a JSON object", False)
         username = data.get("username")
         password = data.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
-            return _error(start_response, 400, "username and password (strings) are required", False)
-        user = USERS.get(username)
+            return send_error(start_response, 400, "username and password (strings) are required",
+                              False)
+        user = lookup_user(username)
         # compare_digest on bytes: it rejects non-ASCII str, which a client may send.
         if user is None or not hmac.compare_digest(password.encode(), user[0].encode()):
-            return _error(
-                start_response, 401, "Invalid credentials", False, [("WWW-Authenticate", "Bearer")]
-            )
-        claims = {"sub": username, "role": user[1], "exp": int(time.time()) + TOKEN_TTL_S}
-        token = jwt.encode(claims, self.secret, algorithm=JWT_ALGORITHM)
-        return _json(start_response, 200, {"access_token": token, "token_type": "bearer"}, False)
+            self.counters.logins_refused += 1
+            return send_error(start_response, 401, "Invalid credentials", False, _BEARER)
+        token = self.tokens.issue(username, user[1])
+        self.counters.logins_issued += 1
+        return send_json(start_response, 200, {"access_token": token, "token_type": "bearer"},
+                         False)
 
-    def verify_token(self, token: str) -> dict[str, Any] | None:
-        """Return the claims of a valid, unexpired token, else ``None``.
-
-        Load tests send the same token thousands of times; HMAC verification
-        plus JSON decoding would dominate the route's cost, so valid tokens
-        are cached with their expiry. The cache is simply cleared when full:
-        bounded memory, O(1), and a miss only costs one re-verification.
-        Invalid tokens are not cached, so garbage cannot evict good entries.
-        """
-        now = time.time()
-        hit = self._tokens.get(token)
-        if hit is not None:
-            if hit[1] > now:
-                return hit[0]
-            del self._tokens[token]
-            return None
-        try:
-            claims = jwt.decode(
-                token,
-                self.secret,
-                algorithms=[JWT_ALGORITHM],
-                options={"require": ["exp", "sub", "role"]},
-            )
-        except jwt.InvalidTokenError:
-            return None
-        if len(self._tokens) >= self._token_cache_size:
-            self._tokens.clear()
-        self._tokens[token] = (claims, float(claims["exp"]))
-        return claims
+    def verify_token(self, token: str) -> Claims | None:
+        """The claims of a valid, unexpired token, else ``None`` (see ``Tokens.verify``)."""
+        result = self.tokens.verify(token)
+        return None if isinstance(result, str) else result
 
     def _transcript(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
-            return _method_not_allowed(start_response, "GET, HEAD", False)
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return _error(start_response, 401, "Not authenticated", head, [("WWW-Authenticate", "Bearer")])
-        claims = self.verify_token(token)
-        if claims is None:
-            return _error(
-                start_response, 401, "Invalid or expired token", head, [("WWW-Authenticate", "Bearer")]
-            )
+            return method_not_allowed(start_response, "GET, HEAD", False)
+        claims = self.authorize(environ, start_response, head)
+        if not isinstance(claims, dict):
+            return claims
         if claims.get("role") != "admin":
-            return _error(start_response, 403, "Admin role required", head)
+            return send_error(start_response, 403, "Admin role required", head)
         raw, headers = _TRANSCRIPT
         start_response("200 OK", headers)
-        return _EMPTY if head else (raw,)
+        return EMPTY if head else (raw,)
 
     def _transform(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         """Echo what was received and upper-case a ``text`` field.
@@ -402,11 +358,11 @@ class TargetApp:
         can post random bodies of any size and still get a 200.
         """
         if method not in ("GET", "HEAD", "POST"):
-            return _method_not_allowed(start_response, "GET, HEAD, POST", False)
+            return method_not_allowed(start_response, "GET, HEAD, POST", False)
         text: Any = None
         received = 0
         if method == "POST":
-            received, raw = _read_body(environ, MAX_TRANSFORM_PARSE)
+            received, raw = read_body(environ, MAX_TRANSFORM_PARSE)
             if raw and received <= MAX_TRANSFORM_PARSE:
                 try:
                     data = orjson.loads(raw)
@@ -427,46 +383,60 @@ class TargetApp:
             "transformed": transformed,
             "word_count": words,
         }
-        return _json(start_response, 200, payload, method == "HEAD")
+        return send_json(start_response, 200, payload, method == "HEAD")
 
     # -- utility routes -----------------------------------------------------
+
+    def _item(self, environ: Environ, start_response: StartResponse, method: str,
+              arg: str) -> Body:
+        """``/api/items/<id>``: records the id, so a test can check every feeder row's use."""
+        if method not in ("GET", "HEAD"):
+            return method_not_allowed(start_response, "GET, HEAD", method == "HEAD")
+        if not arg or len(arg) > MAX_ID_LENGTH:
+            return send_error(start_response, 400, f"id must be 1..{MAX_ID_LENGTH} characters",
+                              method == "HEAD")
+        if not arg.isascii():
+            arg = _utf8(arg)
+        self.counters.saw_id(arg)
+        return send_json(start_response, 200, {"id": arg}, method == "HEAD")
 
     def _delay(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         ms = _parse_uint(arg)
         if ms is None or ms > MAX_DELAY_MS:
-            return _error(start_response, 400, f"delay must be 0..{MAX_DELAY_MS} ms", method == "HEAD")
+            return send_error(start_response, 400, f"delay must be 0..{MAX_DELAY_MS} ms",
+                              method == "HEAD")
         if ms:
             self._sleep(ms / 1000.0)
-        return _json(start_response, 200, {"delay_ms": ms}, method == "HEAD")
+        return send_json(start_response, 200, {"delay_ms": ms}, method == "HEAD")
 
     def _status(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         code = _parse_uint(arg)
         if code is None or not 100 <= code <= 599:
-            return _error(start_response, 400, "status must be 100..599", method == "HEAD")
+            return send_error(start_response, 400, "status must be 100..599", method == "HEAD")
         if code in (204, 304):
             # No body and no Content-Length (pywsgi rejects a non-zero one).
             start_response(STATUS_LINES[code], [])
-            return _EMPTY
+            return EMPTY
         if code < 200:
             # A 1xx is an interim response to a client, which will keep waiting
             # for a final one; closing turns that wait into a clean EOF.
             start_response(STATUS_LINES[code], [("Content-Length", "0"), ("Connection", "close")])
-            return _EMPTY
+            return EMPTY
         raw = _STATUS_BODIES[code]
         start_response(
             STATUS_LINES[code], [("Content-Type", JSON_TYPE), ("Content-Length", str(len(raw)))]
         )
-        return _EMPTY if method == "HEAD" else (raw,)
+        return EMPTY if method == "HEAD" else (raw,)
 
     def _bytes(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         n = _parse_uint(arg)
         if n is None or n > MAX_BYTES:
-            return _error(start_response, 400, f"n must be 0..{MAX_BYTES}", method == "HEAD")
+            return send_error(start_response, 400, f"n must be 0..{MAX_BYTES}", method == "HEAD")
         start_response(
             "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))]
         )
         if method == "HEAD" or n == 0:
-            return _EMPTY
+            return EMPTY
         if n <= BLOCK_SIZE:
             return (_BLOCK[:n],)
         # Explicit Content-Length keeps pywsgi from chunking this generator.
@@ -475,7 +445,7 @@ class TargetApp:
     def _chunked(self, environ: Environ, start_response: StartResponse, method: str, arg: str) -> Body:
         n = _parse_uint(arg)
         if n is None or n > MAX_BYTES:
-            return _error(start_response, 400, f"n must be 0..{MAX_BYTES}", method == "HEAD")
+            return send_error(start_response, 400, f"n must be 0..{MAX_BYTES}", method == "HEAD")
         headers = [("Content-Type", "application/octet-stream")]
         if environ.get("SERVER_PROTOCOL") == "HTTP/1.0":
             # No chunked encoding in HTTP/1.0: the body is delimited by closing.
@@ -492,4 +462,4 @@ class TargetApp:
         # pywsgi sees the Connection: close we provide and closes after the response.
         raw, headers = _CLOSE
         start_response("200 OK", [*headers, ("Connection", "close")])
-        return _EMPTY if method == "HEAD" else (raw,)
+        return EMPTY if method == "HEAD" else (raw,)

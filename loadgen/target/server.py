@@ -53,13 +53,17 @@ def _server_class() -> type:
             pass
 
     class TargetServer(WSGIServer):
-        """WSGIServer that sets TCP_NODELAY on every accepted connection.
+        """WSGIServer that sets TCP_NODELAY on every accepted connection and counts them.
 
         pywsgi sends the response headers and the body with separate
         ``sendall`` calls. With Nagle's algorithm on, the body segment waits
         for the ACK of the header segment, which the client delays by up to
         ~40 ms, so keep-alive throughput collapses (measured: 367 req/s
         instead of ~6,700).
+
+        ``handle`` runs for the connection's whole life (all its requests), so
+        counting around it gives the connections open at once, whose peak a
+        user-ramp test reads from ``/__stats``.
         """
 
         handler_class = TargetHandler
@@ -69,7 +73,12 @@ def _server_class() -> type:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass  # peer already gone; the handler will notice
-            super().handle(sock, address)
+            counters = self.application.counters
+            counters.connection_opened()
+            try:
+                super().handle(sock, address)
+            finally:
+                counters.connection_closed()
 
     return TargetServer
 
@@ -78,8 +87,11 @@ def _format_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, token_ttl_s: int | None = None) -> None:
     """Serve the target app on ``host:port`` until SIGINT or SIGTERM.
+
+    ``token_ttl_s``: lifetime of the tokens ``/api/auth/login`` issues (default
+    ``tokens.TOKEN_TTL_S``, an hour); short ones let tests see tokens expire.
 
     ``port`` 0 binds a free port; the actual one is announced on stdout as
     exactly one line, ``loadgen target listening on http://HOST:PORT``, printed
@@ -96,10 +108,11 @@ def serve(host: str, port: int) -> None:
 
     from loadgen.engine.limits import raise_open_files
     from loadgen.target.app import TargetApp
+    from loadgen.target.tokens import TOKEN_TTL_S
 
     raise_open_files()   # every kept-alive client connection is a descriptor (10k and more)
 
-    app = TargetApp()
+    app = TargetApp(token_ttl_s=TOKEN_TTL_S if token_ttl_s is None else token_ttl_s)
     server = _server_class()(
         (host, port),
         app,
@@ -123,6 +136,16 @@ def serve(host: str, port: int) -> None:
         server.stop(timeout=STOP_GRACE_S)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds >= 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadgen.target.server",
@@ -130,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000, help="0 picks a free port")
+    parser.add_argument("--token-ttl", type=_positive_int, default=None, metavar="SECONDS",
+                        help="lifetime of login tokens [default: 3600]")
     args = parser.parse_args(argv)
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.token_ttl)
     return 0
 
 
