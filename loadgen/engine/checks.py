@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from jmespath import exceptions as jmes_errors
+from jmespath.parser import ParsedResult
 
 from loadgen.config.checks import (
     Expectations,
@@ -67,10 +68,26 @@ class Response:
             try:
                 self._doc = orjson.loads(self.body or b"")
             except orjson.JSONDecodeError:
-                self._doc = _json_fallback(self.body or b"")
+                self._doc = _exact_json(self.body or b"")
         if self._doc is _NOT_JSON:
             raise _NotJson
         return self._doc
+
+    def search(self, compiled: ParsedResult) -> Any:
+        """``compiled`` searched in the body; ``_NotJson`` if it is not JSON.
+
+        orjson reads an integer beyond 64 bits as a float (123456789012345678901234567890
+        -> 1.2345678901234568e+29): a found value holding such a float is searched again
+        in the standard library's exact reading.  Only then, so the common case pays
+        nothing (a scan of the body for long digit runs cost more than the parse).  A
+        filter comparing such numbers inside the expression still compares floats.
+        """
+        value = compiled.search(self.doc())
+        if value is not None and not isinstance(value, str) and _inexact(value):
+            exact = _exact_json(self.body or b"")
+            if exact is not _NOT_JSON:
+                value = compiled.search(exact)
+        return value
 
     def text(self) -> str:
         """The body as text for regexes: UTF-8, undecodable bytes replaced (not refused:
@@ -91,13 +108,27 @@ _UNSET: Any = object()
 _NOT_JSON: Any = object()
 
 
-def _json_fallback(body: bytes) -> Any:
-    """orjson refuses what the standard library reads (integers beyond 64 bits, a UTF-8
-    BOM is refused by both): try it before calling a body not JSON; rare, so slow is fine."""
+def _exact_json(body: bytes) -> Any:
+    """The standard library's reading: exact for any integer; also tried before calling a
+    body orjson refuses not JSON (rare, so slow is fine)."""
     try:
         return json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError):   # UnicodeDecodeError and JSONDecodeError included
         return _NOT_JSON
+
+
+_INEXACT = float(1 << 63)   # orjson keeps integers in [-2**63, 2**64) exact, floats beyond
+
+
+def _inexact(value: Any) -> bool:
+    """Could orjson have turned an integer in ``value`` into a float?"""
+    if isinstance(value, float):
+        return abs(value) >= _INEXACT and value.is_integer()
+    if isinstance(value, list):
+        return any(_inexact(v) for v in value)
+    if isinstance(value, dict):
+        return any(_inexact(v) for v in value.values())
+    return False
 
 
 def _as_text(value: Any) -> str:
@@ -123,7 +154,7 @@ def extract(extractions: Sequence[Extraction], response: Response) -> dict[str, 
                                    f"{format_size(response.max_body)}: extraction not possible")
         if e.kind == "json":
             try:
-                value = e.compiled.search(response.doc())
+                value = response.search(e.compiled)
             except _NotJson:
                 raise ExtractionFailed(f"{e.spec}: body is not JSON") from None
             except jmes_errors.JMESPathError:   # a function given the wrong types
@@ -158,7 +189,7 @@ def failed_check(expect: Expectations, response: Response) -> str | None:
             return body_contains_name(text)
     for check in expect.json:
         try:
-            found = check.compiled.search(response.doc())
+            found = response.search(check.compiled)
         except _NotJson:
             return f"{check.name} (body is not JSON)"
         except jmes_errors.JMESPathError:
