@@ -10,6 +10,7 @@ import pickle
 import re
 from typing import Any
 
+import jmespath
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,9 @@ from loadgen.config.checks import (
     ConfigError,
     Expectations,
     Extraction,
+    FieldPath,
     ResponseRules,
+    compile_jmespath,
     parse_expect,
     parse_extract,
     parse_max_body,
@@ -278,6 +281,33 @@ def test_regex_reads_the_body_as_utf8_text() -> None:
     extractions = parse_extract({"v": "regex:prix=(\\w+)€"}, LABEL)
     assert extract(extractions, response("prix=dix€".encode())) == {"v": "dix"}
     assert extract(extractions, response(b"\xff\xfe prix=ok\xe2\x82\xac")) == {"v": "ok"}
+
+
+# -- the fast path for plain paths ---------------------------------------------------------
+
+
+def test_plain_paths_skip_the_interpreter_and_others_keep_it() -> None:
+    for plain in ("a", "a.b", "items[0].id", "a[0][-1]", '"my key".x', "[0]", "@.a"):
+        assert isinstance(compile_jmespath(plain), FieldPath), plain
+    for other in ("a[*].b", "a[]", "a[0:2]", "length(a)", "a || b", "a[?b]", "{x: a}", "`1`"):
+        assert not isinstance(compile_jmespath(other), FieldPath), other
+
+
+keys = st.sampled_from(["a", "b", "my key", "0"])
+documents = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=10)
+paths = st.lists(keys.map(lambda k: f'."{k}"') | st.integers(-3, 3).map(lambda i: f"[{i}]"),
+                 min_size=1, max_size=4).map(lambda parts: "@" + "".join(parts))
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=documents, path=paths)
+def test_the_fast_path_answers_as_jmespath_does(document: Any, path: str) -> None:
+    fast = compile_jmespath(path)
+    assert isinstance(fast, FieldPath)
+    assert fast.search(document) == jmespath.search(path, document)
 
 
 # -- checks -------------------------------------------------------------------------------

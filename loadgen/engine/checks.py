@@ -21,12 +21,12 @@ from typing import Any, NamedTuple
 
 import orjson
 from jmespath import exceptions as jmes_errors
-from jmespath.parser import ParsedResult
 
 from loadgen.config.checks import (
     Expectations,
     Extraction,
     ResponseRules,
+    Searcher,
     body_contains_name,
     format_size,
 )
@@ -73,7 +73,7 @@ class Response:
             raise _NotJson
         return self._doc
 
-    def search(self, compiled: ParsedResult) -> Any:
+    def search(self, compiled: Searcher) -> Any:
         """``compiled`` searched in the body; ``_NotJson`` if it is not JSON.
 
         orjson reads an integer beyond 64 bits as a float (123456789012345678901234567890
