@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import subprocess
+import sys
 from typing import Any
 
 import jmespath
@@ -194,6 +196,20 @@ def test_parse_rules_names_each_key_in_its_table() -> None:
 
 
 # -- pickling: the rules travel in the plan -----------------------------------------------
+
+
+def test_the_rules_module_imports_no_sockets() -> None:
+    """Workers unpickle the plan before gevent patches: its modules may not import socket."""
+    code = ("import sys, pickle, loadgen.config.checks as c; "
+            "pickle.loads(pickle.dumps(c.parse_rules({'extract': {'a': 'json:a'}}, 'w'))); "
+            "print(sorted(m for m in ('socket', 'ssl', 'gevent', 'urllib3') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_empty_rules_pickle_too() -> None:
+    assert pickle.loads(pickle.dumps(ResponseRules())) == ResponseRules()
+    assert not pickle.loads(pickle.dumps(ResponseRules()))
 
 
 def test_rules_pickle_as_text_and_come_back_equal_and_working() -> None:

@@ -244,8 +244,11 @@ class ResponseRules:
     """Everything a step does with its response; empty for a plain endpoint.
 
     ``needs_body`` / ``needs_headers`` tell the worker when to keep the body (up to
-    ``max_body``) or the headers: every other request keeps the zero-copy drain.
-    Cookies are the worker's own concern (a journey keeps Set-Cookie headers always).
+    ``max_body``) or the headers: every other request keeps the zero-copy drain.  The
+    worker's side of the contract (``engine.checks.evaluate``): the headers as httptools
+    delivers them, and the body's bytes, or None once it grew past ``max_body`` (then
+    stop keeping it, keep draining: the rules that needed it fail, named so).  Cookies
+    are the worker's own concern (a journey reads Set-Cookie on every response).
     """
 
     extract: tuple[Extraction, ...] = ()
