@@ -12,6 +12,7 @@ import subprocess
 import sys
 from typing import Any
 
+import httptools
 import jmespath
 import pytest
 from hypothesis import given, settings
@@ -498,3 +499,36 @@ def test_every_cookie_set_comes_back_once(cookies: dict[str, str]) -> None:
     pairs = [p.partition("=") for p in header.split("; ")]
     assert {k: v for k, _, v in pairs} == cookies and len(pairs) == len(cookies)
     assert re.fullmatch(r"[\x21-\x7e ]*", header)   # one header line, nothing to escape
+
+
+class _Collect:
+    """httptools callbacks, as the worker would keep them for a step with rules."""
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+
+def test_headers_as_httptools_delivers_them_feed_the_rules_and_the_jar() -> None:
+    """The representation chosen is httptools' own: (name, value) bytes, one pair per line,
+    names as sent, repeated Set-Cookie lines apart; bytes fed in small pieces."""
+    body = b'{"access_token": "t", "order_id": 1}'
+    raw = (b"HTTP/1.1 201 Created\r\nX-Session: s-9\r\nset-cookie: a=1; Path=/\r\n"
+           b"Set-Cookie: b=2; Path=/shop\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    sink = _Collect()
+    parser = httptools.HttpResponseParser(sink)
+    for i in range(0, len(raw), 7):
+        parser.feed_data(raw[i:i + 7])
+    plain = parse_rules({"extract": {"token": "json:access_token", "sid": "header:x-session"},
+                         "expect": {"status": 201, "body_contains": "order_id"}}, WHERE)
+    assert evaluate(plain, parser.get_status_code(), sink.headers, bytes(sink.body)) == (
+        {"token": "t", "sid": "s-9"}, None, None)
+    jar = CookieJar("127.0.0.1", https=False)
+    jar.receive(sink.headers, "/login")
+    assert jar.header("/shop/cart") == "b=2; a=1"
