@@ -23,14 +23,13 @@ from loadgen.config.checks import (
     ConfigError,
     Expectations,
     Extraction,
-    FieldPath,
     ResponseRules,
-    compile_jmespath,
     parse_expect,
     parse_extract,
     parse_max_body,
     parse_rules,
 )
+from loadgen.config.jsonpath import FieldPath, compile_jmespath
 from loadgen.engine.checks import (
     ExtractionFailed,
     Response,

@@ -15,9 +15,8 @@ the fields and rebuilt from the source text when unpickled (``__reduce__``), so 
 pickle holds only text (a node with another jmespath version recompiles it) and two
 equal specs compare equal.
 
-``jmespath`` is imported here (not only in the engine) because compiling is the
-validation; it is pure Python and imports no sockets, so unpickling a plan before
-gevent patches stays safe.  The worker side is ``loadgen.engine.checks``.
+JMESPath expressions compile in ``loadgen.config.jsonpath``.  The worker side is
+``loadgen.engine.checks``.
 """
 
 from __future__ import annotations
@@ -26,12 +25,9 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import jmespath
-from jmespath import exceptions as jmes_errors
-from jmespath.functions import Functions
-
+from loadgen.config.jsonpath import Searcher, compile_jmespath
 from loadgen.config.model import ConfigError, parse_status_set
 
 #: How much of a body a step that extracts or checks keeps (the issue's default).
@@ -57,94 +53,6 @@ def format_size(n: int) -> str:
         if n >= size and n % size == 0:
             return f"{n // size} {unit}"
     return f"{n} bytes"
-
-
-class Searcher(Protocol):
-    """A compiled JSON expression: ``search(document)`` -> the value found, None if none."""
-
-    def search(self, value: Any) -> Any: ...
-
-
-class FieldPath:
-    """A JMESPath expression that is only fields and indexes (``items[0].id``, the usual
-    case), walked directly: the same answer as jmespath's interpreter, which costs about
-    5 µs per node in pure Python (``tests/test_checks_unit.py`` holds the two equal)."""
-
-    __slots__ = ("steps",)
-
-    def __init__(self, steps: tuple[str | int, ...]) -> None:
-        self.steps = steps
-
-    def search(self, value: Any) -> Any:
-        for step in self.steps:
-            if isinstance(step, str):
-                if not isinstance(value, dict):
-                    return None
-                value = value.get(step)
-            else:
-                if not isinstance(value, list):
-                    return None
-                try:
-                    value = value[step]
-                except IndexError:
-                    return None
-        return value
-
-
-def _steps(node: Any) -> list[str | int] | None:
-    """``node``'s fields and indexes in order, or None if it does anything else."""
-    kind, children = node.get("type"), node.get("children", [])
-    if kind == "field":
-        return [node["value"]]
-    if kind in ("identity", "current"):
-        return []
-    if kind == "subexpression" or kind == "index_expression":
-        steps: list[str | int] = []
-        for i, child in enumerate(children):
-            if kind == "index_expression" and i > 0:
-                if child.get("type") != "index":
-                    return None
-                steps.append(child["value"])
-                continue
-            found = _steps(child)
-            if found is None:
-                return None
-            steps.extend(found)
-        return steps
-    return None
-
-
-def compile_jmespath(expression: str) -> Searcher:
-    """Compile ``expression``, refusing unknown function names too (jmespath only finds
-    those when searching, i.e. on the first response of the run); ValueError with a
-    one-line reason otherwise.  A plain path of fields and indexes becomes a
-    ``FieldPath``; anything else stays jmespath's."""
-    try:
-        parsed = jmespath.compile(expression)
-    except jmes_errors.EmptyExpressionError:
-        raise ValueError("empty expression") from None
-    except jmes_errors.IncompleteExpressionError as exc:
-        raise ValueError(f"incomplete expression at character {exc.lex_position + 1}") from None
-    except jmes_errors.LexerError as exc:
-        raise ValueError(f"{exc.message} at character {exc.lexer_position + 1}") from None
-    except jmes_errors.ParseError as exc:
-        raise ValueError(f"{exc.msg} at character {exc.lex_position + 1}") from None
-    tree = dict(parsed.parsed)
-    unknown = _unknown_functions(tree)
-    if unknown:
-        raise ValueError(f"unknown function {unknown[0]}()")
-    steps = _steps(tree)
-    return FieldPath(tuple(steps)) if steps is not None else parsed
-
-
-def _unknown_functions(node: dict[str, Any]) -> list[str]:
-    known = Functions.FUNCTION_TABLE   # set by its metaclass: every built-in function
-    found = [node["value"]] if (node.get("type") == "function_expression"
-                                and node.get("value") not in known) else []
-    for child in node.get("children", ()):
-        if isinstance(child, dict):
-            found.extend(_unknown_functions(child))
-    return found
 
 
 @dataclass(frozen=True)

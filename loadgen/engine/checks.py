@@ -26,10 +26,10 @@ from loadgen.config.checks import (
     Expectations,
     Extraction,
     ResponseRules,
-    Searcher,
     body_contains_name,
     format_size,
 )
+from loadgen.config.jsonpath import Searcher
 
 Headers = Sequence[tuple[bytes, bytes]]
 
