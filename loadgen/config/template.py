@@ -212,10 +212,22 @@ def target_value_safe(value: str) -> bool:
     return _TARGET_BAD.search(value) is None
 
 
+def header_flaw(value: str) -> str | None:
+    """The first character that cannot go in a header value, named ("CR"), or None."""
+    bad = _HEADER_BAD.search(value)
+    return None if bad is None else _char(bad.group())
+
+
+def target_flaw(value: str) -> str | None:
+    """The first character that cannot go in a request target, named ("a space"), or None."""
+    bad = _TARGET_BAD.search(value)
+    return None if bad is None else _char(bad.group())
+
+
 def header_value_problem(value: str) -> str | None:
     """What makes ``value`` an invalid header value, or None."""
-    bad = _HEADER_BAD.search(value)
-    return None if bad is None else f"contains {_char(bad.group())}, not allowed in a header"
+    flaw = header_flaw(value)
+    return None if flaw is None else f"contains {flaw}, not allowed in a header"
 
 
 def path_problem(path: str) -> str | None:
