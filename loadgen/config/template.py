@@ -154,7 +154,9 @@ def _placeholder(expr: str, raw: str, where: str, cols: frozenset[str],
     if call:
         return _randint(call.group(1), raw, where)
     if not _NAME.fullmatch(expr):
-        raise ConfigError(f"{where}: {raw!r} is not a variable name or randint(A, B)")
+        hint = (" (as in Jinja, '{{' opens it: write a literal '{' before a placeholder as "
+                "{{ '{' }})" if expr.startswith("{") else "")
+        raise ConfigError(f"{where}: {raw!r} is not a variable name or randint(A, B){hint}")
     sources = [kind for kind, found in ((COLUMN, expr in cols), (EXTRACTED, expr in extr),
                                         (expr, expr in BUILTINS)) if found]
     if len(sources) > 1:
