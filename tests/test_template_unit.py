@@ -30,6 +30,7 @@ from loadgen.config.template import (
     check_rendered_path,
     header_value_safe,
     parse,
+    sample,
     static,
     target_value_safe,
 )
@@ -193,6 +194,15 @@ def test_rendered_path_problems(path, problem):
     assert str(caught.value).startswith("--endpoint /{{ id }}: the rendered path")
     if path.startswith("/"):
         assert not target_value_safe(path)
+
+
+def test_config_time_sample_with_the_first_row():
+    t = parse("/u/{{ id }}/{{ seq }}/{{ user }}/{{ uuid }}/{{ randint(3, 9) }}/{{ item }}", "p",
+              COLS, ("item",))
+    assert sample(t, {"id": "7", "token": "t"}) == \
+        "/u/7/0/0/00000000-0000-4000-8000-000000000000/3/x"
+    with pytest.raises(ConfigError, match="a space"):
+        check_rendered_path(sample(t, {"id": "a b"}), "p")
 
 
 def test_rendered_paths_that_are_fine():

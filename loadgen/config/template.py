@@ -102,6 +102,21 @@ class Template:
         return "".join(out)
 
 
+#: Stand-ins for what is only known per request, to render a config-time sample.
+SAMPLE_UUID = "00000000-0000-4000-8000-000000000000"
+
+
+def sample(t: Template, row: Mapping[str, str] | None = None) -> str:
+    """``t`` rendered as request 0 of user 0 with ``row`` (e.g. the feeder's first row, as a
+    column -> value mapping), for ``check_rendered_path`` / ``check_rendered_header`` before
+    any load.  Extracted values, unknown until run time, render as ``x`` (they are checked
+    by the worker when extracted); uuid as a fixed UUID; randint as its low bound."""
+    values = {SEQ: "0", USER: "0", UUID: SAMPLE_UUID, **(row or {})}
+    for name in t.extracted:
+        values.setdefault(name, "x")
+    return t.substitute(values)
+
+
 def static(text: str) -> Template:
     """``text`` as a template without placeholders (a value that is never parsed)."""
     return Template(text, (text,), ())
