@@ -13,7 +13,7 @@ import pickle
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from loadgen.config.feeder import PER_USER, RANDOM, SEQUENTIAL, from_rows, load
@@ -227,3 +227,54 @@ def test_from_rows_checks_like_a_file():
     with pytest.raises(ConfigError, match="NUL"):
         from_rows("mem", ("a",), [["x\x00y"]])
     assert json.loads(json.dumps(from_rows("mem", ("a",), [["1"]]).row(0))) == ["1"]
+
+
+# mostly characters a URL or token has; some that break HTTP; any text at all
+_safe = st.text(alphabet=st.sampled_from([*"aZ09-_.~%/?=&:;+,{}"]), max_size=8)
+_values = st.one_of(
+    _safe, _safe, _safe,
+    st.text(alphabet=st.sampled_from([*"a{}", " ", "\t", "\r", "\n", "#", "\x7f", "\x85",
+                                      "\u00e9", "\u20ac"]), max_size=4),
+    st.text(max_size=8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_values, _values), min_size=1, max_size=3), st.integers(0, 50))
+def test_rows_that_pass_check_use_always_render_valid_http(rows, seq):
+    """Whatever a feeder holds: if the config accepts its columns where they go, every
+    request rendered from it is parsed by llhttp (what servers use) with exactly the row's
+    values in the path and the header, and nothing injected."""
+    import httptools
+
+    rows = [r for r in rows if "\x00" not in r[0] + r[1]]
+    if not rows:
+        return
+    f = from_rows("mem", ("id", "token"), rows)
+    try:
+        f.check_use(["id"], "path", "p")
+        f.check_use(["token"], "header", "h")
+    except ConfigError:
+        event("refused")
+        return
+    event("rendered")
+    renderer = compile_request("GET", "h", parse("/items/{{ id }}", "p", f.columns),
+                               [("X-Token", parse("{{ token }}", "h", f.columns))], b"",
+                               f.columns)
+    assert not isinstance(renderer, bytes)
+    row = f.picker()(seq, 0)
+    seen: dict[str, object] = {"headers": []}
+
+    class Sink:
+        def on_url(self, url: bytes) -> None:
+            seen["url"] = url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            seen["headers"].append((name, value))  # type: ignore[attr-defined]
+
+        def on_message_complete(self) -> None:
+            seen["done"] = True
+
+    httptools.HttpRequestParser(Sink()).feed_data(renderer.render(seq, 0, row))
+    assert seen.get("done") and seen["url"] == ("/items/" + row[0]).encode()
+    assert seen["headers"][-1] == (b"X-Token", row[1].strip(" \t").encode("latin-1"))
+    assert len(seen["headers"]) == 4   # Host, User-Agent, Accept, X-Token: nothing injected
