@@ -7,7 +7,7 @@ index the request's values: ``{0[i]}`` column ``i`` of the feeder row, ``{1}`` s
 ``{2}`` user, ``{3[name]}`` an extracted value, ``{4}`` the request's uuid,
 ``{5[j]}`` its j-th randint draw, ``{6}`` the body's length.  Those strings are
 then compiled into a function of f-strings (``str.format`` re-parses its format on
-every call: 2.5 us against 0.7 us for a typical request); ``bench/templates.py``
+every call: 4.2 against 1.0 us for a typical request in bench/templates.py); ``bench/templates.py``
 measures it against returning prebuilt bytes (issue 12's budget: +3 us a request).
 
 The head is made by ``wire.head_lines`` from the format strings themselves, so a
@@ -109,8 +109,8 @@ def new_uuid(rng: random.Random) -> str:
 def _compile(r: RequestRenderer) -> Callable[..., bytes]:
     """``r``'s format strings as one Python function of f-strings.
 
-    ``str.format`` parses its format string on every call (~2.5 us for a typical
-    request); an f-string is parsed once, by the compiler (~0.7 us).  No user text
+    ``str.format`` parses its format string on every call; an f-string is parsed
+    once, by the compiler (4.2 against 1.0 us a request in bench/templates.py).  No user text
     is ever part of the generated source: literal parts are closure variables
     ``_c0, _c1, ...`` and the only expressions are ``row[<int>]``, ``seq``, ``user``,
     ``ext[<repr of a validated name>]``, ``u``, ``r<int>`` and ``len(body)``.
@@ -190,6 +190,8 @@ class _Fields:
 
     def _field(self, kind: str, name: str, low: int, high: int) -> str:
         if kind == COLUMN:
+            if name not in self.index:   # config parsed the template with other columns
+                raise ValueError(f"column {name!r} is not one of the feeder's {list(self.index)}")
             return f"{{0[{self.index[name]}]}}"
         if kind == SEQ:
             return "{1}"
