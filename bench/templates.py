@@ -14,9 +14,11 @@ run the variants in a shuffled (seeded) order; medians over the rounds:
 
 * ``static``: what a static endpoint does today, the prebuilt bytes, taken the way
   the wired worker will (one list lookup and a type test);
-* ``templated``: ``GET /items/{{ id }}`` with ``Authorization: Bearer {{ token }}``
+* ``templated``: ``POST /items/{{ id }}`` with ``Authorization: Bearer {{ token }}``
   and a JSON body with ``{{ seq }}`` (POST), the row picked from the sequential
   1,000,000-row feeder, then the compiled renderer (``engine.render``);
+* ``render-only``: the compiled renderer alone, on one row (so ``templated`` minus
+  it is the row fetch);
 * ``templated-format``: the same request through ``str.format`` (the renderer's
   reference), to show what compiling buys.
 
@@ -190,6 +192,12 @@ def measure_cpu(feeder, args) -> dict[str, list[float]]:
                 data = r.render(k, 0, pick(k, 0))
         del data
 
+    def run_render(n: int) -> None:
+        render, row = renderer.render, pick(0, 0)
+        for k in range(n):
+            data = render(k, 0, row)
+        del data
+
     def run_format(n: int) -> None:
         render = renderer.render_format
         for k in range(n):
@@ -197,7 +205,7 @@ def measure_cpu(feeder, args) -> dict[str, list[float]]:
         del data
 
     variants = {"static": run_static, "templated": run_templated,
-                "templated-format": run_format}
+                "render-only": run_render, "templated-format": run_format}
     for fn in variants.values():   # warm up
         fn(1000)
     rng = random.Random(args.seed)
