@@ -2,8 +2,8 @@
 
 A template is parsed and validated in the coordinator, before any load, so a
 typo is one line and exit 2 rather than a run of 404s; the worker only
-compiles the parsed form (``engine.render``).  The syntax is the part of
-Jinja's (and so Ansible's, k6 users' handlebars-alikes') that a request needs:
+compiles the parsed form (``engine.render``).  The syntax is the part of Jinja's
+that a request needs (Artillery and Ansible users write ``{{ name }}`` the same way):
 
 - ``{{ name }}`` is a variable: a feeder column, a value extracted from an
   earlier response, ``seq`` (the request's index in the whole run, 0-based),
