@@ -26,6 +26,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from loadgen.config.model import Proxy, Target, TlsFiles
 from loadgen.engine.tls import build_context
+from loadgen.engine.wire import build_request  # noqa: F401  (re-exported: worker, tests)
 from loadgen.stats.phases import PhaseRecorder
 
 # Error kinds, in the order the report lists them.
@@ -118,36 +119,6 @@ class _HeadFramer(_Framer):
 
     def on_body(self, body: bytes) -> None:
         self.extra = True
-
-
-def build_request(method: str, host_header: str, path: str,
-                  headers: list[tuple[str, str]], body: bytes, close: bool = False) -> bytes:
-    """The full request, built once per endpoint and written as-is for every send.
-
-    A user header replaces loadgen's default of the same name, case-insensitively:
-    ``Host`` (a virtual host reached by IP, as curl ``-H 'Host: ...'``), ``User-Agent``,
-    ``Accept``.  Content-Length is always loadgen's own, written once (config checked
-    that a user's agrees with the body).  A ``#fragment`` never goes on the wire.
-    ``close`` (``--no-keepalive``) adds ``Connection: close``, as hey's
-    ``-disable-keepalive`` does, unless the user gave a Connection header (config
-    checked that it says close).
-    """
-    given = {name.lower(): value for name, value in headers}
-    if "transfer-encoding" in given:   # config refuses it; never send two framings
-        raise ValueError("Transfer-Encoding cannot be combined with loadgen's Content-Length")
-    target = path.partition("#")[0]
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {given.get('host', host_header)}"]
-    if "user-agent" not in given:
-        lines.append("User-Agent: loadgen")
-    if "accept" not in given:
-        lines.append("Accept: */*")
-    if close and "connection" not in given:
-        lines.append("Connection: close")
-    lines.extend(f"{name}: {value}" for name, value in headers
-                 if name.lower() not in ("host", "content-length"))
-    if body or method in ("POST", "PUT", "PATCH") or "content-length" in given:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def proxy_form(target: Target, proxy: Proxy | None) -> tuple[str, list[tuple[str, str]]]:
