@@ -30,6 +30,7 @@ from loadgen.config.model import (
     parse_status_set,
 )
 from loadgen.config.proxy import resolve_proxy
+from loadgen.config.stages import MAX_RATE, parse_stage
 
 DEFAULT_REQUESTS = 100
 MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
@@ -93,8 +94,6 @@ def credentials(opts: dict[str, Any]) -> Credentials:
 
 def capacity_settings(opts: dict[str, Any]) -> CapacitySettings:
     """``capacity``'s own options, validated; raises ConfigError with the line to show."""
-    from loadgen.engine.schedule import MAX_RATE
-
     step_s = parse_duration(opts["step_duration"], "--step-duration")
     if opts["start_rate"] > opts["max_rate"]:
         raise ConfigError("--start-rate is above --max-rate")
@@ -256,7 +255,7 @@ def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:
 
 def _schedule(opts: dict[str, Any], requests: int | None, duration: float | None) -> Any:
     """The open model's send schedule, or None for the closed model."""
-    from loadgen.engine.schedule import build_schedule, parse_stage
+    from loadgen.engine.schedule import build_schedule
 
     stages = [parse_stage(text) for text in opts.get("stages") or ()]
     rate = opts.get("rate")

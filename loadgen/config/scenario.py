@@ -110,7 +110,7 @@ from loadgen.config.model import (
     parse_status_set,
 )
 from loadgen.config.proxy import parse_proxy_url
-from loadgen.engine.schedule import parse_stage
+from loadgen.config.stages import parse_stage
 
 T = TypeVar("T")
 
