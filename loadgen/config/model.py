@@ -28,6 +28,7 @@ _FIELD_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")   # RFC 9110 field-value
 
 
 MAX_DURATION_S = 366 * 86400.0   # longer is a typo, and float("9" * 400) would be inf
+MIN_TIMEOUT_S = 0.001
 
 
 class ConfigError(InputError, ValueError):
@@ -44,6 +45,14 @@ def parse_duration(text: str, what: str = "duration") -> float:
         raise ConfigError(f"{what}: must be greater than zero, got {text!r}")
     if seconds > MAX_DURATION_S:
         raise ConfigError(f"{what}: {text!r} is too long (at most a year)")
+    return seconds
+
+
+def parse_timeout(text: str) -> float:
+    """``--timeout``: a duration of at least 1 ms (shorter, every request would time out)."""
+    seconds = parse_duration(text, "--timeout")
+    if seconds < MIN_TIMEOUT_S:
+        raise ConfigError(f"--timeout: {text!r} is shorter than 1ms")
     return seconds
 
 
