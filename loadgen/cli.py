@@ -17,10 +17,7 @@ from loadgen import __version__, errors
 from loadgen.config.model import ConfigError
 from loadgen.config.options import (
     DEFAULT_REQUESTS,
-    Credentials,
-    build_config,
     capacity_inputs,
-    outputs,
     run_inputs,
 )
 
@@ -245,19 +242,9 @@ def serve(host: str, port: int) -> None:
               show_default=True)
 def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
     """Start the built-in target on a free port and load-test the seed's endpoints."""
-    from loadgen.commands.demo import builtin_target
-    from loadgen.commands.run import run_session
-    from loadgen.output.files import is_stdout
+    from loadgen.commands.demo import demo_command
 
-    with builtin_target() as url:
-        click.echo(f"Built-in target at {url}", err=is_stdout(save))   # stdout: the JSON alone
-        opts = {**_run_defaults(), "url": url, "requests": requests, "concurrency": concurrency,
-                "endpoints": ["/api/health", "/api/dataset/summary", "/api/dataset/transform"],
-                "save": save, "visualize": True, "output_image": output_image,
-                "no_proxy": True}   # its own target on loopback: never a proxy's business
-        status = run_session(build_config(opts), Credentials(opts["username"], opts["password"]),
-                             outputs(opts))
-    sys.exit(status)
+    sys.exit(demo_command(_run_defaults(), requests, concurrency, save, output_image))
 
 
 def _run_defaults() -> dict[str, Any]:
