@@ -59,15 +59,22 @@ def parse_timeout(text: str) -> float:
 def parse_header(text: str) -> tuple[str, str]:
     """'Name: value' -> (name, value); rejects anything that would corrupt the request."""
     name, sep, value = text.partition(":")
-    name, value = name.strip(), value.strip()
+    name = name.strip()
     if not sep or not _TOKEN.match(name):
         raise ConfigError(f"--header: {text!r} is not of the form 'Name: value'")
+    return name, header_value(name, value)
+
+
+def header_value(name: str, value: str) -> str:
+    """A header's value, stripped; rejects what would corrupt the request (a scenario's
+    ``headers`` table gives name and value apart, the command line as one text)."""
+    value = value.strip()
     if "\r" in value or "\n" in value:
         raise ConfigError(f"--header: the value of {name!r} contains a line break")
     if not _FIELD_VALUE.match(value):   # the request head is written as ISO-8859-1
         raise ConfigError(f"--header: the value of {name!r} has control characters or "
                           "characters outside ISO-8859-1 (percent-encode them)")
-    return name, value
+    return value
 
 
 #: What counts as a success unless --expect-status / expect_status says otherwise.

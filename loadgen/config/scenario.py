@@ -94,11 +94,13 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 from loadgen.config.model import (
     ConfigError,
     Target,
+    header_value,
     normalize_path,
     parse_duration,
     parse_header,
@@ -274,7 +276,7 @@ class _Reader:
             if not _HEADER_NAME.fullmatch(name):
                 self.fail(f"{label}: {name!r} is not a valid header name")
             item = self.string(item, f"the value of {name!r} in {label}", empty_ok=True)
-            parsed.append(self.reuse(parse_header, f"{name}: {item}", label))
+            parsed.append((name, self.reuse(partial(header_value, name), item, label)))
         return tuple(parsed)
 
     def statuses(self, value: Any, label: str) -> frozenset[int]:
