@@ -228,6 +228,65 @@ def test_data_file_resolves_from_the_scenario_folder(tmp_path: Path) -> None:
     assert load_scenario(path) == Settings(data_file=absolute.as_posix())
 
 
+# -- under the command line: a typed option wins, the file beats Click's defaults ------------
+
+
+def run_with(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, Any, Any]:
+    """``loadgen run ARGS`` as the CLI collects it, stopped where the run would start."""
+    from helpers import run_in_process
+
+    import loadgen.commands.run
+
+    seen: list[tuple[Any, Any, Any]] = []
+    monkeypatch.setattr(loadgen.commands.run, "run_session",
+                        lambda *inputs: seen.append(inputs) or 0)
+    run = run_in_process("run", *args)
+    assert run.status == 0 and len(seen) == 1, run.stderr
+    return seen[0]
+
+
+MERGED = """
+url = "http://127.0.0.1:9"
+requests = 50
+concurrency = 4
+timeout = "2s"
+headers = { "X-File" = "f" }
+expect_status = "200-399"
+save = "file.json"
+[auth]
+username = "admin"
+password = "filepw"
+[[endpoints]]
+path = "/t"
+"""
+
+
+def test_the_file_beats_clicks_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOADGEN_PASSWORD", raising=False)
+    config, login, outputs = run_with(monkeypatch, "--config", write(tmp_path, MERGED))
+    assert (config.url, config.requests, config.concurrency, config.timeout_s) == (
+        "http://127.0.0.1:9", 50, 4, 2.0)
+    assert config.headers == (("X-File", "f"),)
+    assert [(e.name, e.expect_status) for e in config.endpoints] == [
+        ("GET /t", frozenset(range(200, 400)))]
+    assert config.auth and (login.username, login.password) == ("admin", "filepw")
+    assert outputs.save == "file.json" and not outputs.quiet
+
+
+def test_typed_options_win_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOADGEN_PASSWORD", "envpw")   # an environment variable is typed too
+    config, login, outputs = run_with(
+        monkeypatch, "--config", write(tmp_path, MERGED), "--requests", "7", "--header",
+        "X-Cli: c", "--endpoint", "/cli", "--timeout", "3s", "--username", "u", "--quiet")
+    assert (config.requests, config.concurrency, config.timeout_s) == (7, 4, 3.0)
+    assert config.headers == (("X-Cli", "c"),)   # --header replaces the file's headers
+    # --endpoint replaces the file's [[endpoints]]; the file's expect_status still applies
+    assert [(e.name, e.expect_status) for e in config.endpoints] == [
+        ("GET /cli", frozenset(range(200, 400)))]
+    assert (login.username, login.password) == ("u", "envpw")
+    assert outputs.save == "file.json" and outputs.quiet
+
+
 # -- [[endpoints]] ------------------------------------------------------------------------
 
 
