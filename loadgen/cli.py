@@ -17,12 +17,8 @@ from loadgen import __version__, errors
 from loadgen.config.model import ConfigError
 from loadgen.config.options import (
     DEFAULT_REQUESTS,
-    Credentials,
-    build_config,
-    capacity_settings,
-    credentials,
-    merge_scenario,
-    outputs,
+    capacity_inputs,
+    run_inputs,
 )
 
 
@@ -148,23 +144,23 @@ TLS_OPTIONS = _options(
                    "shared by the Dask workers on one host].")
 def run(**opts: Any) -> None:
     """Send load to --url and report exact latency percentiles."""
+    ctx = click.get_current_context()
+    typed = {name for name in opts
+             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                   ParameterSource.ENVIRONMENT)}
     try:
         config_file = opts.pop("config_file")
+        scenario = None
         if config_file:
             from loadgen.config.scenario import load_scenario
 
-            ctx = click.get_current_context()
-            typed = {name for name in opts
-                     if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
-                                                           ParameterSource.ENVIRONMENT)}
-            opts = merge_scenario(opts, load_scenario(config_file), typed)
-        config = build_config(opts)
-        login = credentials(opts)   # after the rest is valid: a typo is reported before a prompt
+            scenario = load_scenario(config_file)
+        config, login, chosen = run_inputs(opts, scenario, typed)
     except ConfigError as exc:
         fail(str(exc))
     from loadgen.commands.run import run_session
 
-    sys.exit(run_session(config, login, outputs(opts)))
+    sys.exit(run_session(config, login, chosen))
 
 
 @cli.command()
@@ -186,15 +182,12 @@ def run(**opts: Any) -> None:
 def capacity(**opts: Any) -> None:
     """Find the highest constant rate at which the SLOs hold."""
     try:
-        settings = capacity_settings(opts)
-        config = build_config({**opts, "rate": opts["start_rate"], "duration": opts["step_duration"],
-                               "thresholds": opts["slos"]})
-        login = credentials(opts)
+        settings, config, login, chosen = capacity_inputs(opts)
     except ConfigError as exc:
         fail(str(exc))
     from loadgen.commands.capacity import capacity_command
 
-    sys.exit(capacity_command(config, login, outputs(opts), settings))
+    sys.exit(capacity_command(config, login, chosen, settings))
 
 
 #: The metrics ``compare`` tests (loadgen.stats.compare.TESTED_METRICS, not imported: it loads
@@ -251,19 +244,9 @@ def serve(host: str, port: int, token_ttl: int) -> None:
               show_default=True)
 def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
     """Start the built-in target on a free port and load-test the seed's endpoints."""
-    from loadgen.commands.demo import builtin_target
-    from loadgen.commands.run import run_session
-    from loadgen.output.files import is_stdout
+    from loadgen.commands.demo import demo_command
 
-    with builtin_target() as url:
-        click.echo(f"Built-in target at {url}", err=is_stdout(save))   # stdout: the JSON alone
-        opts = {**_run_defaults(), "url": url, "requests": requests, "concurrency": concurrency,
-                "endpoints": ["/api/health", "/api/dataset/summary", "/api/dataset/transform"],
-                "save": save, "visualize": True, "output_image": output_image,
-                "no_proxy": True}   # its own target on loopback: never a proxy's business
-        status = run_session(build_config(opts), Credentials(opts["username"], opts["password"]),
-                             outputs(opts))
-    sys.exit(status)
+    sys.exit(demo_command(_run_defaults(), requests, concurrency, save, output_image))
 
 
 def _run_defaults() -> dict[str, Any]:

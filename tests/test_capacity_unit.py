@@ -82,3 +82,22 @@ def test_bisection_stops_within_the_precision() -> None:
         assert found.capacity is not None and found.capacity <= 330
     assert fine.capacity is not None and fine.capacity >= 330 * 0.99
     assert coarse.capacity is not None and coarse.capacity >= 330 / 1.25
+
+
+def test_capacity_options_become_the_first_step_config() -> None:
+    """``capacity_inputs`` (what cli.py calls): the first step is --start-rate for
+    --step-duration, the SLOs are its thresholds, and the search derives every other step."""
+    from loadgen.cli import capacity as capacity_cli
+    from loadgen.config.options import CapacitySettings, capacity_inputs
+
+    args = ["--url", "http://127.0.0.1:9", "--slo", "p99<100ms", "--slo", "errors<1%",
+            "--start-rate", "20", "--step-duration", "3s", "--concurrency", "4", "--save", "c.json"]
+    with capacity_cli.make_context("capacity", args) as ctx:
+        opts = dict(ctx.params)
+    settings, config, login, outputs = capacity_inputs(opts)
+    assert settings == CapacitySettings(20.0, 100_000.0, 0.05, 3.0, ("p99<100ms", "errors<1%"))
+    assert config.model == "open" and rate_of(config) == 20.0 and config.duration_s == 3.0
+    assert config.requests is None and config.concurrency == 4 and config.max_connections == 1000
+    assert [t.text for t in config.thresholds] == ["p99<100ms", "errors<1%"]
+    assert capacity.step_config(config, 20.0, 3.0) == config
+    assert (login.username, outputs.save) == ("user", "c.json")

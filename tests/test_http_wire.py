@@ -31,6 +31,7 @@ from loadgen.config.model import (
 )
 from loadgen.config.options import build_config
 from loadgen.config.scenario import parse_scenario
+from loadgen.config.settings import EndpointSpec, Settings
 from loadgen.engine.client import build_request
 from loadgen.engine.preflight import login_headers
 from loadgen.stats.metrics import Tally, Totals, summarize
@@ -121,11 +122,11 @@ def test_check_headers_accepts_an_agreeing_content_length() -> None:
     check_headers([("Content-Length", "5"), ("Host", "a")], "POST /x", b"hello")
 
 
-def build(**opts):
+def build(scenario: Settings | None = None, **opts):
     base = {"url": "http://127.0.0.1:9", "endpoints": ("/x",), "headers": (), "concurrency": 1,
             "workers": 1, "timeout": "1s", "insecure": False, "auth": False, "username": "u",
             "password": "p", "login_endpoint": "/login", "token_field": "t", "method": None}
-    return build_config({**base, **opts})
+    return build_config({**base, **opts}, scenario)
 
 
 def test_config_checks_content_length_against_each_body() -> None:
@@ -133,10 +134,10 @@ def test_config_checks_content_length_against_each_body() -> None:
                                           "5-byte body of POST /x"):
         build(headers=("Content-Length: 2",), data="hello")
     assert build(headers=("Content-Length: 5",), data="hello").endpoints[0].body == b"hello"
-    spec = {"method": "POST", "path": "/y", "body": b"abc", "weight": 1.0,
-            "headers": (("Content-Length", "4"),)}
+    spec = EndpointSpec(method="POST", path="/y", body=b"abc", weight=1.0,
+                        headers=(("Content-Length", "4"),))
     with pytest.raises(ConfigError, match="headers of POST /y"):
-        build(endpoint_specs=(spec,))
+        build(Settings(endpoint_specs=(spec,)))
 
 
 def test_login_carries_the_user_host() -> None:
@@ -190,11 +191,10 @@ def test_default_is_2xx() -> None:
 
 
 def test_public_config_says_what_counted_as_success() -> None:
-    spec = {"method": "GET", "path": "/y", "body": b"", "weight": 1.0, "headers": (),
-            "expect_status": frozenset({304})}
-    other = {**spec, "path": "/z"}
-    del other["expect_status"]
-    config = build(endpoint_specs=(spec, other), expect_status="201")
+    spec = EndpointSpec(method="GET", path="/y", body=b"", weight=1.0, headers=(),
+                        expect_status=frozenset({304}))
+    other = EndpointSpec(method="GET", path="/z", body=b"", weight=1.0, headers=())
+    config = build(Settings(endpoint_specs=(spec, other)), expect_status="201")
     assert config.public()["expect_status"] == {"GET /y": "304", "GET /z": "201"}
 
 
@@ -203,12 +203,12 @@ def test_scenario_expect_status() -> None:
                          '[[endpoints]]\npath = "/a#frag"\nexpect_status = [200, "3xx"]\n'
                          '[[endpoints]]\npath = "/b"\nexpect_status = 304\n'
                          '[[endpoints]]\npath = "/c"\n')
-    assert out["expect_status"] == "200-399"
-    specs = out["endpoint_specs"]
-    assert specs[0]["path"] == "/a"
-    assert specs[0]["expect_status"] == frozenset({200, *range(300, 400)})
-    assert specs[1]["expect_status"] == frozenset({304})
-    assert "expect_status" not in specs[2]
+    assert out.expect_status == parse_status_set("200-399")
+    specs = out.endpoint_specs
+    assert specs[0].path == "/a"
+    assert specs[0].expect_status == frozenset({200, *range(300, 400)})
+    assert specs[1].expect_status == frozenset({304})
+    assert specs[2].expect_status is None   # the top-level's applies
 
 
 @pytest.mark.parametrize("text,message", [

@@ -30,6 +30,7 @@ from loadgen.commands.report import report_command as _report_command
 from loadgen.config.model import ConfigError, asks_to_close, check_keepalive
 from loadgen.config.options import build_config
 from loadgen.config.scenario import parse_scenario
+from loadgen.config.settings import EndpointSpec, Settings
 from loadgen.engine.client import build_request
 from loadgen.output.results import build_document
 from loadgen.output.table import PHASES_CAPTION, render_table
@@ -358,15 +359,15 @@ def test_keepalive_setting_in_the_config_and_the_results() -> None:
     # the user's own Connection: close on every request is the same setting
     assert build_config(options(headers=("Connection: close",))).keepalive is False
     # on one endpoint only: the run keeps alive, that endpoint's requests close
-    spec = {"method": "GET", "path": "/a", "body": b"", "weight": 1.0,
-            "headers": (("Connection", "close"),)}
-    mixed = options(endpoint_specs=(spec, {**spec, "path": "/b", "headers": ()}))
-    assert build_config(mixed).keepalive is True
-    assert build_config({**mixed, "endpoint_specs": (spec,)}).keepalive is False
+    spec = EndpointSpec(method="GET", path="/a", body=b"", weight=1.0,
+                        headers=(("Connection", "close"),))
+    other = EndpointSpec(method="GET", path="/b", body=b"", weight=1.0, headers=())
+    assert build_config(options(), Settings(endpoint_specs=(spec, other))).keepalive is True
+    assert build_config(options(), Settings(endpoint_specs=(spec,))).keepalive is False
 
 
 def test_scenario_key_no_keepalive() -> None:
-    assert parse_scenario("no_keepalive = true\n") == {"no_keepalive": True}
+    assert parse_scenario("no_keepalive = true\n") == Settings(no_keepalive=True)
     with pytest.raises(ConfigError, match="'no_keepalive' must be true or false"):
         parse_scenario('no_keepalive = "yes"\n')
     with pytest.raises(ConfigError, match="did you mean 'no_keepalive'"):

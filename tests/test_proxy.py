@@ -29,7 +29,14 @@ from tlscerts import Pki
 
 from loadgen.config.model import ConfigError, Proxy, Target, plan_workers
 from loadgen.config.options import build_config
-from loadgen.config.proxy import DEFAULT_PORT, bypassed, parse_proxy_url, redact, resolve_proxy
+from loadgen.config.proxy import (
+    DEFAULT_PORT,
+    bypassed,
+    parse_proxy_url,
+    proxy_option,
+    redact,
+    resolve_proxy,
+)
 from loadgen.config.scenario import parse_scenario
 from loadgen.output.table import proxy_words
 
@@ -40,7 +47,7 @@ P1, P2 = "http://127.0.0.1:3128", "http://127.0.0.1:8080"
 
 def resolve(target: Target = HTTP, given: str | None = None, ignore: bool = False,
             **environ: str) -> Proxy | None:
-    return resolve_proxy(target, given, ignore, environ)
+    return resolve_proxy(target, None if given is None else proxy_option(given), ignore, environ)
 
 
 # --- which proxy: pure rules ---------------------------------------------------------------
@@ -226,8 +233,8 @@ def test_report_says_when_a_proxy_carried_the_load() -> None:
 
 def test_scenario_keys() -> None:
     opts = parse_scenario(f'proxy = "{P1}"\nno_proxy = true\n')
-    assert opts["proxy"] == P1 and opts["no_proxy"] is True
-    assert parse_scenario('proxy = ""\n')["proxy"] == ""
+    assert opts.proxy == parse_proxy_url(P1, "--proxy") and opts.no_proxy is True
+    assert parse_scenario('proxy = ""\n').proxy is False   # as --proxy '': no proxy
     with pytest.raises(ConfigError) as raised:
         parse_scenario('proxy = "socks5://u:secret@127.0.0.1:1"\n')
     assert "'proxy'" in str(raised.value) and "SOCKS" in str(raised.value)

@@ -12,7 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadgen.config.model import ConfigError
+from loadgen.config.model import (
+    DEFAULT_EXPECT_STATUS,
+    ConfigError,
+    normalize_path,
+    parse_duration,
+    parse_header,
+    parse_method,
+    parse_timeout,
+)
 from loadgen.config.scenario import (
     AUTH_KEYS,
     ENDPOINT_KEYS,
@@ -21,6 +29,8 @@ from loadgen.config.scenario import (
     load_scenario,
     parse_scenario,
 )
+from loadgen.config.settings import EndpointSpec, Settings
+from loadgen.config.stages import StageSpec, parse_stage
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = sorted(CONFIGS.glob("*.toml"))
@@ -62,56 +72,79 @@ def test_configs_are_shipped() -> None:
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path: Path) -> None:
     opts = load_scenario(str(path))
-    assert opts["url"] == "http://localhost:5000"
-    assert set(opts) <= set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"}
+    assert opts.url == "http://localhost:5000"
+    assert set(opts.said()) <= set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"}
+
+
+def test_settings_are_the_file_keys_and_the_run_options() -> None:
+    """Each field is a key of the file and the Click parameter it stands for (which option
+    typed on the command line wins over it); ``endpoint_specs`` gives way to ``--endpoint``."""
+    from loadgen.cli import run
+
+    names = set(Settings.__dataclass_fields__)
+    assert names == set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"}
+    assert names - {"endpoint_specs"} <= {p.name for p in run.params}
 
 
 @pytest.mark.parametrize("path", [p for p in SHIPPED if "endpoints = [" in p.read_text()],
                          ids=lambda p: p.name)
 def test_plain_shipped_configs_build_with_the_cli(path: Path) -> None:
-    """Values are in Click's form: laid over Click's defaults, build_config accepts them."""
-    from loadgen.cli import build_config
+    """Laid under Click's defaults, build_config takes the file's typed values."""
+    from dataclasses import replace
 
-    opts = load_scenario(str(path))
-    opts.pop("thresholds", None)
-    config = build_config({**click_params([]), **opts})
-    assert [e.path for e in config.endpoints] == list(opts["endpoints"])
+    from loadgen.config.options import build_config
+
+    opts = replace(load_scenario(str(path)), thresholds=None)
+    config = build_config(click_params([]), opts)
+    assert opts.endpoints is not None
+    assert [e.path for e in config.endpoints] == list(opts.endpoints)
 
 
 def test_shipped_examples_say_what_the_seed_did() -> None:
     health = load_scenario(str(CONFIGS / "health.toml"))
-    assert (health["endpoints"], health["requests"], health["concurrency"]) == (
+    assert (health.endpoints, health.requests, health.concurrency) == (
         ("/api/health",), 100, 10)
     summary = load_scenario(str(CONFIGS / "dataset-summary.toml"))
-    assert (summary["endpoints"], summary["requests"], summary["concurrency"]) == (
+    assert (summary.endpoints, summary.requests, summary.concurrency) == (
         ("/api/dataset/summary",), 1000, 50)
     admin = load_scenario(str(CONFIGS / "transcript-admin.toml"))
-    assert (admin["auth"], admin["username"], admin["password"]) == (True, "admin", "admin123")
-    assert admin["endpoints"] == ("/api/analysis/transcript",)
+    assert (admin.auth, admin.username, admin.password) == (True, "admin", "admin123")
+    assert admin.endpoints == ("/api/analysis/transcript",)
     save = load_scenario(str(CONFIGS / "transform-save-visualize.toml"))
-    assert (save["save"], save["visualize"], save["output_image"]) == (
+    assert (save.save, save.visualize, save.output_image) == (
         "results.json", True, "performance.png")
 
 
 def test_mixed_config_is_a_weighted_open_model_mix() -> None:
     mixed = load_scenario(str(CONFIGS / "mixed.toml"))
-    assert mixed["rate"] > 0 and mixed["duration"] and mixed["thresholds"]
-    specs = {s["path"]: s for s in mixed["endpoint_specs"]}
-    assert {p: s["weight"] for p, s in specs.items()} == {
+    assert mixed.rate > 0 and mixed.duration and mixed.thresholds
+    specs = {s.path: s for s in mixed.endpoint_specs}
+    assert {p: s.weight for p, s in specs.items()} == {
         "/api/health": 5.0, "/api/dataset/summary": 3.0, "/api/dataset/transform": 2.0}
     transform = specs["/api/dataset/transform"]
-    assert transform["method"] == "POST"
-    assert transform["body"] == (CONFIGS / "transform-body.json").read_bytes()
-    assert b'"text"' in transform["body"]
+    assert transform.method == "POST"
+    assert transform.body == (CONFIGS / "transform-body.json").read_bytes()
+    assert b'"text"' in transform.body
 
 
 def test_mixed_config_loads_from_another_working_directory(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert load_scenario(os.path.relpath(CONFIGS / "mixed.toml"))["endpoint_specs"]
+    assert load_scenario(os.path.relpath(CONFIGS / "mixed.toml")).endpoint_specs
 
 
-# -- round trip: each key, in the form Click produces ----------------------------------
+# -- round trip: each key means what the same option typed on the command line means -------
+
+#: How each option's command-line text is parsed (build_config's parsers); others are as given.
+CLI_PARSERS: dict[str, Any] = {
+    "endpoints": lambda paths: tuple(normalize_path(p) for p in paths),
+    "duration": parse_duration,
+    "timeout": parse_timeout,
+    "method": parse_method,
+    "headers": lambda texts: tuple(parse_header(t) for t in texts),
+    "stages": lambda texts: tuple(parse_stage(t) for t in texts),
+    "login_endpoint": normalize_path,
+}
 
 ROUND_TRIP = [
     ('url = "https://example.com:8443/v1"', ["--url", "https://example.com:8443/v1"]),
@@ -151,45 +184,107 @@ ROUND_TRIP = [
 def test_round_trip_matches_click(tmp_path: Path, text: str, args: list[str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOADGEN_PASSWORD", raising=False)
-    opts = load_scenario(write(tmp_path, text))
+    opts = load_scenario(write(tmp_path, text)).said()
     clicked = click_params(args)
     assert opts, "the file sets something"
     for key, value in opts.items():
-        assert value == clicked[key], key
-        assert type(value) is type(clicked[key]), key
+        expected = CLI_PARSERS.get(key, lambda v: v)(clicked[key])
+        assert value == expected, key
+        assert type(value) is type(expected), key
 
 
 def test_auth_false(tmp_path: Path) -> None:
-    assert load_scenario(write(tmp_path, "auth = false")) == {"auth": False}
+    assert load_scenario(write(tmp_path, "auth = false")) == Settings(auth=False)
 
 
 def test_thresholds_are_a_list_of_strings(tmp_path: Path) -> None:
     opts = load_scenario(write(tmp_path, 'thresholds = ["p99<200ms", "errors<1%"]'))
-    assert opts == {"thresholds": ["p99<200ms", "errors<1%"]}
+    assert opts == Settings(thresholds=("p99<200ms", "errors<1%"))
 
 
 def test_numeric_durations_are_seconds(tmp_path: Path) -> None:
     text = "duration = 30\ntimeout = 0.5\nstages = [{duration = 2.0, rate = 10}]"
     opts = load_scenario(write(tmp_path, text))
-    assert opts == {"duration": "30", "timeout": "0.5", "stages": ("2:10",)}
+    assert opts == Settings(duration=30.0, timeout=0.5, stages=(StageSpec(2.0, 10.0),))
+    assert opts.stages == (parse_stage("2:10"),)
 
 
 def test_only_the_keys_the_file_sets(tmp_path: Path) -> None:
-    assert load_scenario(write(tmp_path, "concurrency = 5")) == {"concurrency": 5}
+    assert load_scenario(write(tmp_path, "concurrency = 5")) == Settings(concurrency=5)
+    assert load_scenario(write(tmp_path, "concurrency = 5")).said() == {"concurrency": 5}
 
 
 def test_empty_file_is_valid(tmp_path: Path) -> None:
-    assert load_scenario(write(tmp_path, "")) == {}
-    assert load_scenario(write(tmp_path, "# nothing here\n\n")) == {}
+    assert load_scenario(write(tmp_path, "")) == Settings()
+    assert load_scenario(write(tmp_path, "# nothing here\n\n")) == Settings()
 
 
 def test_data_file_resolves_from_the_scenario_folder(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     path = write(tmp_path / "sub", 'data_file = "body.bin"')
-    assert load_scenario(path) == {"data_file": str(tmp_path / "sub" / "body.bin")}
+    assert load_scenario(path) == Settings(data_file=str(tmp_path / "sub" / "body.bin"))
     absolute = tmp_path / "abs.bin"
     path = write(tmp_path / "sub", f'data_file = "{absolute.as_posix()}"')
-    assert load_scenario(path) == {"data_file": absolute.as_posix()}
+    assert load_scenario(path) == Settings(data_file=absolute.as_posix())
+
+
+# -- under the command line: a typed option wins, the file beats Click's defaults ------------
+
+
+def run_with(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, Any, Any]:
+    """``loadgen run ARGS`` as the CLI collects it, stopped where the run would start."""
+    from helpers import run_in_process
+
+    import loadgen.commands.run
+
+    seen: list[tuple[Any, Any, Any]] = []
+    monkeypatch.setattr(loadgen.commands.run, "run_session",
+                        lambda *inputs: seen.append(inputs) or 0)
+    run = run_in_process("run", *args)
+    assert run.status == 0 and len(seen) == 1, run.stderr
+    return seen[0]
+
+
+MERGED = """
+url = "http://127.0.0.1:9"
+requests = 50
+concurrency = 4
+timeout = "2s"
+headers = { "X-File" = "f" }
+expect_status = "200-399"
+save = "file.json"
+[auth]
+username = "admin"
+password = "filepw"
+[[endpoints]]
+path = "/t"
+"""
+
+
+def test_the_file_beats_clicks_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOADGEN_PASSWORD", raising=False)
+    config, login, outputs = run_with(monkeypatch, "--config", write(tmp_path, MERGED))
+    assert (config.url, config.requests, config.concurrency, config.timeout_s) == (
+        "http://127.0.0.1:9", 50, 4, 2.0)
+    assert config.headers == (("X-File", "f"),)
+    assert [(e.name, e.expect_status) for e in config.endpoints] == [
+        ("GET /t", frozenset(range(200, 400)))]
+    assert config.auth and (login.username, login.password) == ("admin", "filepw")
+    assert outputs.save == "file.json" and not outputs.quiet
+
+
+def test_typed_options_win_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOADGEN_PASSWORD", "envpw")   # an environment variable is typed too
+    config, login, outputs = run_with(
+        monkeypatch, "--config", write(tmp_path, MERGED), "--requests", "7", "--header",
+        "X-Cli: c", "--endpoint", "/cli", "--timeout", "3s", "--username", "u", "--quiet")
+    assert (config.requests, config.concurrency, config.timeout_s) == (7, 4, 3.0)
+    assert config.headers == (("X-Cli", "c"),)   # --header replaces the file's headers
+    # --endpoint replaces the file's [[endpoints]]; the file's expect_status still applies
+    assert [(e.name, e.expect_status) for e in config.endpoints] == [
+        ("GET /cli", frozenset(range(200, 400)))]
+    assert (login.username, login.password) == ("u", "envpw")
+    assert outputs.save == "file.json" and outputs.quiet
 
 
 # -- [[endpoints]] ------------------------------------------------------------------------
@@ -212,36 +307,36 @@ method = "PUT"
 headers = ["X-A: 1", "X-B: 2"]
 """
     opts = load_scenario(write(tmp_path, text))
-    assert opts["headers"] == ("X-Global: g",)
-    assert "endpoints" not in opts
-    assert opts["endpoint_specs"] == (
-        {"method": "GET", "path": "/api/health", "body": b"", "headers": (), "weight": 1.0},
-        {"method": "POST", "path": "/api/dataset/transform", "body": b'{"text": "hi"}',
-         "headers": (("Content-Type", "application/json"),), "weight": 2.5},
-        {"method": "PUT", "path": "/upload", "body": b"", "headers": (("X-A", "1"), ("X-B", "2")),
-         "weight": 1.0},
+    assert opts.headers == (("X-Global", "g"),)
+    assert opts.endpoints is None
+    assert opts.endpoint_specs == (
+        EndpointSpec(method="GET", path="/api/health", body=b"", headers=(), weight=1.0),
+        EndpointSpec(method="POST", path="/api/dataset/transform", body=b'{"text": "hi"}',
+                     headers=(("Content-Type", "application/json"),), weight=2.5),
+        EndpointSpec(method="PUT", path="/upload", body=b"",
+                     headers=(("X-A", "1"), ("X-B", "2")), weight=1.0),
     )
 
 
 def test_endpoint_specs_build_endpoints(tmp_path: Path) -> None:
-    """The spec dicts are exactly Endpoint's fields."""
+    """A spec is exactly an Endpoint once the run's statuses are known."""
     from loadgen.config.model import Endpoint
 
     path = write(tmp_path, '[[endpoints]]\npath = "/x"\nbody = "b"')
-    spec = load_scenario(path)["endpoint_specs"][0]
-    assert Endpoint(**spec) == Endpoint("POST", "/x", b"b", (), 1.0)
+    spec = load_scenario(path).endpoint_specs[0]
+    assert spec.endpoint(DEFAULT_EXPECT_STATUS) == Endpoint("POST", "/x", b"b", (), 1.0)
 
 
 def test_a_body_makes_the_default_method_post(tmp_path: Path) -> None:
     path = write(tmp_path, '[[endpoints]]\npath = "/x"\nbody = "{}"\n'
                            '[[endpoints]]\npath = "/y"\nbody = ""')
-    specs = load_scenario(path)["endpoint_specs"]
-    assert [s["method"] for s in specs] == ["POST", "GET"]
+    specs = load_scenario(path).endpoint_specs
+    assert [s.method for s in specs] == ["POST", "GET"]
 
 
 def test_strings_among_tables_are_paths(tmp_path: Path) -> None:
     specs = load_scenario(write(tmp_path, 'endpoints = ["/a", { path = "/b", weight = 2 }]'))
-    assert [(s["path"], s["weight"]) for s in specs["endpoint_specs"]] == [("/a", 1.0), ("/b", 2.0)]
+    assert [(s.path, s.weight) for s in specs.endpoint_specs] == [("/a", 1.0), ("/b", 2.0)]
 
 
 def test_body_file_is_relative_to_the_scenario_folder(tmp_path: Path,
@@ -251,9 +346,9 @@ def test_body_file_is_relative_to_the_scenario_folder(tmp_path: Path,
     (folder / "bodies" / "b.json").write_bytes(b'{"k": "\xc3\xa9"}\x00')
     path = write(folder, '[[endpoints]]\npath = "/x"\nbody_file = "bodies/b.json"')
     monkeypatch.chdir(tmp_path)  # elsewhere: the name must not resolve from the working directory
-    spec = load_scenario(os.path.relpath(path))["endpoint_specs"][0]
-    assert spec["body"] == b'{"k": "\xc3\xa9"}\x00'
-    assert spec["method"] == "POST"
+    spec = load_scenario(os.path.relpath(path)).endpoint_specs[0]
+    assert spec.body == b'{"k": "\xc3\xa9"}\x00'
+    assert spec.method == "POST"
 
 
 def test_body_file_absolute(tmp_path: Path) -> None:
@@ -261,7 +356,7 @@ def test_body_file_absolute(tmp_path: Path) -> None:
     body.write_bytes(b"abc")
     (tmp_path / "d").mkdir()
     path = write(tmp_path / "d", f'[[endpoints]]\npath = "/x"\nbody_file = "{body.as_posix()}"')
-    assert load_scenario(path)["endpoint_specs"][0]["body"] == b"abc"
+    assert load_scenario(path).endpoint_specs[0].body == b"abc"
 
 
 def test_unreadable_body_file(tmp_path: Path) -> None:
@@ -299,9 +394,9 @@ def test_bad_weights(tmp_path: Path, weight: str, expected: str) -> None:
 def test_good_weights(tmp_path: Path) -> None:
     text = ('[[endpoints]]\npath = "/a"\nweight = 3\n[[endpoints]]\npath = "/b"\nweight = 0.25\n'
             '[[endpoints]]\npath = "/c"')
-    specs = load_scenario(write(tmp_path, text))["endpoint_specs"]
-    assert [s["weight"] for s in specs] == [3.0, 0.25, 1.0]
-    assert all(type(s["weight"]) is float for s in specs)
+    specs = load_scenario(write(tmp_path, text)).endpoint_specs
+    assert [s.weight for s in specs] == [3.0, 0.25, 1.0]
+    assert all(type(s.weight) is float for s in specs)
 
 
 def test_huge_integer_weight_is_refused_not_crashed(tmp_path: Path) -> None:
@@ -319,7 +414,7 @@ def test_repeated_endpoint(tmp_path: Path) -> None:
     assert "[[endpoints]] #2 repeats 'GET /a' (#1)" in message
     # The same path with another method is another endpoint.
     text = '[[endpoints]]\npath = "/a"\n[[endpoints]]\npath = "/a"\nmethod = "POST"'
-    assert len(load_scenario(write(tmp_path, text))["endpoint_specs"]) == 2
+    assert len(load_scenario(write(tmp_path, text)).endpoint_specs) == 2
 
 
 @pytest.mark.parametrize("key", ["method", "data", "data_file"])
@@ -445,6 +540,8 @@ def test_wrong_type_names_the_key_and_type(tmp_path: Path, text: str, expected: 
     ('url = ""', "'url' must not be empty"),
     ('duration = "soon"', "'duration': 'soon' is not a duration (examples: 30s, 2m, 500ms)"),
     ('timeout = "0s"', "'timeout': must be greater than zero, got '0s'"),
+    ('timeout = "0.5ms"', "'timeout': '0.5ms' is shorter than 1ms"),
+    ("timeout = 0.0005", "'timeout': '0.0005' is shorter than 1ms"),
     ("duration = -5", "'duration': '-5' is not a duration"),
     ('method = "GE T"', "'method': 'GE T' is not an HTTP method"),
     ('headers = ["nocolon"]', "'headers': 'nocolon' is not of the form 'Name: value'"),
@@ -479,7 +576,7 @@ def test_bad_values_reuse_the_cli_messages(tmp_path: Path, text: str, expected: 
 
 
 def test_parse_scenario_without_a_file() -> None:
-    assert parse_scenario('requests = 5', "inline") == {"requests": 5}
+    assert parse_scenario('requests = 5', "inline") == Settings(requests=5)
     with pytest.raises(ConfigError, match=r"^inline: unknown key 'x'"):
         parse_scenario("x = 1", "inline")
 
@@ -551,8 +648,8 @@ def _dict_or_config_error(load: Any, arg: Any) -> None:
     except ConfigError as exc:
         assert str(exc) and "\n" not in str(exc)
     else:
-        assert isinstance(result, dict)
-        assert set(result) <= set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"}
+        assert isinstance(result, Settings)
+        assert set(result.said()) <= set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -138,9 +138,9 @@ def test_good_files_build_a_verifying_context(pki: Pki) -> None:
 def test_scenario_files_are_relative_to_the_scenario(tmp_path: Path) -> None:
     opts = parse_scenario('cacert = "tls/ca.pem"\ncert = "c.pem"\nkey = "~/c.key"\n',
                           base_dir=str(tmp_path))
-    assert opts["cacert"] == str(tmp_path / "tls" / "ca.pem")
-    assert opts["cert"] == str(tmp_path / "c.pem")
-    assert opts["key"] == str(Path("~/c.key").expanduser())
+    assert opts.cacert == str(tmp_path / "tls" / "ca.pem")
+    assert opts.cert == str(tmp_path / "c.pem")
+    assert opts.key == str(Path("~/c.key").expanduser())
 
 
 def test_a_bad_file_is_exit_2_before_any_load(pki: Pki) -> None:

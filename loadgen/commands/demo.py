@@ -10,11 +10,35 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import click
+
+from loadgen.config.options import run_inputs
+from loadgen.config.settings import Settings
+from loadgen.output.files import is_stdout
 
 from loadgen.errors import BrokenRun
 
 _BANNER = "loadgen target listening on "
+#: The seed's endpoints: a GET, a GET with a larger body, a POST.
+DEMO_ENDPOINTS = ("/api/health", "/api/dataset/summary", "/api/dataset/transform")
+
+
+def demo_command(run_defaults: Mapping[str, Any], requests: int, concurrency: int, save: str,
+                 output_image: str) -> int:
+    """A ``loadgen run`` (every option at its default, ``run_defaults``) of the seed's
+    endpoints against the built-in target; its exit status."""
+    from loadgen.commands.run import run_session
+
+    with builtin_target() as url:
+        click.echo(f"Built-in target at {url}", err=is_stdout(save))   # stdout: the JSON alone
+        demo = Settings(url=url, requests=requests, concurrency=concurrency,
+                        endpoints=DEMO_ENDPOINTS, save=save, visualize=True,
+                        output_image=output_image,
+                        no_proxy=True)   # its own target on loopback: never a proxy's business
+        return run_session(*run_inputs(run_defaults, demo))
 
 
 @contextlib.contextmanager

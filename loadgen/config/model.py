@@ -28,6 +28,7 @@ _FIELD_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")   # RFC 9110 field-value
 
 
 MAX_DURATION_S = 366 * 86400.0   # longer is a typo, and float("9" * 400) would be inf
+MIN_TIMEOUT_S = 0.001
 
 
 class ConfigError(InputError, ValueError):
@@ -47,18 +48,33 @@ def parse_duration(text: str, what: str = "duration") -> float:
     return seconds
 
 
+def parse_timeout(text: str) -> float:
+    """``--timeout``: a duration of at least 1 ms (shorter, every request would time out)."""
+    seconds = parse_duration(text, "--timeout")
+    if seconds < MIN_TIMEOUT_S:
+        raise ConfigError(f"--timeout: {text!r} is shorter than 1ms")
+    return seconds
+
+
 def parse_header(text: str) -> tuple[str, str]:
     """'Name: value' -> (name, value); rejects anything that would corrupt the request."""
     name, sep, value = text.partition(":")
-    name, value = name.strip(), value.strip()
+    name = name.strip()
     if not sep or not _TOKEN.match(name):
         raise ConfigError(f"--header: {text!r} is not of the form 'Name: value'")
+    return name, header_value(name, value)
+
+
+def header_value(name: str, value: str) -> str:
+    """A header's value, stripped; rejects what would corrupt the request (a scenario's
+    ``headers`` table gives name and value apart, the command line as one text)."""
+    value = value.strip()
     if "\r" in value or "\n" in value:
         raise ConfigError(f"--header: the value of {name!r} contains a line break")
     if not _FIELD_VALUE.match(value):   # the request head is written as ISO-8859-1
         raise ConfigError(f"--header: the value of {name!r} has control characters or "
                           "characters outside ISO-8859-1 (percent-encode them)")
-    return name, value
+    return value
 
 
 #: What counts as a success unless --expect-status / expect_status says otherwise.

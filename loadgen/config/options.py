@@ -1,13 +1,18 @@
-"""From Click's option values (and a scenario file) to a validated RunConfig.
+"""From Click's option values (over a scenario file's typed values) to a validated RunConfig.
 
 Kept apart from the Click declarations so that ``run``, ``capacity`` and
-``demo`` build their configs the same way.  Every problem is a ConfigError
-carrying the one line the CLI prints before exiting with status 2.
+``demo`` build their configs the same way: ``cli.py`` collects the options
+and calls ``run_inputs`` or ``capacity_inputs``.  A scenario file arrives
+already typed (``config.settings.Settings``); an option typed on the command
+line wins over it, and only Click's own strings are parsed here.  Every
+problem is a ConfigError carrying the one line the CLI prints before exiting
+with status 2.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -28,12 +33,14 @@ from loadgen.config.model import (
     parse_header,
     parse_method,
     parse_status_set,
+    parse_timeout,
 )
-from loadgen.config.proxy import resolve_proxy
+from loadgen.config.proxy import proxy_option, resolve_proxy
+from loadgen.config.settings import EndpointSpec, Settings
+from loadgen.config.stages import MAX_RATE, parse_stage
 
 DEFAULT_REQUESTS = 100
 MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
-MIN_TIMEOUT_S = 0.001
 CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocols
 
 
@@ -80,21 +87,78 @@ class CapacitySettings:
     slos: tuple[str, ...]
 
 
-def outputs(opts: dict[str, Any]) -> Outputs:
+class _Layers:
+    """Click's values laid over a typed layer (a scenario file's ``Settings``).
+
+    An option given on the command line (or by its environment variable) wins;
+    else the layer's value, when it sets one; else Click's default.  Values from
+    the layer are already typed; Click's go through the same parser as always.
+    """
+
+    def __init__(self, opts: Mapping[str, Any], below: Settings | None,
+                 typed: Collection[str]) -> None:
+        self.opts = opts
+        self.below = below or Settings()
+        self.typed = frozenset(typed)
+
+    def get(self, name: str, parse: Callable[[Any], Any] | None = None) -> Any:
+        """Option ``name``'s value: the layer's, else Click's through ``parse`` (None stays None)."""
+        if name not in self.typed:
+            value = getattr(self.below, name, None)
+            if value is not None:
+                return value
+        raw = self.opts.get(name)
+        return raw if raw is None or parse is None else parse(raw)
+
+    def endpoint_specs(self) -> tuple[EndpointSpec, ...] | None:
+        """The layer's [[endpoints]] tables, unless ``--endpoint`` was typed: it replaces them."""
+        return None if "endpoints" in self.typed else self.below.endpoint_specs
+
+
+def run_inputs(opts: Mapping[str, Any], below: Settings | None = None,
+               typed: Collection[str] = ()) -> tuple[RunConfig, Credentials, Outputs]:
+    """``loadgen run``'s config, login and outputs from Click's ``opts`` over ``below``.
+
+    ``typed``: the options given on the command line (or their environment
+    variable), which win over ``below``.  The password is asked for last, so a
+    typo anywhere else is reported before a prompt.
+    """
+    given = _Layers(opts, below, typed)
+    config = _build(given)
+    return config, _credentials(given), _outputs(given)
+
+
+def capacity_inputs(opts: Mapping[str, Any]
+                    ) -> tuple[CapacitySettings, RunConfig, Credentials, Outputs]:
+    """``loadgen capacity``'s search settings and the config of its first step.
+
+    The step is a constant rate (``--start-rate``) for ``--step-duration`` with
+    the SLOs as thresholds; ``stats.capacity.step_config`` derives the others.
+    """
+    settings = capacity_settings(opts)
+    step = Settings(rate=settings.start_rate, duration=settings.step_s, thresholds=settings.slos)
+    given = _Layers(opts, step, ())
+    config = _build(given)
+    return settings, config, _credentials(given), _outputs(given)
+
+
+def outputs(opts: Mapping[str, Any]) -> Outputs:
     """The output options of ``run``/``capacity`` (checked by ``build_config``)."""
-    return Outputs(save=opts.get("save"), visualize=bool(opts.get("visualize")),
-                   image=opts.get("output_image"), quiet=bool(opts.get("quiet")))
+    return _outputs(_Layers(opts, None, ()))
 
 
-def credentials(opts: dict[str, Any]) -> Credentials:
-    """The login's credentials; prompts for ``--ask-password`` (see ``resolve_password``)."""
-    return Credentials(opts["username"], resolve_password(opts))
+def _outputs(given: _Layers) -> Outputs:
+    return Outputs(save=given.get("save"), visualize=bool(given.get("visualize")),
+                   image=given.get("output_image"), quiet=bool(given.get("quiet")))
 
 
-def capacity_settings(opts: dict[str, Any]) -> CapacitySettings:
+def _credentials(given: _Layers) -> Credentials:
+    """The login's credentials; prompts for ``--ask-password`` (see ``_password``)."""
+    return Credentials(given.get("username"), _password(given))
+
+
+def capacity_settings(opts: Mapping[str, Any]) -> CapacitySettings:
     """``capacity``'s own options, validated; raises ConfigError with the line to show."""
-    from loadgen.engine.schedule import MAX_RATE
-
     step_s = parse_duration(opts["step_duration"], "--step-duration")
     if opts["start_rate"] > opts["max_rate"]:
         raise ConfigError("--start-rate is above --max-rate")
@@ -105,80 +169,83 @@ def capacity_settings(opts: dict[str, Any]) -> CapacitySettings:
                             slos=tuple(opts["slos"]))
 
 
-def merge_scenario(opts: dict[str, Any], from_file: dict[str, Any],
-                   typed: set[str]) -> dict[str, Any]:
-    """Options the user typed win; the file fills the rest; Click's defaults come last."""
-    merged = dict(opts)
-    for key, value in from_file.items():
-        if key not in typed:
-            merged[key] = value
-    if "endpoints" in typed:      # endpoints typed on the command line replace the file's
-        merged.pop("endpoint_specs", None)
-    return merged
+def build_config(opts: Mapping[str, Any], below: Settings | None = None,
+                 typed: Collection[str] = ()) -> RunConfig:
+    """Validate every option, Click's ``opts`` over ``below`` (see ``run_inputs``);
+    raises ConfigError with the line to show."""
+    return _build(_Layers(opts, below, typed))
 
 
-def build_config(opts: dict[str, Any]) -> RunConfig:
-    """Validate every option; raises ConfigError with the line to show."""
-    target = Target.parse(opts["url"])
-    check_outputs(opts.get("save"), opts.get("output_image"))   # before the run, not after it
-    duration = parse_duration(opts["duration"], "--duration") if opts.get("duration") else None
-    requests = opts.get("requests")
-    schedule = _schedule(opts, requests, duration)
+def _build(given: _Layers) -> RunConfig:
+    url = given.get("url")
+    target = Target.parse(url)
+    save, image = given.get("save"), given.get("output_image")
+    check_outputs(save, image)   # before the run, not after it
+    duration = given.get("duration", lambda text: parse_duration(text, "--duration") if text
+                         else None)
+    requests = given.get("requests")
+    schedule = _schedule(given, requests, duration)
     if requests is None and duration is None and schedule is None:
         requests = DEFAULT_REQUESTS
-    endpoints = _endpoints(opts)
-    headers = tuple(parse_header(h) for h in opts["headers"])
+    endpoints = _endpoints(given)
+    headers = given.get("headers", lambda texts: tuple(parse_header(h) for h in texts)) or ()
     _check_headers(headers, endpoints)
-    keepalive = _keepalive(opts, headers, endpoints)
-    concurrency = opts["concurrency"]
-    if (opts["workers"] or 0) > MAX_WORKERS:
+    keepalive = _keepalive(bool(given.get("no_keepalive")), headers, endpoints)
+    concurrency = given.get("concurrency")
+    workers = given.get("workers")
+    if (workers or 0) > MAX_WORKERS:
         raise ConfigError(f"--workers: at most {MAX_WORKERS} processes on one machine")
-    workers = opts["workers"] or os.cpu_count() or 1
+    workers = workers or os.cpu_count() or 1
     workers = min(workers, concurrency, requests or workers)
-    cluster, per_node = _cluster(opts)
+    cluster, per_node = _cluster(given)
     if cluster:
         workers = 0   # known once the cluster's nodes are (loadgen.engine.cluster.run.Cluster.connect)
-    if opts["auth"] and not opts["password"]:
+    auth = given.get("auth")
+    if auth and not given.get("password"):
         raise ConfigError("--auth needs a password (--password or LOADGEN_PASSWORD)")
-    thresholds = _thresholds(opts.get("thresholds") or (), endpoints)
-    tls = tls_files(opts)
-    proxy = resolve_proxy(target, opts.get("proxy"), bool(opts.get("no_proxy")), os.environ)
+    thresholds = _thresholds(given.get("thresholds") or (), endpoints)
+    insecure = given.get("insecure")
+    tls = tls_files(given.get("cacert"), given.get("cert"), given.get("key"), bool(insecure))
+    proxy = resolve_proxy(target, given.get("proxy", proxy_option), bool(given.get("no_proxy")),
+                          os.environ)
     return RunConfig(
-        url=opts["url"], target=target, endpoints=endpoints, requests=requests,
+        url=url, target=target, endpoints=endpoints, requests=requests,
         duration_s=duration, concurrency=concurrency, workers=workers,
-        timeout_s=_timeout(opts["timeout"]), insecure=opts["insecure"],
-        auth=opts["auth"], username=opts["username"],
-        login_endpoint=normalize_path(opts["login_endpoint"], "--login-endpoint"),
-        token_field=opts["token_field"],
+        timeout_s=given.get("timeout", parse_timeout), insecure=insecure,
+        auth=auth, username=given.get("username"),
+        login_endpoint=given.get("login_endpoint",
+                                 lambda text: normalize_path(text, "--login-endpoint")),
+        token_field=given.get("token_field"),
         headers=headers, schedule=schedule,
-        max_connections=max(concurrency, opts.get("max_connections") or 0),
+        max_connections=max(concurrency, given.get("max_connections") or 0),
         thresholds=thresholds, cluster=cluster, workers_per_node=per_node, tls=tls,
         proxy=proxy, keepalive=keepalive)
 
 
-def tls_files(opts: dict[str, Any]) -> TlsFiles:
+def tls_files(cacert: str | None, cert: str | None, key: str | None,
+              insecure: bool) -> TlsFiles:
     """``--cacert``, ``--cert``, ``--key``, checked now by building the context they make.
 
     The workers build theirs from the same files; any problem with one (unreadable,
     not PEM, a key that does not match) is bad input here, before any load.
     """
     names: dict[str, str | None] = {}
-    for key in ("cacert", "cert", "key"):
-        value = opts.get(key)
+    for option, value in (("cacert", cacert), ("cert", cert), ("key", key)):
         if value is not None and not value.strip():
-            raise ConfigError(f"--{key}: empty file name")
-        names[key] = os.path.abspath(os.path.expanduser(value)) if value else None
+            raise ConfigError(f"--{option}: empty file name")
+        names[option] = os.path.abspath(os.path.expanduser(value)) if value else None
     files = TlsFiles(**names)
     if files or files.key:
         from loadgen.engine.tls import build_context  # ssl: not needed by plain-http runs
 
-        build_context(files, bool(opts.get("insecure")))
+        build_context(files, insecure)
     return files
 
 
-def _cluster(opts: dict[str, Any]) -> tuple[str | None, int | None]:
+def _cluster(given: _Layers) -> tuple[str | None, int | None]:
     """``--cluster`` and ``--workers-per-node``; the address itself is checked by connecting."""
-    address, per_node = opts.get("cluster"), opts.get("workers_per_node")
+    given_address = address = given.get("cluster")
+    per_node = given.get("workers_per_node")
     if address is None:
         if per_node is not None:
             raise ConfigError("--workers-per-node needs --cluster")
@@ -186,33 +253,27 @@ def _cluster(opts: dict[str, Any]) -> tuple[str | None, int | None]:
     address = address.strip()
     scheme = address.partition("://")[0] if "://" in address else "tcp"
     if not address or any(c.isspace() for c in address) or scheme not in CLUSTER_SCHEMES:
-        raise ConfigError(f"--cluster: {opts['cluster']!r} is not a Dask scheduler address "
+        raise ConfigError(f"--cluster: {given_address!r} is not a Dask scheduler address "
                           "(example: tcp://10.0.0.5:8786)")
-    if opts.get("workers"):
+    if given.get("workers"):
         raise ConfigError("--workers counts processes on this machine; with --cluster, "
                           "use --workers-per-node")
     return address, per_node
 
 
-def _endpoints(opts: dict[str, Any]) -> tuple[Endpoint, ...]:
-    expect = _expect_status(opts.get("expect_status"))
-    specs = opts.get("endpoint_specs")
+def _endpoints(given: _Layers) -> tuple[Endpoint, ...]:
+    # --expect-status (or the scenario's top-level expect_status); default 2xx
+    expect = given.get("expect_status", parse_status_set) or DEFAULT_EXPECT_STATUS
+    specs = given.endpoint_specs()
     if specs:   # an endpoint's own expect_status is more specific than the run's
-        return tuple(Endpoint(s["method"], s["path"], s["body"], tuple(s["headers"]),
-                              float(s["weight"]), s.get("expect_status") or expect)
-                     for s in specs)
-    body = _read_body(opts.get("data"), opts.get("data_file"))
-    method = (parse_method(opts["method"]) if opts.get("method") is not None
-              else "POST" if body else "GET")
-    paths = dict.fromkeys(normalize_path(p) for p in opts["endpoints"])
+        return tuple(s.endpoint(expect) for s in specs)
+    body = _read_body(given.get("data"), given.get("data_file"))
+    method = given.get("method", parse_method) or ("POST" if body else "GET")
+    paths = dict.fromkeys(given.get("endpoints", lambda texts: tuple(normalize_path(p)
+                                                                     for p in texts)) or ())
     if not paths:
         raise ConfigError("--endpoint: no endpoint to test")
     return tuple(Endpoint(method, path, body, expect_status=expect) for path in paths)
-
-
-def _expect_status(text: str | None) -> frozenset[int]:
-    """``--expect-status`` (or the scenario's top-level expect_status); default 2xx."""
-    return DEFAULT_EXPECT_STATUS if text is None else parse_status_set(text)
 
 
 def _check_headers(headers: tuple[tuple[str, str], ...],
@@ -226,7 +287,7 @@ def _check_headers(headers: tuple[tuple[str, str], ...],
         check_headers(merge_headers(headers, e.headers), e.name, e.body, where)
 
 
-def _keepalive(opts: dict[str, Any], headers: tuple[tuple[str, str], ...],
+def _keepalive(no_keepalive: bool, headers: tuple[tuple[str, str], ...],
                endpoints: tuple[Endpoint, ...]) -> bool:
     """False for ``--no-keepalive``, and when every request carries ``Connection: close``
     (a user header): either way each request gets a new connection, and the results say so.
@@ -235,7 +296,7 @@ def _keepalive(opts: dict[str, Any], headers: tuple[tuple[str, str], ...],
     does (RFC 9112 §9.6), so the two are one setting; with ``--no-keepalive``, a
     Connection header that says anything else is bad input.
     """
-    keepalive = not opts.get("no_keepalive")
+    keepalive = not no_keepalive
     sent = [merge_headers(headers, e.headers) for e in endpoints]
     for e, given in zip(endpoints, sent):
         own = any(name.lower() == "connection" for name, _ in e.headers)
@@ -254,14 +315,14 @@ def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:
     return parsed
 
 
-def _schedule(opts: dict[str, Any], requests: int | None, duration: float | None) -> Any:
+def _schedule(given: _Layers, requests: int | None, duration: float | None) -> Any:
     """The open model's send schedule, or None for the closed model."""
-    from loadgen.engine.schedule import build_schedule, parse_stage
+    from loadgen.engine.schedule import build_schedule
 
-    stages = [parse_stage(text) for text in opts.get("stages") or ()]
-    rate = opts.get("rate")
+    stages = list(given.get("stages", lambda texts: [parse_stage(t) for t in texts]) or ())
+    rate = given.get("rate")
     if rate is None and not stages:
-        if opts.get("max_connections") is not None:
+        if given.get("max_connections") is not None:
             raise ConfigError("--max-connections needs --rate or --stage (the open model)")
         return None
     if not stages and requests is None and duration is None:
@@ -277,23 +338,17 @@ def _read_body(data: str | None, data_file: str | None) -> bytes:
     return read_body_file(data_file, "--data-file")
 
 
-def _timeout(text: str) -> float:
-    seconds = parse_duration(text, "--timeout")
-    if seconds < MIN_TIMEOUT_S:
-        raise ConfigError(f"--timeout: {text!r} is shorter than 1ms")
-    return seconds
-
-
-def resolve_password(opts: dict[str, Any]) -> str:
-    """The password for --auth: --ask-password's prompt, else --password / LOADGEN_PASSWORD.
+def _password(given: _Layers) -> str:
+    """The password for --auth: --ask-password's prompt, else --password / LOADGEN_PASSWORD
+    (or the scenario's [auth] password).
 
     Called after the rest of the input is valid, so a typo is reported before the
     prompt.  LOADGEN_PASSWORD is then dropped from the environment: the worker
     processes need the token, never the password.
     """
     os.environ.pop("LOADGEN_PASSWORD", None)
-    if not opts.get("ask_password"):
-        return opts["password"]
-    if not opts["auth"]:
+    if not given.get("ask_password"):
+        return given.get("password")
+    if not given.get("auth"):
         raise ConfigError("--ask-password needs --auth")
     return ask_password()

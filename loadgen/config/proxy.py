@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 from collections.abc import Mapping
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
@@ -42,15 +43,20 @@ DEFAULT_PORT = 1080   # curl's (CURLOPT_PROXYPORT); Python and Go would take 80
 OPTION = "--proxy"
 
 
-def resolve_proxy(target: Target, given: str | None, ignore_environment: bool,
+def proxy_option(text: str) -> Proxy | Literal[False]:
+    """``--proxy URL`` (or a scenario's ``proxy``) parsed; ``''`` is False: no proxy at all."""
+    return parse_proxy_url(text, OPTION) if text.strip() else False
+
+
+def resolve_proxy(target: Target, given: Proxy | Literal[False] | None, ignore_environment: bool,
                   environ: Mapping[str, str]) -> Proxy | None:
     """The proxy for ``target``, or None for a direct connection; ConfigError if unusable.
 
-    ``given`` is ``--proxy`` (None when not given); ``environ`` is os.environ
-    in the CLI, a plain dict in tests.
+    ``given`` is ``--proxy`` parsed (``proxy_option``; None when not given);
+    ``environ`` is os.environ in the CLI, a plain dict in tests.
     """
     if given is not None:
-        return parse_proxy_url(given, OPTION) if given.strip() else None
+        return given or None
     if ignore_environment:
         return None
     found = _variable(environ, target.scheme)

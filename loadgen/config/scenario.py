@@ -77,14 +77,11 @@ Rules:
   (with its line and column), an unknown key (with the close match), a wrong
   type, or a bad value (the same message as the command-line option).
 
-``load_scenario(path)`` returns the options keyed like the Click parameters of
-``loadgen run`` -- only those the file sets -- in the form Click produces
-(``duration="30s"``, ``headers=("X-Env: staging",)``, ``stages=("30s:100",)``,
-``rate=200.0``), plus ``thresholds`` (a list of strings) and, for
-``[[endpoints]]`` tables, ``endpoint_specs``: a tuple of dicts
-``{"method", "path", "body": bytes, "headers": ((name, value), ...), "weight"}``
-(and ``"expect_status": frozenset`` when the table sets it),
-validated and normalized (upper-case method, path with a leading ``/``).
+``load_scenario(path)`` returns a ``config.settings.Settings``: the values the
+file sets, typed as ``build_config`` uses them (durations in seconds, ``stages``
+as ``StageSpec``, ``headers`` as ``(name, value)`` pairs, ``expect_status`` as a
+frozenset, a plain ``endpoints`` array as normalized paths, ``[[endpoints]]``
+tables as ``endpoint_specs``: ``EndpointSpec``), None for the keys it leaves out.
 """
 
 from __future__ import annotations
@@ -97,22 +94,26 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 from loadgen.config.model import (
     ConfigError,
     Target,
-    format_status_set,
+    header_value,
     normalize_path,
     parse_duration,
     parse_header,
     parse_method,
     parse_status_set,
+    parse_timeout,
 )
-from loadgen.config.proxy import parse_proxy_url
-from loadgen.engine.schedule import parse_stage
+from loadgen.config.proxy import proxy_option
+from loadgen.config.settings import EndpointSpec, Settings
+from loadgen.config.stages import StageSpec, check_stage_rate, parse_stage
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 TOP_KEYS = (
     "url", "endpoints", "requests", "concurrency", "auth", "save", "visualize", "output_image",
@@ -146,12 +147,11 @@ _OPTION_PREFIX = re.compile(r"^--[a-z][a-z-]*: ")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token, as config.py
 
 
-def load_scenario(path: str) -> dict[str, Any]:
+def load_scenario(path: str) -> Settings:
     """Read and validate a scenario file (format in this module's docstring).
 
-    Returns only the keys the file sets, keyed and typed like the Click
-    parameters of ``loadgen run``, plus ``thresholds`` and ``endpoint_specs``.
-    Raises ``ConfigError`` (one line) for anything wrong with the file.
+    Returns the typed values the file sets (a ``Settings``: None for the keys it
+    does not).  Raises ``ConfigError`` (one line) for anything wrong with the file.
     """
     try:
         if stat.S_ISCHR(os.stat(path).st_mode):   # /dev/zero, /dev/urandom: endless
@@ -173,7 +173,7 @@ def load_scenario(path: str) -> dict[str, Any]:
     return parse_scenario(text, path, base_dir=os.path.dirname(path))
 
 
-def parse_scenario(text: str, path: str = "<scenario>", base_dir: str = "") -> dict[str, Any]:
+def parse_scenario(text: str, path: str = "<scenario>", base_dir: str = "") -> Settings:
     """``load_scenario`` on text already read; relative file names resolve from ``base_dir``."""
     try:
         doc = tomllib.loads(text)
@@ -208,10 +208,10 @@ class _Reader:
             hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
             self.fail(f"unknown key {key!r} {where}{hint}")
 
-    def reuse(self, parser: Callable[[str], T], text: str, label: str) -> T:
+    def reuse(self, parser: Callable[[V], T], value: V, label: str) -> T:
         """Run a command-line parser; on error, its message with the key instead of the option."""
         try:
-            return parser(text)
+            return parser(value)
         except ConfigError as exc:
             self.fail(f"{label}: {_OPTION_PREFIX.sub('', str(exc))}")
 
@@ -247,12 +247,14 @@ class _Reader:
             self.fail(f"{label} must be a finite number greater than zero, got {_describe(value)}")
         return number
 
-    def duration(self, value: Any, label: str) -> str:
-        """A duration as the CLI takes it: "30s", "2m", "500ms", or a number of seconds."""
+    def duration_text(self, value: Any, label: str) -> str:
+        """A duration as written: "30s", "2m", "500ms", or a number of seconds as text."""
         self.expect(value, (str, int, float), label, 'a duration string like "30s" or a number')
-        text = value if isinstance(value, str) else _number_text(value)
-        parse_duration(text, f"{self.path}: {label}")
-        return text
+        return value if isinstance(value, str) else _number_text(value)
+
+    def duration(self, value: Any, label: str) -> float:
+        """A duration in seconds, from "30s", "2m", "500ms", or a number of seconds."""
+        return parse_duration(self.duration_text(value, label), f"{self.path}: {label}")
 
     def array(self, value: Any, label: str) -> list[Any]:
         self.expect(value, (list,), label, "an array")
@@ -274,7 +276,7 @@ class _Reader:
             if not _HEADER_NAME.fullmatch(name):
                 self.fail(f"{label}: {name!r} is not a valid header name")
             item = self.string(item, f"the value of {name!r} in {label}", empty_ok=True)
-            parsed.append(self.reuse(parse_header, f"{name}: {item}", label))
+            parsed.append((name, self.reuse(partial(header_value, name), item, label)))
         return tuple(parsed)
 
     def statuses(self, value: Any, label: str) -> frozenset[int]:
@@ -303,7 +305,7 @@ class _Reader:
 
     # -- the document -------------------------------------------------------------
 
-    def top(self, doc: dict[str, Any]) -> dict[str, Any]:
+    def top(self, doc: dict[str, Any]) -> Settings:
         self.check_keys(doc, TOP_KEYS, "at the top level", _HINTS["top"])
         out: dict[str, Any] = {}
         for key, value in doc.items():
@@ -314,8 +316,10 @@ class _Reader:
             elif key in ("requests", "concurrency", "workers", "max_connections",
                          "workers_per_node"):
                 out[key] = self.count(value, label)
-            elif key in ("duration", "timeout"):
+            elif key == "duration":
                 out[key] = self.duration(value, label)
+            elif key == "timeout":   # also at least 1 ms, as --timeout
+                out[key] = self.reuse(parse_timeout, self.duration_text(value, label), label)
             elif key in ("visualize", "insecure", "quiet", "no_proxy", "no_keepalive"):
                 out[key] = self.boolean(value, label)
             elif key in ("save", "output_image", "cluster"):
@@ -323,26 +327,24 @@ class _Reader:
             elif key in ("data_file", "cacert", "cert", "key"):   # read later, checked then
                 out[key] = self.resolve(self.string(value, label))
             elif key == "proxy":   # '' is no proxy, as --proxy ''
-                out[key] = self.string(value, label, empty_ok=True)
-                if value.strip():
-                    self.reuse(lambda text: parse_proxy_url(text, "--proxy"), value, label)
+                out[key] = self.reuse(proxy_option, self.string(value, label, empty_ok=True),
+                                      label)
             elif key == "data":
                 out[key] = self.string(value, label, empty_ok=True)
             elif key == "method":
-                self.reuse(parse_method, self.string(value, label), label)
-                out[key] = value
+                out[key] = self.reuse(parse_method, self.string(value, label), label)
             elif key == "rate":
                 out[key] = self.positive(value, label)
             elif key == "headers":
-                out[key] = tuple(f"{name}: {val}" for name, val in self.headers(value, label))
-            elif key == "expect_status":   # the form --expect-status takes
-                out[key] = format_status_set(self.statuses(value, label))
+                out[key] = self.headers(value, label)
+            elif key == "expect_status":
+                out[key] = self.statuses(value, label)
             elif key == "stages":
                 out[key] = tuple(self.stage(item, i) for i, item in
                                  enumerate(self.array(value, label), 1))
-            elif key == "thresholds":
-                out[key] = [self.string(item, f"item {i} of {label}")
-                            for i, item in enumerate(self.array(value, label), 1)]
+            elif key == "thresholds":   # parsed with the run's endpoints known (build_config)
+                out[key] = tuple(self.string(item, f"item {i} of {label}")
+                                 for i, item in enumerate(self.array(value, label), 1))
             elif key == "auth":
                 out.update(self.auth(value))
             elif key == "endpoints":
@@ -352,7 +354,7 @@ class _Reader:
             if clash:
                 self.fail(f"'{clash[0]}' at the top level applies to plain endpoint paths; "
                           "with [[endpoints]] tables, set it in each table")
-        return out
+        return Settings(**out)
 
     def auth(self, value: Any) -> dict[str, Any]:
         self.expect(value, (dict, bool), "'auth'", "a table ([auth]) or true/false")
@@ -364,26 +366,29 @@ class _Reader:
             label = f"'{key}' in [auth]"
             out[key] = self.string(item, label, empty_ok=key == "password")
             if key == "login_endpoint":
-                self.reuse(normalize_path, item, label)
+                out[key] = self.reuse(normalize_path, item, label)
         return out
 
-    def stage(self, value: Any, index: int) -> str:
+    def stage(self, value: Any, index: int) -> StageSpec:
         where = f"[[stages]] #{index}"
         self.expect(value, (dict, str), where, 'a table { duration = "30s", rate = 100 } '
                                                 'or a "DURATION:RATE" string')
         if isinstance(value, str):
-            self.reuse(parse_stage, value, f"item {index} of 'stages'")
-            return value
+            return self.reuse(parse_stage, value, f"item {index} of 'stages'")
         self.check_keys(value, STAGE_KEYS, f"in {where}", _HINTS["stages"])
         for key in STAGE_KEYS:
             if key not in value:
                 self.fail(f"{where} needs '{key}'")
-        duration = self.duration(value["duration"], f"'duration' in {where}")
+        label = f"'duration' in {where}"
+        seconds = self.duration(value["duration"], label)
         rate = value["rate"]
         self.expect(rate, (int, float), f"'rate' in {where}", "a number")
-        text = f"{duration}:{_number_text(rate)}"
-        self.reuse(parse_stage, text, where)
-        return text
+        shown = f"{self.duration_text(value['duration'], label)}:{_number_text(rate)}"
+        try:
+            number = float(rate)
+        except OverflowError:   # an integer beyond any float: as the text would parse
+            number = math.inf if rate > 0 else -math.inf
+        return StageSpec(seconds, self.reuse(lambda r: check_stage_rate(r, shown), number, where))
 
     def endpoints(self, value: Any) -> dict[str, Any]:
         items = self.array(value, "'endpoints'")
@@ -393,14 +398,13 @@ class _Reader:
             self.expect(item, (str, dict), f"item {i} of 'endpoints'",
                         "a path string or a table (see [[endpoints]])")
         if all(isinstance(item, str) for item in items):
-            for item in items:
-                self.reuse(normalize_path, item, "'endpoints'")
-            return {"endpoints": tuple(items)}
-        specs: list[dict[str, Any]] = []
+            return {"endpoints": tuple(self.reuse(normalize_path, item, "'endpoints'")
+                                       for item in items)}
+        specs: list[EndpointSpec] = []
         seen: dict[str, int] = {}
         for i, item in enumerate(items, 1):
             spec = self.endpoint({"path": item} if isinstance(item, str) else item, i)
-            name = f"{spec['method']} {spec['path']}"
+            name = f"{spec.method} {spec.path}"
             if name in seen:
                 self.fail(f"[[endpoints]] #{i} repeats {name!r} (#{seen[name]}): "
                           "each method and path may appear once")
@@ -408,7 +412,7 @@ class _Reader:
             specs.append(spec)
         return {"endpoint_specs": tuple(specs)}
 
-    def endpoint(self, table: dict[str, Any], index: int) -> dict[str, Any]:
+    def endpoint(self, table: dict[str, Any], index: int) -> EndpointSpec:
         where = f"[[endpoints]] #{index}"
         self.check_keys(table, ENDPOINT_KEYS, f"in {where}", _HINTS["endpoints"])
         if "path" not in table:
@@ -433,12 +437,10 @@ class _Reader:
         headers: tuple[tuple[str, str], ...] = ()
         if "headers" in table:
             headers = self.headers(table["headers"], f"'headers' in {where}")
-        spec = {"method": method, "path": path, "body": body, "headers": headers,
-                "weight": weight}
-        if "expect_status" in table:   # else the top-level's (or --expect-status) applies
-            spec["expect_status"] = self.statuses(table["expect_status"],
-                                                  f"'expect_status' in {where}")
-        return spec
+        expect_status = None   # the top-level's (or --expect-status) applies
+        if "expect_status" in table:
+            expect_status = self.statuses(table["expect_status"], f"'expect_status' in {where}")
+        return EndpointSpec(method, path, body, headers, weight, expect_status)
 
 
 def _number_text(value: float) -> str:

@@ -15,12 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from loadgen.config.model import ConfigError, parse_duration
-
-#: Requests per second across all workers.  Far beyond what one machine's workers can send;
-#: above it a typo (or inf) would fill the dispatch queue faster than anything drains it.
-MAX_RATE = 10_000_000.0
-
+from loadgen.config.model import ConfigError
+from loadgen.config.stages import MAX_RATE, StageSpec  # parsed there, built into a schedule here
 
 #: One stretch of a schedule as the results document records it (``config.schedule``):
 #: a linear ramp; ``duration_s`` None = open-ended, until stopped.
@@ -101,23 +97,7 @@ class Schedule:
         return stages
 
 
-def parse_stage(text: str) -> tuple[float, float]:
-    """'30s:100' -> (30.0, 100.0)."""
-    duration, sep, rate = text.partition(":")
-    if not sep:
-        raise ConfigError(f"--stage: {text!r} is not DURATION:RATE (e.g. 30s:100)")
-    try:
-        value = float(rate)
-    except ValueError:
-        raise ConfigError(f"--stage: {rate!r} in {text!r} is not a rate") from None
-    if value < 0 or not math.isfinite(value):
-        raise ConfigError(f"--stage: rate must be zero or more in {text!r}")
-    if value > MAX_RATE:
-        raise ConfigError(f"--stage: rate above {MAX_RATE:,.0f} req/s in {text!r}")
-    return parse_duration(duration, "--stage"), value
-
-
-def build_schedule(rate: float | None, stages: list[tuple[float, float]],
+def build_schedule(rate: float | None, stages: list[StageSpec] | tuple[StageSpec, ...],
                    duration_s: float | None) -> Schedule:
     """The schedule for ``--rate`` and/or ``--stage``; stages ramp from the previous rate.
 

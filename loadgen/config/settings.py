@@ -1,0 +1,84 @@
+"""What a scenario file (or a command, for the options it fixes) says, already typed.
+
+A ``Settings`` is one layer of a run's input: each field is named like the
+Click parameter of ``loadgen run`` it stands for, holds the parsed value, and
+is None when that layer does not say it.  ``config.options.build_config`` lays
+Click's values over it: an option given on the command line (or through its
+environment variable) wins, a field set here beats Click's default.  So a
+scenario file is parsed once, into these values, and never turned back into
+command-line text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from loadgen.config.model import Endpoint, Proxy
+from loadgen.config.stages import StageSpec
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """A scenario's ``[[endpoints]]`` table: an endpoint complete by itself.
+
+    ``expect_status`` None: the run's (the top-level ``expect_status`` or
+    ``--expect-status``) applies, known only once the layers are merged.
+    """
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    weight: float = 1.0
+    expect_status: frozenset[int] | None = None
+
+    def endpoint(self, run_expect_status: frozenset[int]) -> Endpoint:
+        """The endpoint, its own statuses (more specific) before the run's."""
+        return Endpoint(self.method, self.path, self.body, self.headers, self.weight,
+                        self.expect_status or run_expect_status)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One layer of typed input; None = not said here (see the module's docstring)."""
+
+    url: str | None = None                          # checked: Target.parse accepts it
+    endpoints: tuple[str, ...] | None = None        # plain paths, normalized
+    endpoint_specs: tuple[EndpointSpec, ...] | None = None   # [[endpoints]] tables
+    requests: int | None = None
+    concurrency: int | None = None
+    workers: int | None = None
+    max_connections: int | None = None
+    workers_per_node: int | None = None
+    duration: float | None = None                   # seconds
+    timeout: float | None = None                    # seconds, at least 1 ms
+    rate: float | None = None                       # requests per second
+    stages: tuple[StageSpec, ...] | None = None
+    method: str | None = None                       # upper case
+    headers: tuple[tuple[str, str], ...] | None = None
+    expect_status: frozenset[int] | None = None
+    data: str | None = None
+    data_file: str | None = None                    # a path; read when the config is built
+    thresholds: tuple[str, ...] | None = None       # parsed with the run's endpoints known
+    auth: bool | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)   # never in a traceback
+    login_endpoint: str | None = None               # normalized like a path
+    token_field: str | None = None
+    save: str | None = None
+    visualize: bool | None = None
+    output_image: str | None = None
+    quiet: bool | None = None
+    insecure: bool | None = None
+    no_keepalive: bool | None = None
+    cacert: str | None = None                       # paths; checked when the config is built
+    cert: str | None = None
+    key: str | None = None
+    proxy: Proxy | Literal[False] | None = None     # False: no proxy (``proxy = ""``)
+    no_proxy: bool | None = None
+    cluster: str | None = None                      # checked when the config is built
+
+    def said(self) -> dict[str, object]:
+        """The fields this layer sets, by name (what a test or a message wants to see)."""
+        return {name: value for name, value in vars(self).items() if value is not None}
