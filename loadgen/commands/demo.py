@@ -17,9 +17,8 @@ import click
 
 from loadgen.config.options import run_inputs
 from loadgen.config.settings import Settings
-from loadgen.output.files import is_stdout
-
 from loadgen.errors import BrokenRun
+from loadgen.output.files import is_stdout
 
 _BANNER = "loadgen target listening on "
 #: The seed's endpoints: a GET, a GET with a larger body, a POST.
