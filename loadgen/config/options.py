@@ -32,6 +32,7 @@ from loadgen.config.model import (
 from loadgen.config.proxy import resolve_proxy
 
 DEFAULT_REQUESTS = 100
+DEFAULT_CONCURRENCY = 10
 MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
 MIN_TIMEOUT_S = 0.001
 CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocols
@@ -123,14 +124,18 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
     check_outputs(opts.get("save"), opts.get("output_image"))   # before the run, not after it
     duration = parse_duration(opts["duration"], "--duration") if opts.get("duration") else None
     requests = opts.get("requests")
+    users = _user_schedule(opts)
     schedule = _schedule(opts, requests, duration)
+    if users is not None:   # the stages end the run; --duration may end it sooner
+        duration = min(duration or users.duration_s, users.duration_s)
     if requests is None and duration is None and schedule is None:
         requests = DEFAULT_REQUESTS
     endpoints = _endpoints(opts)
     headers = tuple(parse_header(h) for h in opts["headers"])
     _check_headers(headers, endpoints)
     keepalive = _keepalive(opts, headers, endpoints)
-    concurrency = opts["concurrency"]
+    concurrency = (users.peak if users is not None
+                   else opts.get("concurrency") or DEFAULT_CONCURRENCY)
     if (opts["workers"] or 0) > MAX_WORKERS:
         raise ConfigError(f"--workers: at most {MAX_WORKERS} processes on one machine")
     workers = opts["workers"] or os.cpu_count() or 1
@@ -150,7 +155,7 @@ def build_config(opts: dict[str, Any]) -> RunConfig:
         auth=opts["auth"], username=opts["username"],
         login_endpoint=normalize_path(opts["login_endpoint"], "--login-endpoint"),
         token_field=opts["token_field"],
-        headers=headers, schedule=schedule,
+        headers=headers, schedule=schedule, user_schedule=users,
         max_connections=max(concurrency, opts.get("max_connections") or 0),
         thresholds=thresholds, cluster=cluster, workers_per_node=per_node, tls=tls,
         proxy=proxy, keepalive=keepalive)
@@ -267,6 +272,24 @@ def _schedule(opts: dict[str, Any], requests: int | None, duration: float | None
     if not stages and requests is None and duration is None:
         raise ConfigError("--rate needs --duration or --requests to end the run")
     return build_schedule(rate, stages, duration)
+
+
+def _user_schedule(opts: dict[str, Any]) -> Any:
+    """``--user-stage``: the closed model's users over time, or None for a constant count.
+
+    The first stage ramps from ``--concurrency`` when it was given (on the command
+    line or in a scenario file), else from 0.
+    """
+    texts = opts.get("user_stages") or ()
+    if not texts:
+        return None
+    if opts.get("rate") is not None or opts.get("stages"):
+        raise ConfigError("--user-stage ramps users (closed model): it cannot be combined "
+                          "with --rate or --stage (open model)")
+    from loadgen.engine.population import build_user_schedule, parse_user_stage
+
+    stages = [parse_user_stage(text) for text in texts]
+    return build_user_schedule(opts.get("concurrency") or 0, stages)
 
 
 def _read_body(data: str | None, data_file: str | None) -> bytes:
