@@ -43,6 +43,8 @@ def test_ramp_up_hold_down(target_server: TargetServer, tmp_path: Path) -> None:
         {"duration_s": 2.0, "start_users": 6, "end_users": 6},
         {"duration_s": 1.0, "start_users": 6, "end_users": 0}]
     assert (config["concurrency"], config["duration_s"], config["model"]) == (6, 5.0, "closed")
+    header = next(line for line in run.stdout.splitlines() if line.startswith("Run "))
+    assert header.endswith("| users 0→6→6→0"), header
 
     # the shape, not the timing: each whole second within one user of the schedule's mean
     whole = [i for i in doc["intervals"] if not i["partial"]]
