@@ -85,3 +85,31 @@ def test_all_zero_is_refused() -> None:
     assert parse_user_stage("30s:100") == (30.0, 100)
     with pytest.raises(ConfigError, match="nothing would be sent"):
         build_user_schedule(0, [(1.0, 0)])
+
+
+def options(**given: object) -> dict[str, object]:
+    from loadgen.cli import _run_defaults
+
+    return {**_run_defaults(), "url": "http://127.0.0.1:9", **given}
+
+
+def test_config_of_a_ramp() -> None:
+    """The stages end the run (a shorter --duration sooner); concurrency is the peak; the
+    first stage starts from --concurrency only when it was given; workers at most the peak."""
+    from loadgen.config.model import plan_workers
+    from loadgen.config.options import build_config
+
+    config = build_config(options(user_stages=("2s:6", "1s:0"), workers=4))
+    assert (config.duration_s, config.requests, config.concurrency) == (3.0, None, 6)
+    assert config.user_schedule.start_users == 0 and config.workers == 4
+    assert config.public()["user_stages"][0] == {"duration_s": 2.0, "start_users": 0,
+                                                 "end_users": 6}
+    plans = plan_workers(config)
+    assert [(p.connections, p.max_connections) for p in plans] == [(0, 2), (0, 2), (0, 1), (0, 1)]
+    config = build_config(options(user_stages=("10s:2",), concurrency=5, duration="4s",
+                                  workers=8))
+    assert (config.duration_s, config.concurrency, config.workers) == (4.0, 5, 5)
+    assert [p.connections for p in plan_workers(config)] == [1] * 5
+    plain = build_config(options())
+    assert (plain.concurrency, plain.user_schedule) == (10, None)
+    assert "user_stages" not in plain.public()
