@@ -125,8 +125,8 @@ TLS_OPTIONS = _options(
               help=f"Total requests across all workers [default: {DEFAULT_REQUESTS}, "
                    "or unlimited with --duration].")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help=f"Total connections across all workers [default: {DEFAULT_CONCURRENCY}; "
-                   "with --user-stage, the users at the start, else 0].")
+              help=f"Total connections across all workers [default: {DEFAULT_CONCURRENCY}]; "
+                   "with --user-stage, the users at the start [default: 0].")
 @click.option("--duration", default=None, help="Run time, e.g. 30s or 2m (with --requests: "
                                                "whichever ends first).")
 @click.option("--user-stage", "user_stages", multiple=True, metavar="DURATION:USERS",
