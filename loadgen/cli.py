@@ -16,6 +16,7 @@ from click.core import ParameterSource
 from loadgen import __version__, errors
 from loadgen.config.model import ConfigError
 from loadgen.config.options import (
+    DEFAULT_CONCURRENCY,
     DEFAULT_REQUESTS,
     capacity_inputs,
     run_inputs,
@@ -119,10 +120,14 @@ TLS_OPTIONS = _options(
 @click.option("--requests", type=click.IntRange(min=1), default=None,
               help=f"Total requests across all workers [default: {DEFAULT_REQUESTS}, "
                    "or unlimited with --duration].")
-@click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Total connections across all workers.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help=f"Total connections across all workers [default: {DEFAULT_CONCURRENCY}]; "
+                   "with --user-stage, the users at the start [default: 0].")
 @click.option("--duration", default=None, help="Run time, e.g. 30s or 2m (with --requests: "
                                                "whichever ends first).")
+@click.option("--user-stage", "user_stages", multiple=True, metavar="DURATION:USERS",
+              help="Closed model: ramp linearly to USERS virtual users over DURATION (each "
+                   "its own connection); repeatable. The run lasts as long as the stages.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Open model: total requests per second across all workers; latency is "
                    "measured from each request's scheduled send time.")

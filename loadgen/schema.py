@@ -98,6 +98,7 @@ class Interval(_IntervalRequired, total=False):
     rps: float                # requests / length_s
     latency_ms: IntervalLatencyMs
     send_lag_ms: SendLagMs    # open model only
+    users: float              # --user-stage only: mean active users over the second (time-weighted)
 
 
 class Generator(TypedDict, total=False):

@@ -224,3 +224,21 @@ def test_open_model_service_time_and_send_lag() -> None:
     assert verdict["waited_share"] == pytest.approx(8 / 20)
     assert verdict["connections"] == 8
     assert verdict["lateness_ms"]["p99"] == pytest.approx(30.0, rel=0.01)
+
+
+def test_users_add_up_across_workers_and_a_sliver_is_weighted_by_its_length() -> None:
+    """--user-stage: each worker sends its mean active users; the second's figure is their
+    sum, and a folded last sliver counts by its length (only ramps carry ``users``)."""
+    agg = new_aggregate()
+    for k, means in ((1, (1.0, 0.5)), (2, (3.0, 2.0))):
+        for w in (0, 1):
+            agg.add({**message(w, k + 0.0004, [tally(ok=10)]), "users": means[w]})
+    for w in (0, 1):   # both end just after the boundary, with no user left
+        agg.add({**message(w, 2.05, [tally(ok=1)], final=True), "users": 0.0})
+    agg.finish()
+    assert [i["users"] for i in agg.intervals] == [1.5, round(5.0 * 1.0 / 1.05, 2)]
+    plain = new_aggregate()
+    plain.add(message(0, 1.0, [tally(ok=1)], final=True))
+    plain.add(message(1, 1.0, [tally(ok=1)], final=True))
+    plain.finish()
+    assert "users" not in plain.intervals[0]

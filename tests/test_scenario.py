@@ -30,7 +30,7 @@ from loadgen.config.scenario import (
     parse_scenario,
 )
 from loadgen.config.settings import EndpointSpec, Settings
-from loadgen.config.stages import StageSpec, parse_stage
+from loadgen.config.stages import StageSpec, parse_stage, parse_user_stage
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = sorted(CONFIGS.glob("*.toml"))
@@ -143,6 +143,7 @@ CLI_PARSERS: dict[str, Any] = {
     "method": parse_method,
     "headers": lambda texts: tuple(parse_header(t) for t in texts),
     "stages": lambda texts: tuple(parse_stage(t) for t in texts),
+    "user_stages": lambda texts: tuple(parse_user_stage(t) for t in texts),
     "login_endpoint": normalize_path,
 }
 
@@ -171,6 +172,7 @@ ROUND_TRIP = [
     ('[[stages]]\nduration = "30s"\nrate = 100\n[[stages]]\nduration = "1m"\nrate = 0',
      ["--stage", "30s:100", "--stage", "1m:0"]),
     ("max_connections = 400", ["--max-connections", "400"]),
+    ('user_stages = ["30s:100", "1m:0"]', ["--user-stage", "30s:100", "--user-stage", "1m:0"]),
     ("[auth]", ["--auth"]),
     ("auth = true", ["--auth"]),
     ('[auth]\nusername = "admin"', ["--auth", "--username", "admin"]),
@@ -191,6 +193,19 @@ def test_round_trip_matches_click(tmp_path: Path, text: str, args: list[str],
         expected = CLI_PARSERS.get(key, lambda v: v)(clicked[key])
         assert value == expected, key
         assert type(value) is type(expected), key
+
+
+def test_user_stages_ramp_from_the_files_concurrency(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, 'url = "http://127.0.0.1:9"\nconcurrency = 3\n'
+                           'user_stages = ["2s:6", "1s:0"]')
+    config, _, _ = run_with(monkeypatch, "--config", path)
+    assert config.user_schedule is not None
+    assert [(s.duration_s, s.start_users, s.end_users) for s in config.user_schedule.stages] == [
+        (2.0, 3, 6), (1.0, 6, 0)]
+    assert (config.concurrency, config.duration_s) == (6, 3.0)
+    message = error(tmp_path, 'user_stages = ["2s:many"]')
+    assert "item 1 of 'user_stages'" in message and "whole number" in message
 
 
 def test_auth_false(tmp_path: Path) -> None:

@@ -346,6 +346,7 @@ class RunConfig:
     token_field: str = "access_token"
     headers: tuple[tuple[str, str], ...] = ()
     schedule: Any = None                # engine.schedule.Schedule (open model); None = closed
+    user_schedule: Any = None           # engine.population.UserSchedule: closed, ramping users
     max_connections: int = 0            # open model: connections may grow to this
     thresholds: tuple[Any, ...] = ()    # thresholds.Threshold, checked after the run
     cluster: str | None = None          # Dask scheduler address: run on its workers (nodes)
@@ -383,6 +384,8 @@ class RunConfig:
             "keepalive": self.keepalive,
             "max_connections": self.max_connections if self.schedule else None,
             "schedule": _describe_schedule(self.schedule),
+            **({"user_stages": self.user_schedule.describe()}   # --user-stage runs only
+               if self.user_schedule is not None else {}),
             **({"cluster": self.cluster} if self.cluster else {}),   # local runs: as before
             **({"tls": {"cacert": bool(self.tls.cacert), "client_certificate": bool(self.tls.cert)}}
                if self.tls else {}),   # whether, not where: paths say nothing about the run
@@ -449,6 +452,7 @@ class WorkerPlan:
     insecure: bool
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     schedule: Any = None            # open model: take global requests index, index+stride, ...
+    user_schedule: Any = None       # closed model: users u with u % stride == index, over time
     stride: int = 1
     cycle: tuple[int, ...] = (0,)   # endpoint of request i: cycle[i % len(cycle)]
     requests_total: int | None = None
@@ -465,6 +469,12 @@ def worker_connections(config: RunConfig) -> list[tuple[int, int]]:
     that is before the plans can be made (they carry the login's token).
     """
     n = config.workers
+    users = config.user_schedule
+    if users is not None:   # each user its own connection: those at the start, the most at once
+        from loadgen.engine.population import users_of_worker
+
+        return [(users_of_worker(users.start_users, i, n), users_of_worker(users.peak, i, n))
+                for i in range(n)]
     conns = split(config.concurrency, n)
     most = split(config.max_connections, n)
     return [(conns[i], max(conns[i], most[i])) for i in range(n)]
@@ -487,7 +497,7 @@ def plan_workers(config: RunConfig,
             index=i, target=config.target, endpoints=config.endpoints, connections=connections,
             first_ticket=first, tickets=tickets[i], duration_s=config.duration_s,
             timeout_s=config.timeout_s, insecure=config.insecure, headers=headers,
-            schedule=config.schedule, stride=n, cycle=cycle, requests_total=config.requests,
+            schedule=config.schedule, user_schedule=config.user_schedule, stride=n, cycle=cycle, requests_total=config.requests,
             max_connections=most, tls=config.tls, proxy=config.proxy,
             keepalive=config.keepalive))
         first += tickets[i] or 0

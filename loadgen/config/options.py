@@ -37,9 +37,10 @@ from loadgen.config.model import (
 )
 from loadgen.config.proxy import proxy_option, resolve_proxy
 from loadgen.config.settings import EndpointSpec, Settings
-from loadgen.config.stages import MAX_RATE, parse_stage
+from loadgen.config.stages import MAX_RATE, parse_stage, parse_user_stage
 
 DEFAULT_REQUESTS = 100
+DEFAULT_CONCURRENCY = 10
 MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
 CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocols
 
@@ -184,14 +185,18 @@ def _build(given: _Layers) -> RunConfig:
     duration = given.get("duration", lambda text: parse_duration(text, "--duration") if text
                          else None)
     requests = given.get("requests")
+    users = _user_schedule(given)
     schedule = _schedule(given, requests, duration)
+    if users is not None:   # the stages end the run; --duration may end it sooner
+        duration = min(duration or users.duration_s, users.duration_s)
     if requests is None and duration is None and schedule is None:
         requests = DEFAULT_REQUESTS
     endpoints = _endpoints(given)
     headers = given.get("headers", lambda texts: tuple(parse_header(h) for h in texts)) or ()
     _check_headers(headers, endpoints)
     keepalive = _keepalive(bool(given.get("no_keepalive")), headers, endpoints)
-    concurrency = given.get("concurrency")
+    concurrency = (users.peak if users is not None
+                   else given.get("concurrency") or DEFAULT_CONCURRENCY)
     workers = given.get("workers")
     if (workers or 0) > MAX_WORKERS:
         raise ConfigError(f"--workers: at most {MAX_WORKERS} processes on one machine")
@@ -216,7 +221,7 @@ def _build(given: _Layers) -> RunConfig:
         login_endpoint=given.get("login_endpoint",
                                  lambda text: normalize_path(text, "--login-endpoint")),
         token_field=given.get("token_field"),
-        headers=headers, schedule=schedule,
+        headers=headers, schedule=schedule, user_schedule=users,
         max_connections=max(concurrency, given.get("max_connections") or 0),
         thresholds=thresholds, cluster=cluster, workers_per_node=per_node, tls=tls,
         proxy=proxy, keepalive=keepalive)
@@ -328,6 +333,24 @@ def _schedule(given: _Layers, requests: int | None, duration: float | None) -> A
     if not stages and requests is None and duration is None:
         raise ConfigError("--rate needs --duration or --requests to end the run")
     return build_schedule(rate, stages, duration)
+
+
+def _user_schedule(given: _Layers) -> Any:
+    """``--user-stage``: the closed model's users over time, or None for a constant count.
+
+    The first stage ramps from ``--concurrency`` when it was given (on the command
+    line or in a scenario file), else from 0.
+    """
+    stages = list(given.get("user_stages",
+                            lambda texts: [parse_user_stage(t) for t in texts]) or ())
+    if not stages:
+        return None
+    if given.get("rate") is not None or given.get("stages"):
+        raise ConfigError("--user-stage ramps users (closed model): it cannot be combined "
+                          "with --rate or --stage (open model)")
+    from loadgen.engine.population import build_user_schedule
+
+    return build_user_schedule(given.get("concurrency") or 0, stages)
 
 
 def _read_body(data: str | None, data_file: str | None) -> bytes:

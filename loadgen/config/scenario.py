@@ -33,6 +33,8 @@ over the file.  Example (every key is optional; an empty file is valid)::
     [[stages]]
     duration = "30s"
     rate = 100                    # or: stages = ["30s:100", "1m:2000", "30s:0"]
+    # Or ramp the closed model's users (as --user-stage; the first from `concurrency`, or 0):
+    # user_stages = ["30s:100", "1m:100", "30s:0"]
 
     [auth]                        # present => log in first (auth = true alone uses the defaults)
     username = "admin"
@@ -110,7 +112,7 @@ from loadgen.config.model import (
 )
 from loadgen.config.proxy import proxy_option
 from loadgen.config.settings import EndpointSpec, Settings
-from loadgen.config.stages import StageSpec, check_stage_rate, parse_stage
+from loadgen.config.stages import StageSpec, check_stage_rate, parse_stage, parse_user_stage
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -120,6 +122,7 @@ TOP_KEYS = (
     "workers", "duration", "method", "headers", "data", "data_file", "timeout", "insecure",
     "rate", "stages", "max_connections", "quiet", "thresholds", "cluster", "workers_per_node",
     "cacert", "cert", "key", "expect_status", "proxy", "no_proxy", "no_keepalive",
+    "user_stages",
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
 ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file", "expect_status")
@@ -342,6 +345,11 @@ class _Reader:
             elif key == "stages":
                 out[key] = tuple(self.stage(item, i) for i, item in
                                  enumerate(self.array(value, label), 1))
+            elif key == "user_stages":   # "DURATION:USERS" strings, as --user-stage
+                out[key] = tuple(
+                    self.reuse(parse_user_stage, self.string(item, f"item {i} of {label}"),
+                               f"item {i} of {label}")
+                    for i, item in enumerate(self.array(value, label), 1))
             elif key == "thresholds":   # parsed with the run's endpoints known (build_config)
                 out[key] = tuple(self.string(item, f"item {i} of {label}")
                                  for i, item in enumerate(self.array(value, label), 1))

@@ -55,6 +55,7 @@ class Settings:
     timeout: float | None = None                    # seconds, at least 1 ms
     rate: float | None = None                       # requests per second
     stages: tuple[StageSpec, ...] | None = None
+    user_stages: tuple[tuple[float, int], ...] | None = None   # (seconds, users)
     method: str | None = None                       # upper case
     headers: tuple[tuple[str, str], ...] | None = None
     expect_status: frozenset[int] | None = None

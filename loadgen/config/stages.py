@@ -1,4 +1,5 @@
-"""``--stage DURATION:RATE`` (and a scenario's ``stages``) parsed into typed stages.
+"""``--stage DURATION:RATE`` and ``--user-stage DURATION:USERS`` (and a scenario's
+``stages`` / ``user_stages``) parsed into typed stages.
 
 Here rather than in ``engine.schedule`` so that ``config`` validates what the
 user typed without importing the engine; the engine builds its send schedule
@@ -15,6 +16,8 @@ from loadgen.config.model import ConfigError, parse_duration
 #: Requests per second across all workers.  Far beyond what one machine's workers can send;
 #: above it a typo (or inf) would fill the dispatch queue faster than anything drains it.
 MAX_RATE = 10_000_000.0
+#: Users across all workers.  Each is a greenlet and a connection: beyond this a typo, not a plan.
+MAX_USERS = 1_000_000
 
 
 class StageSpec(NamedTuple):
@@ -45,3 +48,17 @@ def check_stage_rate(rate: float, shown: str) -> float:
     if rate > MAX_RATE:
         raise ConfigError(f"--stage: rate above {MAX_RATE:,.0f} req/s in {shown!r}")
     return rate
+
+
+def parse_user_stage(text: str) -> tuple[float, int]:
+    """'30s:100' -> (30.0, 100)."""
+    duration, sep, users = text.partition(":")
+    if not sep:
+        raise ConfigError(f"--user-stage: {text!r} is not DURATION:USERS (e.g. 30s:100)")
+    value = users.strip()
+    if not value.isascii() or not value.isdigit():
+        raise ConfigError(f"--user-stage: users must be a whole number, zero or more, "
+                          f"in {text!r}")
+    if int(value) > MAX_USERS:
+        raise ConfigError(f"--user-stage: more than {MAX_USERS:,} users in {text!r}")
+    return parse_duration(duration, "--user-stage"), int(value)

@@ -17,9 +17,11 @@ only in the request source that feeds it ``(index, intended send time)``:
 A source is a generator: resuming one costs less than a method call, and the
 open model's queue items are passed through as they are.  The stop conditions
 live in the sources (tickets, duration, the dispatcher's end, a stop), never in
-the serve loop.  Room for what comes next: a *population* (how many virtual
-users run, over time) is how many serve greenlets run, each on its own source;
-per-request building replaces the prebuilt ``requests[e]`` with a choice made
+the serve loop.  A *population* (how many virtual users run, over time:
+``--user-stage``) is how many serve greenlets run, each on its own connection
+and its own source (``user_tickets``, which also obeys the user's stop flag), so
+the constant closed model keeps ``tickets()`` untouched; per-request building
+replaces the prebuilt ``requests[e]`` with a choice made
 once per loop, so the static case keeps its prebuilt bytes and its speed.
 
 Imported only after gevent.monkey.patch_all().
@@ -96,6 +98,14 @@ class Worker:
         self.idle = 0          # open model: connections waiting for work
         self.waited = 0        # open model: sends that found every connection busy, none to add
         self.finished = Event()
+        # --user-stage: the users running now, their user-seconds since the last interval
+        self.active_users = 0
+        self.peak_users = 0
+        self.user_seconds = 0.0
+        self.users_since = 0.0         # perf_counter of the last change (or interval)
+        self.interval_began = 0.0
+        self.retired_reconnects = 0    # of users' connections already closed
+        self.wake = Event()            # the ramp's controller: stop, or tickets ran out
 
     def _new_tallies(self) -> list[Tally]:
         return [Tally(self.open_model, e.expect_status) for e in self.plan.endpoints]
@@ -162,6 +172,24 @@ class Worker:
             self.next_ticket = i + 1
             yield i, t0
 
+    def user_tickets(self, user: _User) -> Iterator[tuple[int, float]]:
+        """A ramp's user: ``tickets()`` that also ends when the user is told to stop.
+
+        Only ramps use it, so the constant closed model's source keeps its speed.
+        The user finishes the request it is in, then leaves.
+        """
+        clock, end_at = time.perf_counter, self.end_at
+        while not self.stopping and not user.stopped:
+            t0 = clock()
+            i = self.next_ticket
+            if i == self.last_ticket:
+                self.wake.set()   # no more work: the controller starts nobody else
+                return
+            if t0 >= end_at:
+                return
+            self.next_ticket = i + 1
+            yield i, t0
+
     def released(self) -> Iterator[tuple[int, float]]:
         """Open model: what the dispatcher released, in order, until it (or a stop) says so."""
         get = self.queue.get
@@ -220,6 +248,78 @@ class Worker:
         for _ in self.connections:
             self.queue.put(None)
 
+    # -- a population: --user-stage -----------------------------------------------------
+    def populate(self) -> None:
+        """Start and stop this worker's users on the schedule, then return.
+
+        Worker ``index`` of ``stride`` owns the users ``u % stride == index``
+        (engine.population), so the workers' counts add up to the schedule's at
+        every instant.  Each change is due at an absolute time from the common
+        start (timers wake late; lateness never accumulates).  A stopped user
+        ends its current request, then closes its connection, so the server
+        sees its connections follow the ramp.
+        """
+        plan, clock = self.plan, time.perf_counter
+        users: dict[int, _User] = {}
+        self._note_users(0)
+        for u, conn in zip(range(plan.index, plan.index + plan.stride * len(self.connections),
+                                 plan.stride), list(self.connections)):
+            self._start_user(users, u, conn)   # the first users: connected before the start
+        for t, u, starts in plan.user_schedule.changes(plan.index, plan.stride):
+            at = self.start + t
+            if at >= self.end_at:
+                break
+            delay = at - clock()
+            if delay > 0 and self.wake.wait(delay):
+                break   # a stop, or the tickets ran out
+            if self.stopping or self.wake.is_set():
+                break
+            if starts:
+                conn = Connection(self.pool, plan.timeout_s, self.phases)
+                self.connections.append(conn)
+                self._start_user(users, u, conn, connect=True)
+            elif (user := users.pop(u, None)) is not None:
+                user.stopped = True
+
+    def _start_user(self, users: dict[int, _User], u: int, conn: Connection,
+                    connect: bool = False) -> None:
+        user = _User(u, conn)
+        users[u] = user
+        self._note_users(1)
+        self.loops.append(gevent.spawn(self._run_user, users, user, connect))
+
+    def _run_user(self, users: dict[int, _User], user: _User, connect: bool) -> None:
+        """One user: connect (outside any latency, as the pool's connections are before
+        the start), serve until stopped, then leave with its connection closed."""
+        conn = user.conn
+        try:
+            if connect and not all(self.closes):   # else each request connects anyway
+                self._preconnect(conn)
+            self.serve(conn, self.user_tickets(user))
+        finally:
+            if users.get(user.index) is user:
+                del users[user.index]
+            self._note_users(-1)
+            self.retired_reconnects += conn.reconnects
+            self.connections.remove(conn)
+            conn.release()   # closed; urllib3's object goes back for a later user
+
+    def _note_users(self, delta: int) -> None:
+        """Add the user-seconds since the last change, then change the count."""
+        now = time.perf_counter()
+        self.user_seconds += self.active_users * (now - self.users_since)
+        self.users_since = now
+        self.active_users += delta
+        self.peak_users = max(self.peak_users, self.active_users)
+
+    def _users_mean(self, now: float) -> float:
+        """Time-weighted mean of the active users since the last interval; starts the next."""
+        self._note_users(0)
+        span = now - self.interval_began
+        mean = self.user_seconds / span if span > 0 else float(self.active_users)
+        self.user_seconds, self.interval_began = 0.0, now
+        return mean
+
     def _add_connection(self) -> None:
         conn = Connection(self.pool, self.plan.timeout_s, self.phases)
         self.connections.append(conn)
@@ -237,6 +337,10 @@ class Worker:
             gevent.joinall([gevent.spawn(self._preconnect, c) for c in self.connections])
         elif self.connections:
             self._warm_up(self.connections[0])
+        if plan.user_schedule is not None and not self.connections:   # a ramp from 0 users
+            probe = Connection(self.pool, plan.timeout_s, self.phases)
+            self._warm_up(probe)
+            probe.release()
         # Everything allocated so far lives for the whole run: move it out of the
         # collector's sight so full collections stay short and do not stall greenlets.
         gc.collect()
@@ -255,12 +359,15 @@ class Worker:
         self.run_delay0 = run_delay_s()
         if plan.duration_s is not None:
             self.end_at = self.start + plan.duration_s
+        self.users_since = self.interval_began = self.start
         gevent.spawn(self._control)
         gevent.spawn(self._watchdog)
         gevent.spawn(self._probe)
         reporter = gevent.spawn(self._report_intervals)
         if self.open_model:
             self.dispatch()
+        elif plan.user_schedule is not None:
+            self.populate()
         else:
             self.loops = [gevent.spawn(self.serve, c, self.tickets()) for c in self.connections]
         while self.loops:   # the dispatcher may have added loops
@@ -295,6 +402,7 @@ class Worker:
             while True:
                 if self.channel.recv().get("type") == "stop":
                     self.stopping = True
+                    self.wake.set()   # a ramp's controller waits on it
                     for _ in self.connections:   # wake idle open-model connections
                         self.queue.put(None)
         except ChannelClosed:
@@ -357,18 +465,31 @@ class Worker:
             "elapsed_s": round(end - self.start, 6),
             "cpu_s": round(time.process_time() - self.cpu0, 6),
             "run_delay_s": round(run_delay_s() - self.run_delay0, 6),
-            "reconnects": sum(c.reconnects for c in self.connections),
-            "connections": len(self.connections),
+            "reconnects": self.retired_reconnects + sum(c.reconnects for c in self.connections),
+            "connections": max(len(self.connections), self.peak_users),
             "waited": self.waited,
             "lateness": encode_histogram(send_lag),
             "loop_lag": encode_histogram(loop_lag),
             "endpoints": [t.to_wire() for t in tallies],
             "phases": self.phases.to_wire(),
         }
+        if self.plan.user_schedule is not None:
+            message["users"] = round(self._users_mean(now), 4)
         try:
             self.channel.send(message)
         except ChannelClosed:
             os._exit(1)
+
+
+class _User:
+    """One virtual user of a ramp: its global index, its connection, whether to leave."""
+
+    __slots__ = ("conn", "index", "stopped")
+
+    def __init__(self, index: int, conn: Connection) -> None:
+        self.index = index
+        self.conn = conn
+        self.stopped = False
 
 
 def run_delay_s() -> float:

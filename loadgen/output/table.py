@@ -214,7 +214,8 @@ def _header_line(doc: Mapping[str, Any]) -> str:
     requests = summary.get("requests", 0)
     duration = summary.get("duration_s") or 0.0
     rps = summary.get("rps") or 0.0
-    model = f" | {_model_words(doc)}" if is_open_model(doc) else ""
+    model = (f" | {_model_words(doc)}" if is_open_model(doc)
+             else f" | users {ramp}" if (ramp := user_ramp_words(doc)) else "")
     success = (f" | {share_text(requests - failure_count(summary), requests)} success"
                if requests else "")
     # files without the key were kept alive: it is said only when off
@@ -247,6 +248,16 @@ def _model_words(doc: Mapping[str, Any]) -> str:
         return f"open model, target {format_number(low, thousands=True)} req/s"
     return (f"open model, target {format_number(low, thousands=True)}"
             f"..{format_number(high, thousands=True)} req/s")
+
+
+def user_ramp_words(doc: Mapping[str, Any]) -> str:
+    """'0→6→6→0': the users at the start and at the end of each ``--user-stage``; '' without."""
+    stages = (doc.get("config") or {}).get("user_stages")
+    if not isinstance(stages, list) or not stages or not all(
+            isinstance(s, dict) and isinstance(s.get("start_users"), int)
+            and isinstance(s.get("end_users"), int) for s in stages):
+        return ""
+    return "→".join(str(n) for n in [stages[0]["start_users"], *(s["end_users"] for s in stages)])
 
 
 def target_rates(doc: Mapping[str, Any]) -> list[float]:

@@ -23,7 +23,8 @@ LATENCY_BLOCK_KEYS = ("latency_ms", "success_latency_ms", "service_time_ms")
 COUNT_BLOCK_KEYS = ("status_codes", "failures_by_status", "failures_by_kind", "errors")
 #: Numbers of an interval, old and new: old files have ``errors`` (transport failures only),
 #: new ones ``successes``, ``failures`` and ``length_s``.
-NUMERIC_INTERVAL_KEYS = ("requests", "successes", "failures", "errors", "rps", "length_s")
+NUMERIC_INTERVAL_KEYS = ("requests", "successes", "failures", "errors", "rps", "length_s",
+                         "users")
 
 
 def check_document(doc: dict[str, Any], path: str, charts: bool) -> None:

@@ -59,6 +59,7 @@ class _Second:
     totals: Totals = field(default_factory=Totals)
     length: float = 0.0
     lag: HdrHistogram = field(default_factory=new_histogram)
+    users: float | None = None   # --user-stage: the workers' mean active users, summed
 
 
 @dataclass
@@ -107,6 +108,8 @@ class Aggregate:
         state.connections = message["connections"]
         state.waited = message["waited"]
         second = self._pending.setdefault(state.messages, _Second())
+        if message.get("users") is not None:   # each worker's mean over its second: they add up
+            second.users = (second.users or 0.0) + message["users"]
         if message["lateness"]:
             lag = decode_histogram(message["lateness"])
             self.lateness.add(lag)
@@ -157,6 +160,10 @@ class Aggregate:
         merged.totals.merge(sliver.totals)
         if sliver.lag.get_total_count():
             merged.lag.add(sliver.lag)
+        if sliver.users is not None and merged.users is not None:   # time-weighted
+            length = merged.length + max(0.0, sliver.length)
+            merged.users = ((merged.users * merged.length + sliver.users * max(0.0, sliver.length))
+                            / length if length > 0 else merged.users)
         merged.length += max(0.0, sliver.length)
         self.intervals[-1] = self._interval(k, merged)
 
@@ -193,6 +200,8 @@ class Aggregate:
             "rps": totals.requests / length if length > 0 else 0.0,
             "latency_ms": cast(IntervalLatencyMs, {key: lat[key] for key in INTERVAL_LATENCY_KEYS}),
         }
+        if second.users is not None:
+            entry["users"] = round(second.users, 2)
         if second.lag.get_total_count():
             p50, p99 = percentiles_us(second.lag, [50.0, 99.0])
             entry["send_lag_ms"] = {"p50": p50 / 1000.0, "p99": p99 / 1000.0}
