@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from loadgen import __version__, errors
-from loadgen.commands.run import execute, prepare
+from loadgen.commands.run import execute, prepare, renewing
 from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
 from loadgen.errors import one_line
@@ -46,7 +46,7 @@ class _Interrupted(Exception):
 def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outputs,
                      settings: CapacitySettings) -> int:
     """Pre-flight, the search step by step, then the verdict and each chosen output."""
-    headers = prepare(config, credentials.password)
+    auth = prepare(config, credentials.password)
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
     say = echo(stdout_taken(outputs.save))
     sinks: list[Sink] = []
@@ -66,7 +66,7 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
     def run_step(step_config: RunConfig) -> Mapping[str, Any]:
         progress = ProgressSink(Progress(outputs.quiet, None, step_config.duration_s), erase=True)
         try:
-            return execute(step_config, headers,
+            return execute(step_config, auth,
                            lambda agg, _: progress.on_update(Snapshot(agg.intervals, dict)))
         finally:
             progress.end()   # the step's line takes the live line's place
@@ -81,9 +81,10 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
             raise _Interrupted
 
     try:
-        found = search(config, run_step, lambda doc: _slo_failures(config, doc),
-                       settings.start_rate, settings.max_rate, settings.step_s,
-                       settings.precision, on_step)
+        with renewing(auth):   # one login for the whole search, renewed as in ``run``
+            found = search(config, run_step, lambda doc: _slo_failures(config, doc),
+                           settings.start_rate, settings.max_rate, settings.step_s,
+                           settings.precision, on_step)
         found.steps = steps
         status = "complete"
     except (_Interrupted, KeyboardInterrupt):   # a second Ctrl-C, or one between steps

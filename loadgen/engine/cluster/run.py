@@ -42,7 +42,7 @@ import orjson
 from loadgen import __version__
 from loadgen.config.model import RunConfig, WorkerPlan
 from loadgen.engine.cluster.node import NodeJob, node_task, probe
-from loadgen.engine.collector import SILENCE_LIMIT_S, Collector, Outcome
+from loadgen.engine.collector import SILENCE_LIMIT_S, Collector, HeaderSource, Outcome
 from loadgen.engine.preflight import PreflightError
 from loadgen.stats.aggregate import Aggregate
 
@@ -162,10 +162,12 @@ class Cluster(Collector):
     # -- the run ----------------------------------------------------------------------------
 
     def run(self, plans: list[WorkerPlan],
-            on_interval: Callable[[Aggregate], None] | None = None) -> Outcome:
+            on_interval: Callable[[Aggregate], None] | None = None,
+            auth: HeaderSource | None = None) -> Outcome:
         """Run ``plans`` (made once for ``self.config``, with every node's workers) on the
         nodes and merge what they send, as ``Coordinator.run`` does."""
         self.on_interval = on_interval
+        self.auth = auth
         return self.collect(plans)
 
     # -- the transport: a Dask task per node, a queue up, a variable and an event down --------
