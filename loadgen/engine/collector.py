@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +46,28 @@ class HeaderSource(Protocol):
 
     def unauthorized(self, count: int) -> None:
         """The workers reported ``count`` 401 answers."""
+
+
+class HeaderInbox:
+    """Headers put by another thread for the collect loop: a cluster node's coordinator
+    gets each renewed login from the central one (``engine.cluster.node``), which alone
+    logs in and so alone acts on 401s."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._headers: Headers | None = None
+
+    def put(self, headers: Sequence[Sequence[str]]) -> None:
+        with self._lock:
+            self._headers = tuple((str(name), str(value)) for name, value in headers)
+
+    def take(self) -> Headers | None:
+        with self._lock:
+            headers, self._headers = self._headers, None
+            return headers
+
+    def unauthorized(self, count: int) -> None:
+        pass
 
 READY_TIMEOUT_S = 30.0
 # A worker reports every interval; one silent for longer than this is stuck and is lost.
