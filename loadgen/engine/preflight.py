@@ -2,8 +2,9 @@
 
 Reachability is checked first so that a typo in ``--url`` is bad input
 (exit 2, nothing sent) instead of a run full of connect errors.  The login
-happens once; the token goes to the workers as a header and is never
-written to results, logs or the terminal.
+happens here first (a failure is exit 3 before any load), then again whenever
+``engine.renewal`` renews the token; the token goes to the workers as a
+header and is never written to results, logs or the terminal.
 """
 
 from __future__ import annotations
