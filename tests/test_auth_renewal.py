@@ -69,6 +69,8 @@ def test_token_times_reads_claims_without_the_key() -> None:
     assert token_times(token) == (2_000_000_000.0, 1_999_999_000.0)
     assert token_times(jwt.encode({"sub": "x"}, "secret" * 6, algorithm="HS256")) == (None, None)
     assert token_times("not-a-jwt") == (None, None)
+    expired = jwt.encode({"exp": 1_000_000_000}, "secret" * 6, algorithm="HS256")
+    assert token_times(expired) == (1_000_000_000.0, None)   # read, not refused
 
 
 class FakeClock:

@@ -53,7 +53,7 @@ def token_times(token: str) -> tuple[float | None, float | None]:
     """The token's ``exp`` and ``iat`` claims (None when absent or not a JWT), unverified."""
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.InvalidTokenError:
+    except (jwt.InvalidTokenError, ValueError, TypeError):   # not a JWT: renew after 401s
         return None, None
 
     def number(key: str) -> float | None:
