@@ -19,8 +19,8 @@ from typing import Any
 import jwt
 import pytest
 from conftest import TargetServer, start_target_server, stop_target_server
-from helpers import loadgen
-from rawservers import RawServer, RotatingTokens
+from helpers import loadgen, one_line_error
+from rawservers import RawServer, RotatingTokens, token_api
 
 from loadgen.engine.renewal import (
     LEAD_S,
@@ -245,3 +245,13 @@ def test_a_failed_relogin_is_named_and_the_run_goes_on(tmp_path: Path) -> None:
     assert doc["summary"]["requests"] == 200
     assert doc["summary"]["status_codes"].get("200", 0) == server.requests
     assert doc["summary"]["failures_by_status"].get("401", 0) == tokens.refused
+
+
+def test_a_token_a_header_cannot_carry_is_a_failed_login() -> None:
+    """Sent as it is, a token with a line break would split the request: refused at login
+    (a renewed one alike: a failed renewal, counted)."""
+    with RawServer(token_api(PASSWORD, "abc\\r\\nX-Injected: 1")) as server:
+        run = loadgen("run", "--url", server.url, "--endpoint", "/api/secret", "--auth",
+                      "--username", "admin", "--password", PASSWORD, "--requests", "5")
+    line = one_line_error(run, status=3)
+    assert "header cannot carry" in line and server.requests == 0

@@ -247,4 +247,7 @@ def login(config: RunConfig, password: str) -> str:
                              "field (see --token-field)", 3) from None
     if not isinstance(token, str) or not token:
         raise PreflightError(f"login failed: {config.token_field!r} is not a token string", 3)
+    if not all("!" <= c <= "~" for c in token):   # it goes into a header line as it is
+        raise PreflightError(f"login failed: {config.token_field!r} holds characters a "
+                             "header cannot carry (space, control, non-ASCII)", 3)
     return token
