@@ -36,11 +36,13 @@ from typing import Any, Protocol
 from loadgen.config.model import RunConfig, WorkerPlan
 from loadgen.stats.aggregate import Aggregate, WorkerState
 
-#: What the collect loop needs of ``engine.renewal.Renewal`` (a cluster node's relay too).
+#: Headers for every request of the run, (name, value): a renewed login's bearer header.
 Headers = tuple[tuple[str, str], ...]
 
 
 class HeaderSource(Protocol):
+    """What the collect loop needs of ``engine.renewal.Renewal`` (and of a node's inbox)."""
+
     def take(self) -> Headers | None:
         """New headers for the workers since the last call, else None."""
 

@@ -18,10 +18,11 @@ Two halves, both on the machine of one Dask worker:
 The protocol is internal and trusted (both ends are loadgen): stdin carries an
 8-byte length and a pickled ``NodeJob`` (which may hold the bearer token, so
 it is never logged), then JSON control lines ``{"start": WALL}``,
-``{"abort": WHY}``, ``{"type": "stop"}`` or ``{"type": "headers", "headers": [...]}``
-(a renewed ``--auth`` login: the token, so never logged either).  stdout carries ``ready``, the
-workers' ``interval``/``final``/``error`` messages, ``lost`` per lost worker
-and, last, ``done`` with the node's status and problems.
+``{"abort": WHY}``, ``{"type": "stop"}`` or ``{"type": "headers", "headers":
+[...]}`` (a renewed ``--auth`` login: the token, so never logged either).
+stdout carries ``ready``, the workers' ``interval``/``final``/``error``
+messages, ``lost`` per lost worker and, last, ``done`` with the node's status
+and problems.
 """
 
 from __future__ import annotations
