@@ -90,7 +90,7 @@ def make_token(exp_in: float | None, clock: FakeClock, n: int = 0) -> str:
 
 def test_renewal_logs_in_before_expiry_and_hands_the_header_over_once() -> None:
     clock = FakeClock()
-    issued = [make_token(10, clock, n) for n in range(1, 3)]
+    issued = [make_token(10, clock, n) for n in range(1, 4)]
     renewal = Renewal(lambda: issued.pop(0), make_token(10, clock), clock=clock, wall=clock)
     assert renewal.take() is None and renewal.next_reason() is None
     clock.t += 10 - LEAD_S
@@ -100,7 +100,12 @@ def test_renewal_logs_in_before_expiry_and_hands_the_header_over_once() -> None:
     assert header is not None and header[0][0] == "Authorization"
     assert header[0][1].startswith("Bearer ") and renewal.take() is None   # given once
     assert renewal.next_reason() is None                   # the new token's due is later
-    assert renewal.summary() == {"logins": 2, "renewed_before_expiry": 1,
+    renewal.renew_if_due()                                 # (a capacity step's start)
+    assert renewal.take() is None
+    clock.t += 10
+    renewal.renew_if_due()
+    assert renewal.take() is not None
+    assert renewal.summary() == {"logins": 3, "renewed_before_expiry": 2,
                                  "renewed_after_401": 0, "failed": 0, "problems": []}
 
 

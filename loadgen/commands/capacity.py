@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from loadgen import __version__, errors
-from loadgen.commands.run import execute, prepare, renewing
+from loadgen.commands.run import execute, prepare
 from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
 from loadgen.errors import one_line
@@ -81,10 +81,9 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
             raise _Interrupted
 
     try:
-        with renewing(auth):   # one login for the whole search, renewed as in ``run``
-            found = search(config, run_step, lambda doc: _slo_failures(config, doc),
-                           settings.start_rate, settings.max_rate, settings.step_s,
-                           settings.precision, on_step)
+        found = search(config, run_step, lambda doc: _slo_failures(config, doc),
+                       settings.start_rate, settings.max_rate, settings.step_s,
+                       settings.precision, on_step)
         found.steps = steps
         status = "complete"
     except (_Interrupted, KeyboardInterrupt):   # a second Ctrl-C, or one between steps

@@ -71,11 +71,14 @@ def execute(config: RunConfig, auth: Renewal | None,
     """
     started = dt.datetime.now(dt.UTC)
     callback = (lambda agg: on_second(agg, started)) if on_second else None
+    if auth is not None:
+        auth.renew_if_due()   # a capacity step may start when the token is due
     plans = plan_workers(config, auth.headers() if auth is not None else ())
-    if cluster is not None:
-        outcome = cluster.run(plans, callback, auth)
-    else:
-        outcome = Coordinator(config, plans, callback, auth=auth).run()
+    with renewing(auth):   # stopped before the document: its counts are final
+        if cluster is not None:
+            outcome = cluster.run(plans, callback, auth)
+        else:
+            outcome = Coordinator(config, plans, callback, auth=auth).run()
     return build_document(config.public(), outcome.aggregate, outcome.status,
                           outcome.problems, started, nodes=outcome.nodes, thresholds=thresholds,
                           auth=auth.summary() if auth is not None else None)
@@ -106,8 +109,7 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
             auth=auth.summary() if auth is not None else None)))
 
     try:
-        with renewing(auth):
-            doc = execute(config, auth, every_second, cluster, config.thresholds)
+        doc = execute(config, auth, every_second, cluster, config.thresholds)
     finally:
         if cluster is not None:
             cluster.close()
@@ -123,7 +125,7 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
 
 @contextlib.contextmanager
 def renewing(auth: Renewal | None) -> Iterator[None]:
-    """The renewal thread runs while the load does (``capacity``: the whole search)."""
+    """The renewal thread runs while the load does (each ``capacity`` step's)."""
     if auth is None:
         yield
         return

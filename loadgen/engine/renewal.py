@@ -43,6 +43,8 @@ LEAD_SHARE = 0.2
 MIN_DELAY_S = 0.25
 #: The least time between a login and a login after 401s; also the retry after a failure.
 RETRY_S = 1.0
+#: ``stop`` waits this long for a login under way.
+STOP_WAIT_S = 2.0
 #: Distinct login failures kept for the report (the count covers them all).
 MAX_PROBLEMS = 5
 
@@ -159,16 +161,29 @@ class Renewal:
                     "problems": list(self.problems)}
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="loadgen-auth-renewal",
-                                        daemon=True)
+        """Renew in a thread while the load runs (again after ``stop``: capacity steps)."""
+        self._stopped = threading.Event()   # its own: a thread left in a login ends alone
+        self._wake.clear()
+        self._thread = threading.Thread(target=self._run, args=(self._stopped,),
+                                        name="loadgen-auth-renewal", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop renewing (a login under way is left to finish in its daemon thread)."""
+        """Stop renewing before the run's document is built, so its counts are the server's.
+
+        A login under way is waited for up to ``STOP_WAIT_S`` (then left to its daemon
+        thread: a second Ctrl-C must not wait for a login's whole ``--timeout``).
+        """
         self._stopped.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(0.5)
+            self._thread.join(STOP_WAIT_S)
+            self._thread = None
+
+    def renew_if_due(self) -> None:
+        """Log in now if the token is due (between capacity steps nobody renews it)."""
+        if self.next_reason() == "before_expiry":
+            self.renew("before_expiry")
 
     def __enter__(self) -> Self:
         self.start()
@@ -179,8 +194,8 @@ class Renewal:
 
     # -- the thread -----------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stopped.is_set():
+    def _run(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
             reason = self.next_reason()
             if reason is None:
                 with self._lock:
