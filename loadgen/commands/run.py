@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -74,7 +74,9 @@ def execute(config: RunConfig, auth: Renewal | None,
     if auth is not None:
         auth.renew_if_due()   # a capacity step may start when the token is due
     plans = plan_workers(config, auth.headers() if auth is not None else ())
-    with renewing(auth):   # stopped before the document: its counts are final
+    # the renewal thread runs while the load does, and stops before the document is
+    # built: its counts are final (a capacity search restarts it for each step)
+    with auth if auth is not None else contextlib.nullcontext():
         if cluster is not None:
             outcome = cluster.run(plans, callback, auth)
         else:
@@ -121,16 +123,6 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
     if status == errors.OK and thresholds.failed:
         return errors.THRESHOLD
     return status
-
-
-@contextlib.contextmanager
-def renewing(auth: Renewal | None) -> Iterator[None]:
-    """The renewal thread runs while the load does (each ``capacity`` step's)."""
-    if auth is None:
-        yield
-        return
-    with auth:
-        yield
 
 
 def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink) -> list[Sink]:
