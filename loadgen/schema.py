@@ -141,6 +141,21 @@ class Node(TypedDict):
     start_offset_ms: float | None
 
 
+class AuthSummary(TypedDict):
+    """``--auth``: how many logins the run made (the first one included) and why.
+
+    ``failed`` logins left the run on the token it had; ``problems`` names them
+    (distinct messages, at most five).  Absent from runs without ``--auth`` and
+    from files written before logins were renewed.
+    """
+
+    logins: int
+    renewed_before_expiry: int
+    renewed_after_401: int
+    failed: int
+    problems: list[str]
+
+
 class ThresholdResult(TypedDict):
     """One ``--threshold`` checked against the document's numbers.
 
@@ -179,6 +194,7 @@ class ResultsDocument(_DocumentRequired, total=False):
     phase_histograms: dict[str, str]      # connect, tls, ttfb
     thresholds: list[ThresholdResult]     # only when --threshold was given
     nodes: list[Node]                     # --cluster only
+    auth: AuthSummary                     # --auth only
     # combined repeats (bench/compare-configs, loadgen.stats.combine)
     combined_from: int
     combined_runs: list[dict[str, object]]

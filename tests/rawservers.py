@@ -362,3 +362,76 @@ class ManyServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RotatingTokens:
+    """A login that issues a new token each time, for ``--auth`` renewal tests.
+
+    Token ``n`` is a JWT (HS256, a key loadgen never sees) whose ``exp`` is ``ttl_s``
+    from its issue, or that has no ``exp`` at all (``ttl_s`` None): then the server
+    stops accepting it ``revoke_after_s`` after its issue, which only a 401 can tell
+    loadgen.  ``logins_left`` logins succeed, the later ones answer 500.  Every token
+    issued is kept (``issued``), so a test can search every output for each of them.
+    Other paths answer 200 to a live token, else 401 (``refused``).
+    """
+
+    def __init__(self, password: str, *, ttl_s: float | None = None,
+                 revoke_after_s: float | None = None, logins_left: int = 1_000) -> None:
+        self.password = password
+        self.ttl_s = ttl_s
+        self.revoke_after_s = revoke_after_s
+        self.logins_left = logins_left
+        self.issued: list[str] = []
+        self.until: dict[str, float] = {}
+        self.refused = 0
+        self.failed_logins = 0
+        self.lock = threading.Lock()
+
+    def issue(self) -> str:
+        import jwt  # the test process only: rawservers' other servers need no PyJWT
+
+        now = time.time()
+        claims: dict[str, object] = {"sub": "admin", "n": len(self.issued)}
+        if self.ttl_s is not None:
+            claims["exp"] = int(now + self.ttl_s)   # whole seconds, as most servers write it
+        token = jwt.encode(claims, "k" * 32, algorithm="HS256")
+        self.issued.append(token)
+        if self.ttl_s is not None:
+            self.until[token] = float(claims["exp"])   # type: ignore[arg-type]
+        else:
+            self.until[token] = now + (self.revoke_after_s or 1e9)
+        return token
+
+    def handler(self, server: RawServer, conn: socket.socket) -> None:
+        buffer = bytearray()
+        while (head := read_head(conn, buffer)) is not None:
+            body = read_body(conn, buffer, head)
+            if head.startswith(b"POST /api/auth/login "):
+                with self.lock:
+                    ok = f'"password": "{self.password}"'.encode() in body \
+                        and self.logins_left > 0
+                    if ok:
+                        self.logins_left -= 1
+                        payload = b'{"access_token": "%s"}' % self.issue().encode()
+                    else:
+                        self.failed_logins += 1
+                if ok:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(payload), payload))
+                else:
+                    conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\n"
+                                 b"Content-Length: 0\r\n\r\n")
+                continue
+            token = ""
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"authorization: bearer "):
+                    token = line[len(b"authorization: bearer "):].decode()
+            with self.lock:
+                live = time.time() < self.until.get(token, 0.0)
+                if not live:
+                    self.refused += 1
+            if live:
+                server.count()
+                conn.sendall(OK)
+            else:
+                conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import start_target_server, stop_target_server
 from helpers import REPO, loadgen, one_line_error, wait_for_status
 
 HAVE_DASK = importlib.util.find_spec("distributed") is not None
@@ -145,6 +146,30 @@ def test_counts_are_exact_across_nodes(dask_cluster, target_server, tmp_path: Pa
     assert [(n["workers"], n["requests"], n["lost"]) for n in nodes] == [(2, 1001, None),
                                                                          (2, 1000, None)]
     assert doc["generator"]["connections"] == 9
+    logs = "".join(line for w in dask_cluster.workers.values() for line in w.log)
+    assert "Bearer" not in logs and "Bearer" not in (tmp_path / "r.json").read_text()
+
+
+@needs_dask
+def test_renewed_logins_reach_every_node(dask_cluster, tmp_path: Path) -> None:
+    """2 s tokens, 5 s of load on 2 nodes: the central coordinator logs in again before each
+    expires and every node's workers get the new header (no expiry 401 at the server)."""
+    target = start_target_server(tmp_path / "target.log", args=("--token-ttl", "2"))
+    try:
+        run = loadgen("run", "--url", target.url, "--cluster", dask_cluster.address,
+                      "--workers-per-node", "1", "--duration", "5s", "--rate", "100",
+                      "--concurrency", "2", "--endpoint", "/shop/items", "--auth",
+                      "--username", "user", "--password", "user123", "--quiet",
+                      save=tmp_path / "r.json")
+        stats = target.stats()
+    finally:
+        stop_target_server(target)
+    assert run.status == 0, run.stderr
+    doc = run.doc
+    assert doc["status"] == "complete" and len(doc["nodes"]) == 2
+    assert stats["unauthorized"] == {"missing": 0, "bad": 0, "expired": 0}
+    assert doc["auth"]["logins"] == stats["logins"]["issued"] >= 3
+    assert doc["summary"]["status_codes"] == {"200": 500} == {"200": stats["shop"]["listings"]}
     logs = "".join(line for w in dask_cluster.workers.values() for line in w.log)
     assert "Bearer" not in logs and "Bearer" not in (tmp_path / "r.json").read_text()
 

@@ -33,7 +33,7 @@ from helpers import (
     stop,
     wait_for_status,
 )
-from rawservers import OK, RawServer, read_request, token_api
+from rawservers import OK, RawServer, RotatingTokens, read_request, token_api
 
 from loadgen.engine.preflight import INSECURE_WARNING
 
@@ -85,6 +85,30 @@ def test_password_sources_log_in_and_nothing_leaks(api, tmp_path: Path, source: 
         assert again.status == 0, again.stderr
         assert_no_secret(again.stdout, again.stderr)
     assert_no_secret((tmp_path / "again.png").read_bytes())
+
+
+def test_renewed_tokens_never_reach_any_output(tmp_path: Path) -> None:
+    """Tokens that live 2 s, renewed during a 4 s run: none of them (nor its signature)
+    is in stdout, stderr, the results, the chart or the report made from the results."""
+    tokens = RotatingTokens(PASSWORD, ttl_s=2)
+    save, image = tmp_path / "r.json", tmp_path / "r.png"
+    with RawServer(tokens.handler) as server:
+        run = loadgen("run", "--url", server.url, *AUTH, "--duration", "4s", "--rate", "50",
+                      "--concurrency", "2", "--workers", "2", "--output-image", str(image),
+                      save=save, env={"LOADGEN_PASSWORD": PASSWORD})
+    assert run.status == 0, run.stdout + run.stderr
+    assert len(tokens.issued) >= 3 and run.doc is not None
+    assert run.doc["auth"]["logins"] == len(tokens.issued)
+    again = loadgen("report", str(save), "--output-image", str(tmp_path / "again.png"))
+    assert again.status == 0, again.stderr
+    outputs = (run.stdout, run.stderr, save.read_bytes(), image.read_bytes(), again.stdout,
+               again.stderr, (tmp_path / "again.png").read_bytes())
+    assert_no_secret(*outputs)
+    for token in tokens.issued:
+        for blob in outputs:
+            data = blob.encode() if isinstance(blob, str) else blob
+            assert token.encode() not in data
+            assert token.rsplit(".", 1)[-1].encode() not in data
 
 
 def test_capacity_outputs_hold_no_secret(api, tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ class _Interrupted(Exception):
 def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outputs,
                      settings: CapacitySettings) -> int:
     """Pre-flight, the search step by step, then the verdict and each chosen output."""
-    headers = prepare(config, credentials.password)
+    auth = prepare(config, credentials.password)
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
     say = echo(stdout_taken(outputs.save))
     sinks: list[Sink] = []
@@ -66,7 +66,7 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
     def run_step(step_config: RunConfig) -> Mapping[str, Any]:
         progress = ProgressSink(Progress(outputs.quiet, None, step_config.duration_s), erase=True)
         try:
-            return execute(step_config, headers,
+            return execute(step_config, auth,
                            lambda agg, _: progress.on_update(Snapshot(agg.intervals, dict)))
         finally:
             progress.end()   # the step's line takes the live line's place

@@ -7,6 +7,7 @@ numbers from a failed run are still evidence.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from loadgen.config.model import RunConfig, plan_workers
 from loadgen.config.options import Credentials, Outputs
 from loadgen.engine.coordinator import Coordinator
 from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
+from loadgen.engine.renewal import Renewal
 from loadgen.output.progress import Progress
 from loadgen.output.results import build_document
 from loadgen.output.sinks import (
@@ -42,37 +44,46 @@ from loadgen.stats.aggregate import Aggregate
 from loadgen.stats.thresholds import Threshold, ThresholdResult, evaluate
 
 
-def prepare(config: RunConfig, password: str) -> tuple[tuple[str, str], ...]:
-    """Reachability, then the login: the extra headers every request carries.
+def prepare(config: RunConfig, password: str) -> Renewal | None:
+    """Reachability, then the login: the renewal that keeps it fresh (None without --auth).
 
     Raises PreflightError (exit 2 for bad input, 3 for a failed login) before any load.
+    The password stays here, in the login the renewal calls again (``engine.renewal``);
+    the caller starts and stops its thread around the load.
     """
     check_before_load(config)   # open-file limit, reachability, TLS certificate
     if config.insecure and config.target.scheme == "https":
         click.echo(INSECURE_WARNING, err=True)
     if not config.auth:
-        return ()
-    return (("Authorization", f"Bearer {login(config, password)}"),)
+        return None
+    return Renewal(lambda: login(config, password), login(config, password))
 
 
-def execute(config: RunConfig, headers: tuple[tuple[str, str], ...],
+def execute(config: RunConfig, auth: Renewal | None,
             on_second: Callable[[Aggregate, dt.datetime], None] | None = None,
             cluster: Any = None, thresholds: Sequence[Threshold] = ()) -> ResultsDocument:
     """Run the workers once (here, or on ``cluster``'s nodes) and return the results document,
     with ``thresholds`` evaluated in it (``run`` passes its own; a capacity step none).
 
-    The run is planned here, once: the login's ``headers`` reach the workers only
-    through their plans.  A cluster's ``config`` already has every node's workers.
+    The run is planned here, once: the login's header reaches the workers through
+    their plans, and each renewed one through the collect loop (``auth``).  A
+    cluster's ``config`` already has every node's workers.
     """
     started = dt.datetime.now(dt.UTC)
     callback = (lambda agg: on_second(agg, started)) if on_second else None
-    plans = plan_workers(config, headers)
-    if cluster is not None:
-        outcome = cluster.run(plans, callback)
-    else:
-        outcome = Coordinator(config, plans, callback).run()
+    if auth is not None:
+        auth.renew_if_due()   # a capacity step may start when the token is due
+    plans = plan_workers(config, auth.headers() if auth is not None else ())
+    # the renewal thread runs while the load does, and stops before the document is
+    # built: its counts are final (a capacity search restarts it for each step)
+    with auth if auth is not None else contextlib.nullcontext():
+        if cluster is not None:
+            outcome = cluster.run(plans, callback, auth)
+        else:
+            outcome = Coordinator(config, plans, callback, auth=auth).run()
     return build_document(config.public(), outcome.aggregate, outcome.status,
-                          outcome.problems, started, nodes=outcome.nodes, thresholds=thresholds)
+                          outcome.problems, started, nodes=outcome.nodes, thresholds=thresholds,
+                          auth=auth.summary() if auth is not None else None)
 
 
 def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -> int:
@@ -85,7 +96,7 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
 
             cluster = Cluster.connect(config)    # the scheduler first: exit 2 before a login
             config = cluster.config              # now with every node's workers
-        headers = prepare(config, credentials.password)
+        auth = prepare(config, credentials.password)
     except PreflightError:
         if cluster is not None:
             cluster.close()
@@ -96,10 +107,11 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
     def every_second(agg: Aggregate, started: dt.datetime) -> None:
         # thresholds included, on the numbers so far (provisional: status "running")
         update(sinks, Snapshot(agg.intervals, lambda: build_document(
-            config.public(), agg, "running", [], started, thresholds=config.thresholds)))
+            config.public(), agg, "running", [], started, thresholds=config.thresholds,
+            auth=auth.summary() if auth is not None else None)))
 
     try:
-        doc = execute(config, headers, every_second, cluster, config.thresholds)
+        doc = execute(config, auth, every_second, cluster, config.thresholds)
     finally:
         if cluster is not None:
             cluster.close()

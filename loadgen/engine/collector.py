@@ -15,6 +15,10 @@ and each keeps only its transport:
    their last reports are still merged; a second one stops at once;
 6. release the transport (``_release``) and name the run's status (``run_status``).
 
+With ``--auth`` an ``engine.renewal.Renewal`` (``auth``) logs in again in its
+own thread; the collect loop tells it of the 401s it merges and hands each new
+bearer header to the workers (``_send_headers``), once they have started.
+
 No statistics here (that is ``stats.aggregate``) and no gevent.
 """
 
@@ -22,14 +26,50 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from loadgen.config.model import RunConfig, WorkerPlan
 from loadgen.stats.aggregate import Aggregate, WorkerState
+
+#: Headers for every request of the run, (name, value): a renewed login's bearer header.
+Headers = tuple[tuple[str, str], ...]
+
+
+class HeaderSource(Protocol):
+    """What the collect loop needs of ``engine.renewal.Renewal`` (and of a node's inbox)."""
+
+    def take(self) -> Headers | None:
+        """New headers for the workers since the last call, else None."""
+
+    def unauthorized(self, count: int) -> None:
+        """The workers reported ``count`` 401 answers."""
+
+
+class HeaderInbox:
+    """Headers put by another thread for the collect loop: a cluster node's coordinator
+    gets each renewed login from the central one (``engine.cluster.node``), which alone
+    logs in and so alone acts on 401s."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._headers: Headers | None = None
+
+    def put(self, headers: Sequence[Sequence[str]]) -> None:
+        with self._lock:
+            self._headers = tuple((str(name), str(value)) for name, value in headers)
+
+    def take(self) -> Headers | None:
+        with self._lock:
+            headers, self._headers = self._headers, None
+            return headers
+
+    def unauthorized(self, count: int) -> None:
+        pass
 
 READY_TIMEOUT_S = 30.0
 # A worker reports every interval; one silent for longer than this is stuck and is lost.
@@ -65,9 +105,11 @@ class Collector(ABC):
     """
 
     def __init__(self, config: RunConfig,
-                 on_interval: Callable[[Aggregate], None] | None = None) -> None:
+                 on_interval: Callable[[Aggregate], None] | None = None,
+                 auth: HeaderSource | None = None) -> None:
         self.config = config
         self.on_interval = on_interval
+        self.auth = auth
         self.interrupts = 0
         self.hard_stop = False
         self.problems: list[str] = []
@@ -124,6 +166,10 @@ class Collector(ABC):
             if self.interrupts > 1:
                 self.hard_stop = True   # second Ctrl-C: keep what was merged, wait for nothing
                 return
+            if self.auth is not None:
+                headers = self.auth.take()
+                if headers is not None:
+                    self._send_headers(headers)
             self._poll(agg)
             self._check_lost(agg, time.monotonic())
 
@@ -131,6 +177,8 @@ class Collector(ABC):
         """One worker's interval or final report; ``on_interval`` once per merged second."""
         seconds = len(agg.intervals)
         agg.add(message)
+        if self.auth is not None:
+            self.auth.unauthorized(sum(e["codes"].get("401", 0) for e in message["endpoints"]))
         if self.on_interval and len(agg.intervals) > seconds:
             self.on_interval(agg)   # once per merged second, not per message
 
@@ -166,6 +214,9 @@ class Collector(ABC):
     @abstractmethod
     def _send_stop(self) -> None:
         """Ask every worker to stop gracefully (once)."""
+
+    def _send_headers(self, headers: Headers) -> None:
+        """Give every running worker ``headers`` (a renewed login) for its next requests."""
 
     @abstractmethod
     def _poll(self, agg: Aggregate) -> None:

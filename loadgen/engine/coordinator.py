@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from loadgen.config.model import RunConfig, WorkerPlan
-from loadgen.engine.collector import SILENCE_LIMIT_S, Collector, Outcome
+from loadgen.engine.collector import SILENCE_LIMIT_S, Collector, Headers, HeaderSource, Outcome
 from loadgen.engine.process import process_main
 from loadgen.stats.aggregate import Aggregate
 
@@ -51,8 +51,9 @@ class Coordinator(Collector):
     def __init__(self, config: RunConfig, plans: list[WorkerPlan],
                  on_interval: Callable[[Aggregate], None] | None = None, *,
                  start_at: Callable[[], float | None] | None = None,
-                 on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
-        super().__init__(config, on_interval)
+                 on_message: Callable[[dict[str, Any]], None] | None = None,
+                 auth: HeaderSource | None = None) -> None:
+        super().__init__(config, on_interval, auth)
         self.plans = plans
         self.start_at = start_at
         self.on_message = on_message
@@ -114,6 +115,11 @@ class Coordinator(Collector):
 
     def _active(self) -> bool:
         return any(h.open for h in self.handles)
+
+    def _send_headers(self, headers: Headers) -> None:
+        for h in self.handles:
+            if h.open:
+                self._send(h, {"type": "headers", "headers": headers})
 
     def _send_stop(self) -> None:
         for h in self.handles:

@@ -2,8 +2,9 @@
 
 Reachability is checked first so that a typo in ``--url`` is bad input
 (exit 2, nothing sent) instead of a run full of connect errors.  The login
-happens once; the token goes to the workers as a header and is never
-written to results, logs or the terminal.
+happens here first (a failure is exit 3 before any load), then again whenever
+``engine.renewal`` renews the token; the token goes to the workers as a
+header and is never written to results, logs or the terminal.
 """
 
 from __future__ import annotations
@@ -246,4 +247,7 @@ def login(config: RunConfig, password: str) -> str:
                              "field (see --token-field)", 3) from None
     if not isinstance(token, str) or not token:
         raise PreflightError(f"login failed: {config.token_field!r} is not a token string", 3)
+    if not all("!" <= c <= "~" for c in token):   # it goes into a header line as it is
+        raise PreflightError(f"login failed: {config.token_field!r} holds characters a "
+                             "header cannot carry (space, control, non-ASCII)", 3)
     return token

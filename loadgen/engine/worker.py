@@ -70,13 +70,8 @@ class Worker:
         self.plan = plan
         self.channel = channel
         self.open_model = plan.schedule is not None
-        host, base = plan.target.host_header, plan.target.base_path
-        origin, to_proxy = proxy_form(plan.target, plan.proxy)   # ("", []) without one
-        headers = [merge_headers(to_proxy, merge_headers(plan.headers, e.headers))
-                   for e in plan.endpoints]
-        self.requests = [build_request(e.method, host, origin + base + e.path, h, e.body,
-                                       close=not plan.keepalive)
-                         for e, h in zip(plan.endpoints, headers)]
+        headers = self._endpoint_headers(plan.headers)
+        self.requests = self._build_requests(headers)
         self.heads = [e.head for e in plan.endpoints]
         # endpoints whose requests say Connection: close: the connection ends with the
         # response, whatever the server answered (RFC 9112 §9.6)
@@ -106,6 +101,32 @@ class Worker:
         self.interval_began = 0.0
         self.retired_reconnects = 0    # of users' connections already closed
         self.wake = Event()            # the ramp's controller: stop, or tickets ran out
+
+    def _endpoint_headers(self, run: tuple[tuple[str, str], ...]) -> list[list[tuple[str, str]]]:
+        """Each endpoint's headers: the run's, the endpoint's over them, the proxy's."""
+        _, to_proxy = proxy_form(self.plan.target, self.plan.proxy)
+        return [merge_headers(to_proxy, merge_headers(run, e.headers))
+                for e in self.plan.endpoints]
+
+    def _build_requests(self, headers: list[list[tuple[str, str]]]) -> list[bytes]:
+        plan = self.plan
+        host, base = plan.target.host_header, plan.target.base_path
+        origin, _ = proxy_form(plan.target, plan.proxy)   # ("", []) without one
+        return [build_request(e.method, host, origin + base + e.path, h, e.body,
+                              close=not plan.keepalive)
+                for e, h in zip(plan.endpoints, headers)]
+
+    def replace_headers(self, new: list[tuple[str, str]]) -> None:
+        """A renewed login: ``new`` replaces the run's headers of the same names.
+
+        The request bytes are rebuilt and swapped *in place*: every serve loop holds
+        this very list (``requests[e]``), so the next request of each connection
+        carries the new header, and the loop itself does not change (nor its cost).
+        """
+        names = {name.lower() for name, _ in new}
+        run = (*((n, v) for n, v in self.plan.headers if n.lower() not in names),
+               *((str(n), str(v)) for n, v in new))
+        self.requests[:] = self._build_requests(self._endpoint_headers(run))
 
     def _new_tallies(self) -> list[Tally]:
         return [Tally(self.open_model, e.expect_status) for e in self.plan.endpoints]
@@ -400,7 +421,10 @@ class Worker:
         """Obey the coordinator; if it is gone, nobody will read our results: exit now."""
         try:
             while True:
-                if self.channel.recv().get("type") == "stop":
+                message = self.channel.recv()
+                if message.get("type") == "headers":
+                    self.replace_headers(message["headers"])
+                elif message.get("type") == "stop":
                     self.stopping = True
                     self.wake.set()   # a ramp's controller waits on it
                     for _ in self.connections:   # wake idle open-model connections

@@ -17,7 +17,7 @@ import orjson
 from loadgen import __version__
 from loadgen.errors import InputError, error_line
 from loadgen.output.files import STDOUT, is_stdout, write_bytes
-from loadgen.schema import SCHEMA, Generator, Node, ResultsDocument, ThresholdResult
+from loadgen.schema import SCHEMA, AuthSummary, Generator, Node, ResultsDocument, ThresholdResult
 from loadgen.stats.aggregate import Aggregate
 from loadgen.stats.metrics import encode_histogram
 from loadgen.stats.thresholds import Threshold, evaluate
@@ -31,14 +31,17 @@ class ResultsError(InputError):
 def build_document(config: dict[str, Any], agg: Aggregate, status: str,
                    problems: list[str], started_at: dt.datetime, *,
                    nodes: list[Node] | None = None,
-                   thresholds: Sequence[Threshold] = ()) -> ResultsDocument:
+                   thresholds: Sequence[Threshold] = (),
+                   auth: AuthSummary | None = None) -> ResultsDocument:
     """The whole results document, complete as it is built: nothing is added afterwards.
 
     Called at the end of a run and for every per-second save of a run in
     progress (``status`` "running"), so both have the same keys.  ``thresholds``
     are evaluated on the numbers of this very document: in a "running" save they
     say how the run stands so far (provisional, as the status says), at the end
-    they are the verdict.  ``nodes``: what each node of a ``--cluster`` run did.
+    they are the verdict.  ``nodes``: what each node of a ``--cluster`` run did;
+    ``auth``: the ``--auth`` logins (``engine.renewal``; a capacity step's counts are
+    the search's so far, since one login serves the whole search).
     """
     summary, endpoints = agg.summaries()
     for entry, share in zip(endpoints, _endpoint_concurrency(config, len(endpoints))):
@@ -80,6 +83,8 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
                                      for name, t in zip(agg.endpoint_names, agg.totals)}
     if nodes is not None:
         doc["nodes"] = nodes
+    if auth is not None:
+        doc["auth"] = auth
     if thresholds:
         doc["thresholds"] = threshold_results(evaluate(thresholds, doc))
     return doc

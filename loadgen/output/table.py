@@ -113,8 +113,29 @@ def render_table(doc: Mapping[str, Any]) -> str:
         lines += [PHASES_CAPTION, phases, ""]
     lines.append(_status_codes_line(summary.get("status_codes") or {}))
     lines.append(failures_line(summary))
+    lines += auth_lines(doc.get("auth"))
     lines += _nodes_lines(doc)
     return "\n".join(lines) + "\n"
+
+
+def auth_lines(auth: Mapping[str, Any] | None) -> list[str]:
+    """``--auth``: ``Logins: 5 (4 before expiry, 1 after 401s)``, and failed logins by name.
+
+    The first login (before the load) is among the count; files without ``auth``
+    (no ``--auth``, or written before logins were renewed) print nothing.
+    """
+    if not auth:
+        return []
+    logins = auth.get("logins", 0)
+    why = [f"{auth.get('renewed_before_expiry', 0):,} before expiry",
+           f"{auth.get('renewed_after_401', 0):,} after 401s"]
+    failed = auth.get("failed", 0)
+    if failed:
+        why.append(f"{failed:,} failed")
+    lines = [f"Logins: {logins:,} ({', '.join(why)})"]
+    lines += [f"Login problem: {p}; the run went on with the token it had"
+              for p in auth.get("problems") or []]
+    return lines
 
 
 def _nodes_lines(doc: Mapping[str, Any]) -> list[str]:

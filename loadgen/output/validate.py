@@ -69,7 +69,27 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         problem = _interval_problem(interval)
         if problem:
             return f"intervals[{i}]: {problem}"
-    return _config_problem(doc.get("config") or {}) or _generator_problem(doc.get("generator"))
+    return (_config_problem(doc.get("config") or {}) or _generator_problem(doc.get("generator"))
+            or _auth_problem(doc.get("auth")))
+
+
+#: Counts of the ``auth`` block (absent from runs without --auth and from older files).
+AUTH_COUNT_KEYS = ("logins", "renewed_before_expiry", "renewed_after_401", "failed")
+
+
+def _auth_problem(auth: Any) -> str | None:
+    if auth is None:
+        return None
+    if not isinstance(auth, dict):
+        return "'auth' is not an object"
+    for key in AUTH_COUNT_KEYS:
+        if auth.get(key) is not None and not _is_int(auth[key]):
+            return f"auth {key!r} is not an integer"
+    problems = auth.get("problems")
+    if problems is not None and not (isinstance(problems, list)
+                                     and all(isinstance(p, str) for p in problems)):
+        return "auth 'problems' is not a list of strings"
+    return None
 
 
 def _interval_problem(interval: dict[str, Any]) -> str | None:

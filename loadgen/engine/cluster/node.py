@@ -18,9 +18,11 @@ Two halves, both on the machine of one Dask worker:
 The protocol is internal and trusted (both ends are loadgen): stdin carries an
 8-byte length and a pickled ``NodeJob`` (which may hold the bearer token, so
 it is never logged), then JSON control lines ``{"start": WALL}``,
-``{"abort": WHY}`` or ``{"type": "stop"}``.  stdout carries ``ready``, the
-workers' ``interval``/``final``/``error`` messages, ``lost`` per lost worker
-and, last, ``done`` with the node's status and problems.
+``{"abort": WHY}``, ``{"type": "stop"}`` or ``{"type": "headers", "headers":
+[...]}`` (a renewed ``--auth`` login: the token, so never logged either).
+stdout carries ``ready``, the workers' ``interval``/``final``/``error``
+messages, ``lost`` per lost worker and, last, ``done`` with the node's status
+and problems.
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ import orjson
 
 from loadgen import __version__
 from loadgen.config.model import RunConfig, WorkerPlan
+from loadgen.engine.collector import HeaderInbox
 from loadgen.engine.coordinator import Coordinator
 
 # How long a ready node waits for the central coordinator's start (or abort) before giving up.
 START_WAIT_S = 120.0
+# How often a node's task looks for a renewed --auth login (a distributed.Variable).
+HEADERS_POLL_S = 0.25
 # The central coordinator drains the bounded message queue several times a second: when it
 # stays full this long, nobody is reading (the coordinator was killed) and the node stops.
 PUT_TIMEOUT_S = 30.0
@@ -91,6 +96,10 @@ def node_task(address: str, job: bytes, names: dict[str, str]) -> int:
         _write(proc.stdin, lock, len(job).to_bytes(8, "big") + job)
         threading.Thread(target=_relay_stop, args=(stop, proc.stdin, lock, finished),
                          daemon=True).start()
+        if "headers" in names:
+            threading.Thread(target=_relay_headers,
+                             args=(Variable(names["headers"]), proc.stdin, lock, finished),
+                             daemon=True).start()
         for line in proc.stdout:
             try:
                 messages.put([address, line.decode()], timeout=PUT_TIMEOUT_S)
@@ -143,6 +152,26 @@ def _relay_stop(stop: Any, stdin: IO[bytes], lock: threading.Lock,
             return
 
 
+def _relay_headers(headers: Any, stdin: IO[bytes], lock: threading.Lock,
+                   finished: threading.Event) -> None:
+    """Pass each renewed ``--auth`` login (``{"seq", "headers"}`` in a Variable the central
+    coordinator sets) to the node, once per new ``seq``; polled: a renewal leads the
+    token's expiry by far more than ``HEADERS_POLL_S`` (``engine.renewal``)."""
+    seen = 0
+    while not finished.is_set():
+        try:
+            value = headers.get(timeout=HEADERS_POLL_S)
+        except TimeoutError:
+            continue   # no renewal yet
+        except Exception:  # noqa: BLE001 - the Dask worker is shutting down: stdin closes
+            return
+        if isinstance(value, dict) and value.get("seq") != seen:
+            seen = value["seq"]
+            _write(stdin, lock, orjson.dumps({"type": "headers",
+                                              "headers": value["headers"]}) + b"\n")
+        finished.wait(HEADERS_POLL_S)
+
+
 def _tee(stderr: IO[bytes], tail: deque[str]) -> None:
     """Show the node's stderr in the Dask worker's log; keep the last lines to explain a death."""
     for raw in stderr:
@@ -163,8 +192,9 @@ class _Node:
         self.first_reports: dict[int, float] = {}   # worker -> wall time of its first interval
         self.sent_problems: list[str] = []
         self.finished = False
-        self.coordinator = Coordinator(job.config, list(job.plans),
-                                       start_at=self.start_at, on_message=self.forward)
+        self.inbox = HeaderInbox()   # renewed logins, handed to the workers once started
+        self.coordinator = Coordinator(job.config, list(job.plans), start_at=self.start_at,
+                                       on_message=self.forward, auth=self.inbox)
 
     def emit(self, message: dict[str, Any]) -> None:
         self.out.write(orjson.dumps(message) + b"\n")
@@ -192,6 +222,8 @@ class _Node:
             command = orjson.loads(line)
             if command.get("type") == "stop":
                 self.coordinator.stop()
+            elif command.get("type") == "headers":
+                self.inbox.put(command["headers"])
             else:
                 self.commands.put(command)
         if not self.finished:

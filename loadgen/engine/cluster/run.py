@@ -20,6 +20,8 @@ the others), so loadgen uses it rather than a protocol of its own:
 - Every raw worker message comes back through a ``distributed.Queue`` and
   goes into one ``Aggregate`` over all workers of all nodes, exactly as in a
   local run (the n-th message of every worker covers the same second).
+- With ``--auth``, each renewed login (``engine.renewal``) goes to the nodes
+  through a ``distributed.Variable`` their tasks poll (``node._relay_headers``).
 - A node whose task fails, or that is silent for more than
   ``SILENCE_LIMIT_S``, is lost: its workers are marked lost naming the node,
   the other nodes' results are kept, and the run is failed (exit 3).
@@ -42,7 +44,13 @@ import orjson
 from loadgen import __version__
 from loadgen.config.model import RunConfig, WorkerPlan
 from loadgen.engine.cluster.node import NodeJob, node_task, probe
-from loadgen.engine.collector import SILENCE_LIMIT_S, Collector, Outcome
+from loadgen.engine.collector import (
+    SILENCE_LIMIT_S,
+    Collector,
+    Headers,
+    HeaderSource,
+    Outcome,
+)
 from loadgen.engine.preflight import PreflightError
 from loadgen.stats.aggregate import Aggregate
 
@@ -103,6 +111,8 @@ class Cluster(Collector):
         self.messages: Any = None      # the run's Dask Queue, Variable and Event (``_launch``)
         self.start: Any = None
         self.stop_event: Any = None
+        self.headers: Any = None
+        self._headers_sent = 0
         self._present: set[str] = set()
         self._next_check = 0.0
 
@@ -162,10 +172,12 @@ class Cluster(Collector):
     # -- the run ----------------------------------------------------------------------------
 
     def run(self, plans: list[WorkerPlan],
-            on_interval: Callable[[Aggregate], None] | None = None) -> Outcome:
+            on_interval: Callable[[Aggregate], None] | None = None,
+            auth: HeaderSource | None = None) -> Outcome:
         """Run ``plans`` (made once for ``self.config``, with every node's workers) on the
         nodes and merge what they send, as ``Coordinator.run`` does."""
         self.on_interval = on_interval
+        self.auth = auth
         return self.collect(plans)
 
     # -- the transport: a Dask task per node, a queue up, a variable and an event down --------
@@ -176,12 +188,14 @@ class Cluster(Collector):
         config, client = self.config, self.client
         run_id = uuid.uuid4().hex
         names = {"queue": f"loadgen-{run_id}-messages", "start": f"loadgen-{run_id}-start",
-                 "stop": f"loadgen-{run_id}-stop"}
+                 "stop": f"loadgen-{run_id}-stop", "headers": f"loadgen-{run_id}-headers"}
         # bounded: if this process is killed, nodes find the queue full and stop (loadgen.engine.cluster.node)
         self.messages = Queue(names["queue"], client=client,
                               maxsize=QUEUE_SECONDS * max(len(plans), 10))
         self.start = Variable(names["start"], client=client)
         self.stop_event = Event(names["stop"], client=client)
+        self.headers = Variable(names["headers"], client=client)   # renewed --auth logins
+        self._headers_sent = 0
         self._present = {n.address for n in self.nodes}
         self._next_check = 0.0
         for i, node in enumerate(self.nodes):
@@ -230,6 +244,11 @@ class Cluster(Collector):
     def _send_stop(self) -> None:
         self.stop_event.set()
 
+    def _send_headers(self, headers: Headers) -> None:
+        """A renewed login for every node: each node's task polls the Variable."""
+        self._headers_sent += 1
+        self.headers.set({"seq": self._headers_sent, "headers": [list(h) for h in headers]})
+
     def _poll(self, agg: Aggregate) -> None:
         for address, message in self._receive():
             node = self._node(address)
@@ -267,6 +286,8 @@ class Cluster(Collector):
                 self.stop_event.set()   # nobody will merge their results any more
             if started:      # (an aborted run's late nodes still need to read the abort)
                 self.start.delete()
+            if self._headers_sent:
+                self.headers.delete()   # the token leaves the scheduler with the run
             self.messages.close()
 
         _quietly(release, "releasing the run's names on the scheduler")   # it may be gone
