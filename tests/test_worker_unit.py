@@ -58,6 +58,9 @@ SCENARIOS: list[dict[str, Any]] = [
      "options": {"requests": 100_000, "duration": "30s"}},
     {"name": "stop_open", "server": {"kind": "ok"}, "stop_after": 10,
      "options": {"rate": 200, "duration": "30s"}},
+    # request 1 is due 100 s after the start, far past the harness's deadline for a scenario
+    {"name": "stop_open_idle", "server": {"kind": "ok"}, "stop_after": 1,
+     "options": {"rate": 0.01, "duration": "200s"}},
 ]
 
 
@@ -236,3 +239,12 @@ def test_a_stop_ends_the_run_with_every_request_counted(results, name, at_least,
     assert got["errors"] == {}
     assert got["codes"] == {"200": got["requests"]}
     assert_written_once(got)   # the in-flight requests were finished and counted
+
+
+def test_a_stop_does_not_wait_for_the_next_scheduled_send(results) -> None:
+    """A stop while the dispatcher sleeps until the next due time (a low rate, a ramp from
+    zero) ends the run at once: the scenario ends by itself, long before request 1 is due."""
+    got = scenario(results, "stop_open_idle")
+    assert got["stop_sent"]
+    assert got["requests"] == got["server"]["requests"] == 1
+    assert got["codes"] == {"200": 1}
