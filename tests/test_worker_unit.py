@@ -48,6 +48,9 @@ SCENARIOS: list[dict[str, Any]] = [
      "options": {"requests": 20}},
     {"name": "open", "server": {"kind": "ok"},
      "options": {"rate": RATE, "duration": f"{OPEN_S}s", "concurrency": 2}},
+    # 100 ms between sends: the dispatcher's long waits, which a stop can cut short
+    {"name": "open_slow", "server": {"kind": "ok"},
+     "options": {"rate": 10, "duration": "500ms", "concurrency": 1}},
     {"name": "open_held", "server": {"kind": "ok", "hold_until_queued": HELD_UNTIL},
      "options": {"rate": RATE, "duration": f"{OPEN_S}s", "concurrency": 1,
                  "max_connections": 1}},
@@ -191,6 +194,14 @@ def test_open_model_sends_exactly_the_scheduled_requests(results) -> None:
     # write) and a send lag
     assert got["latency"]["count"] == got["service"]["count"] == SCHEDULED
     assert got["send_lag"]["count"] == SCHEDULED
+
+
+def test_open_model_long_waits_release_exactly_the_schedule(results) -> None:
+    got = scenario(results, "open_slow")
+    assert got["codes"] == {"200": 5}
+    assert got["errors"] == {}
+    assert_written_once(got)
+    assert got["send_lag"]["count"] == got["service"]["count"] == 5
 
 
 def test_open_model_latency_runs_from_the_intended_time(results) -> None:
