@@ -63,6 +63,10 @@ INTERVAL_S = float(os.environ.get("LOADGEN_INTERVAL_S", "1"))
 MAX_QUEUED = 250_000
 # Period of the event-loop lag probe: 200 wake-ups a second cost ~0.2% of a core.
 PROBE_S = 0.005
+# Open model: a wait for the next due time at least this long also ends on a stop (a low
+# rate, early in a ramp from zero: minutes at --rate 0.01); shorter ones are plain sleeps,
+# the cheapest wait, and delay a stop by less than this.
+LONG_WAIT_S = 0.05
 
 
 class Worker:
@@ -83,6 +87,7 @@ class Worker:
         self.next_ticket = plan.first_ticket
         self.last_ticket = plan.first_ticket + plan.tickets if plan.tickets is not None else -1
         self.stopping = False
+        self.stopped = Event()   # set with ``stopping``: ends the dispatcher's long waits
         self.start = self.cpu0 = self.finished_at = 0.0
         self.run_delay0 = 0.0
         self.end_at = float("inf")
@@ -252,6 +257,12 @@ class Worker:
             intended = self.start + due
             now = clock()
             if intended > now:
+                if intended - now >= LONG_WAIT_S:   # rare (a low rate): a stop ends it
+                    if self.stopped.wait(intended - now - LONG_WAIT_S / 2):
+                        break
+                    now = clock()
+                # gevent.sleep reads the clock before arming its timer, so it never wakes
+                # early; an Event's timeout may (the loop's time can be stale): it stops short
                 gevent.sleep(intended - now)
                 now = clock()
             sent += 1
@@ -426,7 +437,8 @@ class Worker:
                     self.replace_headers(message["headers"])
                 elif message.get("type") == "stop":
                     self.stopping = True
-                    self.wake.set()   # a ramp's controller waits on it
+                    self.wake.set()      # a ramp's controller waits on it
+                    self.stopped.set()   # so do the dispatcher's long waits
                     for _ in self.connections:   # wake idle open-model connections
                         self.queue.put(None)
         except ChannelClosed:
