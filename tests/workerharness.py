@@ -40,6 +40,7 @@ import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 from hdrh.histogram import HdrHistogram
+from rawservers import read_request  # tests/ is sys.path[0]: this file runs as a script
 
 from loadgen.config.model import plan_workers
 from loadgen.config.options import build_config
@@ -97,7 +98,7 @@ class ScriptedServer:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buffer = bytearray()
         try:
-            while _read_request(conn, buffer):
+            while read_request(conn, buffer):
                 self.per_connection[slot] += 1
                 if self.stop_after and self.requests >= self.stop_after:
                     self.reached.set()
@@ -153,16 +154,6 @@ class ScriptedServer:
                 "connections": len(self.per_connection), "per_connection": self.per_connection,
                 "open_handlers": sum(1 for h in self.handlers if not h.dead)}
 
-
-def _read_request(conn: socket.socket, buffer: bytearray) -> bool:
-    """Read one request head (the requests here have no body); False at EOF."""
-    while b"\r\n\r\n" not in buffer:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        buffer += chunk
-    del buffer[:buffer.index(b"\r\n\r\n") + 4]
-    return True
 
 
 def _wait_for(condition: Any, limit_s: float = 10.0) -> None:

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadgen.config.describe import describe_value
 from loadgen.config.jsonpath import Searcher, compile_jmespath
 from loadgen.config.model import ConfigError, parse_status_set
 
@@ -186,7 +187,7 @@ def parse_extract(value: Any, label: str) -> tuple[Extraction, ...]:
     """
     if not isinstance(value, dict):
         raise ConfigError(f"{label} must be a table like {{ token = \"json:access_token\" }}, "
-                          f"got {_describe(value)}")
+                          f"got {describe_value(value)}")
     if not value:
         raise ConfigError(f"{label} is empty")
     return tuple(_extraction(name, spec, label) for name, spec in value.items())
@@ -201,7 +202,7 @@ def _extraction(name: str, spec: Any, label: str) -> Extraction:
                           f"({', '.join(sorted(RESERVED_NAMES))}); choose another name")
     if not isinstance(spec, str):
         raise ConfigError(f"{label}: {name} must be a string like \"json:access_token\", "
-                          f"got {_describe(spec)}")
+                          f"got {describe_value(spec)}")
     where = f"{label}: {name} = {spec!r}"
     kind, sep, expression = spec.partition(":")
     if not sep or kind not in EXTRACT_KINDS:
@@ -234,7 +235,7 @@ def parse_expect(value: Any, label: str) -> Expectations:
     """An ``expect`` table -> ``Expectations``; ConfigError ``f"{label}: ..."``."""
     if not isinstance(value, dict):
         raise ConfigError(f"{label} must be a table like {{ status = [201] }}, "
-                          f"got {_describe(value)}")
+                          f"got {describe_value(value)}")
     if not value:
         raise ConfigError(f"{label} is empty")
     for key in value:
@@ -262,7 +263,7 @@ def _statuses(value: Any, where: str) -> frozenset[int]:
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (int, str)):
             raise ConfigError(f"{where} must be a status, a status list like \"200-299\", "
-                              f"or an array of them, got {_describe(item)}")
+                              f"or an array of them, got {describe_value(item)}")
     return parse_status_set(",".join(str(item) for item in items), where)
 
 
@@ -273,7 +274,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     for item in items:
         if not isinstance(item, str):
             raise ConfigError(f"{where} must be a string or an array of strings, "
-                              f"got {_describe(item)}")
+                              f"got {describe_value(item)}")
         if not item:
             raise ConfigError(f"{where}: an empty string is in every body")
     return tuple(items)
@@ -282,7 +283,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 def _json_checks(value: Any, where: str) -> tuple[JsonExpectation, ...]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a table like {{ \"items[0].id\" = \"abc\" }}, "
-                          f"got {_describe(value)}")
+                          f"got {describe_value(value)}")
     if not value:
         raise ConfigError(f"{where} is empty")
     checks = []
@@ -293,7 +294,7 @@ def _json_checks(value: Any, where: str) -> tuple[JsonExpectation, ...]:
         except (TypeError, ValueError):   # a TOML date or time, nan, inf: not in any JSON body
             raise ConfigError(f"{where}: the value for {expression!r} must be a JSON value "
                               f"(string, number, boolean, array, table), got "
-                              f"{_describe(expected)}") from None
+                              f"{describe_value(expected)}") from None
         try:
             checks.append(JsonExpectation(expression, text))
         except ValueError as exc:
@@ -306,7 +307,7 @@ def parse_max_body(value: Any, label: str) -> int:
     """``max_body``: bytes as an integer, or "512KiB", "1MiB", "2MB"; at most 64 MiB."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ConfigError(f"{label} must be a size like \"1MiB\" or a number of bytes, "
-                          f"got {_describe(value)}")
+                          f"got {describe_value(value)}")
     m = _SIZE.match(str(value))
     if not m:
         raise ConfigError(f"{label}: {value!r} is not a size (examples: 65536, 512KiB, 1MiB)")
@@ -333,20 +334,3 @@ def parse_rules(table: dict[str, Any], where: str) -> ResponseRules:
         if "max_body" in table else DEFAULT_MAX_BODY
     return ResponseRules(extract, expect, max_body)
 
-
-def _describe(value: Any) -> str:
-    """A value in an error line: its TOML type and, if short, the value."""
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string {shown!r}"
-    if isinstance(value, int):
-        return f"the integer {value}" if abs(value) < 10**30 else "an integer"
-    if isinstance(value, float):
-        return f"the float {value}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a TOML {type(value).__name__}"   # date, time, datetime

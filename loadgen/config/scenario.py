@@ -88,7 +88,6 @@ tables as ``endpoint_specs``: ``EndpointSpec``), None for the keys it leaves out
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import math
 import os
@@ -99,6 +98,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NoReturn, TypeVar
 
+from loadgen.config.describe import describe_value
 from loadgen.config.model import (
     ConfigError,
     Target,
@@ -222,7 +222,7 @@ class _Reader:
 
     def expect(self, value: Any, kinds: tuple[type, ...], label: str, expected: str) -> None:
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            self.fail(f"{label} must be {expected}, got {_describe(value)}")
+            self.fail(f"{label} must be {expected}, got {describe_value(value)}")
 
     def string(self, value: Any, label: str, empty_ok: bool = False) -> str:
         self.expect(value, (str,), label, "a string")
@@ -247,7 +247,7 @@ class _Reader:
         except OverflowError:
             number = math.inf
         if not math.isfinite(number) or number <= 0:
-            self.fail(f"{label} must be a finite number greater than zero, got {_describe(value)}")
+            self.fail(f"{label} must be a finite number greater than zero, got {describe_value(value)}")
         return number
 
     def duration_text(self, value: Any, label: str) -> str:
@@ -457,21 +457,3 @@ def _number_text(value: float) -> str:
         return str(int(value))
     return str(value)
 
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string {shown!r}"
-    if isinstance(value, int):
-        return f"the integer {value}" if abs(value) < 10**30 else "an integer"
-    if isinstance(value, float):
-        return f"the float {value}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return "a date/time"
-    return type(value).__name__
