@@ -15,12 +15,14 @@ def test_finds_known_capacity_within_15_percent(tmp_path: Path) -> None:
     save, image = tmp_path / "cap.json", tmp_path / "cap.png"
     with RawServer(limited(slots, service_ms)) as server:
         run = loadgen("capacity", "--url", server.url, "--endpoint", "/", "--slo", "p99<100ms",
-                      "--slo", "errors<1%", "--start-rate", "100", "--step-duration", "1500ms",
+                      "--slo", "errors<1%", "--start-rate", "125", "--step-duration", "1500ms",
                       "--precision", "0.1", "--quiet", "--output-image", str(image),
                       # few connections: overload queues in loadgen, not in hundreds of
                       # server threads that would starve the generator on a 2-core box
                       "--concurrency", "8", "--max-connections", "16",
-                      save=save, timeout=240)
+                      # one worker process per step (the split is not what this checks), and
+                      # a start rate that reaches the bracket in five steps instead of seven
+                      "--workers", "1", save=save, timeout=240)
     assert run.status == 0, run.stdout + run.stderr
     doc = orjson.loads(save.read_bytes())
     assert doc["schema"] == "loadgen-capacity/1" and doc["status"] == "complete"
@@ -34,7 +36,8 @@ def test_finds_known_capacity_within_15_percent(tmp_path: Path) -> None:
 def test_slo_failing_at_start_rate_exits_1(tmp_path: Path) -> None:
     with RawServer(limited(1, 50.0)) as server:
         run = loadgen("capacity", "--url", server.url, "--endpoint", "/", "--slo", "p99<10ms",
-                      "--start-rate", "5", "--step-duration", "1s", "--quiet")
+                      "--start-rate", "5", "--step-duration", "1s", "--quiet",
+                      "--workers", "1")
     assert run.status == 1, run.stdout + run.stderr
     assert "failed already at --start-rate" in run.stdout
 

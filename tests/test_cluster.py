@@ -274,7 +274,7 @@ def test_a_local_run_never_imports_dask(target_server) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "loadgen", "run", "--url", target_server.url,
-         "--requests", "20", "--workers", "2", "--concurrency", "2", "--quiet"],
+         "--requests", "20", "--workers", "1", "--concurrency", "2", "--quiet"],
         check=False, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()

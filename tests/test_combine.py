@@ -39,6 +39,7 @@ def two_runs(target_server: Any, tmp_path_factory: pytest.TempPathFactory) -> li
     for i in (1, 2):
         run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/health",
                       "--endpoint", "/delay/1", "--rate", "50", "--duration", "2s", "--quiet",
+                      "--workers", "1",   # combining runs does not depend on their split
                       save=folder / f"run-{i}.json")
         assert run.status == 0, (run.stdout, run.stderr)
         assert run.doc is not None and run.doc["status"] == "complete"
@@ -263,7 +264,8 @@ def test_open_model_documents_keep_service_histograms() -> None:
 
 def write_config(path: Path, url: str, concurrency: int) -> Path:
     path.write_text(f'url = "{url}"\nendpoints = ["/delay/2"]\nrate = 40\nduration = "2s"\n'
-                    f"concurrency = {concurrency}\nmax_connections = {concurrency}\n")
+                    f"concurrency = {concurrency}\nmax_connections = {concurrency}\n"
+                    "workers = 1\n")   # one process per run: the script is under test, not the split
     return path
 
 

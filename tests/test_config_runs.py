@@ -27,7 +27,7 @@ def test_typed_options_override_the_file(target_server, tmp_path: Path) -> None:
     scenario.write_text('url = "http://127.0.0.1:1"\nrequests = 500\nconcurrency = 3\n'
                         'endpoints = ["/api/health"]\n')
     run = loadgen("run", "--config", str(scenario), "--url", target_server.url,
-                  "--requests", "21", save=tmp_path / "r.json")
+                  "--requests", "21", "--workers", "1", save=tmp_path / "r.json")
     assert run.status == 0, run.stderr
     assert run.doc["summary"]["requests"] == 21
     assert run.doc["config"]["concurrency"] == 3
@@ -37,7 +37,7 @@ def test_failed_threshold_in_file_exits_1(target_server, tmp_path: Path) -> None
     scenario = tmp_path / "s.toml"
     scenario.write_text(f'url = "{target_server.url}"\nrequests = 20\n'
                         'thresholds = ["rps>1000000", "p99<10s"]\n')
-    run = loadgen("run", "--config", str(scenario), save=tmp_path / "r.json")
+    run = loadgen("run", "--config", str(scenario), "--workers", "1", save=tmp_path / "r.json")
     assert run.status == 1, run.stdout + run.stderr
     assert [t["passed"] for t in run.doc["thresholds"]] == [False, True]
     assert "FAIL" in run.stdout

@@ -47,17 +47,20 @@ from rawservers import (
 
 DURATION_S, TIMEOUT_S = 1.5, 0.5
 TIMED = ("--duration", f"{DURATION_S}s", "--timeout", f"{TIMEOUT_S * 1000:.0f}ms",
-         "--concurrency", "4", "--workers", "2")
+         "--concurrency", "4")
+TWO_WORKERS = ("--workers", "2")
 
 
-def timed_run(url: str, save: Path, *extra: str, during: object = None) -> tuple[Run, float]:
+def timed_run(url: str, save: Path, *extra: str, during: object = None,
+              workers: tuple[str, ...] = TWO_WORKERS) -> tuple[Run, float]:
     """A ``--duration`` run; returns it and the seconds from its first "running" save to its exit.
 
     The first save comes one second into the run, so "ends within duration + timeout
     + ~1 s of the start" is: at most duration + timeout after that save.
-    ``during()``, if given, is called right after that first save.
+    ``during()``, if given, is called right after that first save.  Two worker processes
+    unless ``workers`` says otherwise (the coordinator waits for both to end on time).
     """
-    proc = start_loadgen("run", "--url", url, *TIMED, *extra, "--save", str(save))
+    proc = start_loadgen("run", "--url", url, *TIMED, *workers, *extra, "--save", str(save))
     try:
         wait_for_status(save, "running")
         running_at = time.monotonic()
@@ -94,8 +97,11 @@ def assert_counts_add_up(doc: dict) -> None:
 ], ids=["reset", "malformed", "truncated", "silent", "trickle", "endless-head"])
 def test_target_fault_is_counted_by_kind_and_the_run_ends_on_time(tmp_path: Path, handler,
                                                                   kind: str) -> None:
+    # one worker: each fault is counted in the worker that met it, and ending on time with
+    # two workers is checked by the tests below
     with RawServer(handler) as server:
-        run, after_running = timed_run(server.url, tmp_path / "r.json")
+        run, after_running = timed_run(server.url, tmp_path / "r.json",
+                                       workers=("--workers", "1"))
     assert run.status == 0, run.stderr
     doc = run.doc
     assert doc["status"] == "complete"
@@ -132,7 +138,7 @@ def test_kept_alive_connections_dropped_every_n_requests(tmp_path: Path, handler
 def test_trickled_response_within_the_timeout_succeeds(tmp_path: Path) -> None:
     with RawServer(trickle(0.01)) as server:   # 45 bytes: ~0.45 s a response
         run = loadgen("run", "--url", server.url, "--requests", "4", "--concurrency", "2",
-                      "--timeout", "5s", save=tmp_path / "r.json")
+                      "--timeout", "5s", "--workers", "1", save=tmp_path / "r.json")
     assert run.status == 0, run.stderr
     summary = run.doc["summary"]
     assert summary["status_codes"] == {"200": 4}

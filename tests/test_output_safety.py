@@ -23,6 +23,7 @@ import orjson
 import pytest
 from helpers import RefusingPort, finish, loadgen, run_in_process, start_loadgen, stop
 
+from loadgen.output import progress
 from loadgen.output.charts import draw_capacity
 from loadgen.output.files import is_stdout, replaceable, write_bytes
 
@@ -247,7 +248,7 @@ def test_report_and_compare_refuse_a_png_on_stdout(good_results: Path, command: 
 
 def test_save_dash_keeps_stdout_pure_json(target_server: Any) -> None:
     run = loadgen("run", "--url", target_server.url, "--requests", "50", "--quiet",
-                  "--threshold", "p99<10s", "--save", "-")
+                  "--workers", "1", "--threshold", "p99<10s", "--save", "-")
     assert run.status == 0, run.stderr
     doc = orjson.loads(run.stdout)
     assert doc["status"] == "complete" and doc["summary"]["requests"] == 50
@@ -260,7 +261,7 @@ def test_save_to_a_name_for_stdout(target_server: Any, tmp_path: Path) -> None:
     link = tmp_path / "stdout"
     link.symlink_to("/proc/self/fd/1")
     run = loadgen("run", "--url", target_server.url, "--requests", "20", "--quiet",
-                  "--save", str(link), subprocess_=True)   # fd 1 must be the run's own
+                  "--workers", "1", "--save", str(link), subprocess_=True)   # fd 1 must be the run's own
     assert run.status == 0, run.stderr
     assert orjson.loads(run.stdout)["summary"]["requests"] == 20
     assert "Run complete" in run.stderr
@@ -278,7 +279,7 @@ def test_run_saves_once_into_a_fifo(target_server: Any, tmp_path: Path, via_link
         name.symlink_to(fifo)
     with FifoReader(fifo) as reader:
         run = loadgen("run", "--url", target_server.url, "--rate", "20", "--duration", "2s",
-                      "--quiet", "--save", str(name))
+                      "--workers", "1", "--quiet", "--save", str(name))
         data = reader.data()
     assert run.status == 0, run.stderr
     assert orjson.loads(data)["status"] == "complete"   # one document, not one a second
@@ -290,7 +291,7 @@ def test_run_into_a_fifo_nobody_reads(target_server: Any, tmp_path: Path) -> Non
     fifo = tmp_path / "r.fifo"
     os.mkfifo(fifo)
     run = loadgen("run", "--url", target_server.url, "--requests", "20", "--quiet",
-                  "--save", str(fifo), timeout=60)
+                  "--workers", "1", "--save", str(fifo), timeout=60)
     assert run.status == 3, run.stderr
     assert run.stderr.splitlines() == [
         f"loadgen: cannot save results to {fifo}: no process is reading from this FIFO"]
@@ -301,7 +302,7 @@ def test_run_into_a_fifo_nobody_reads(target_server: Any, tmp_path: Path) -> Non
 def test_run_saves_and_draws_into_dev_null(target_server: Any) -> None:
     before = os.stat(os.devnull)
     run = loadgen("run", "--url", target_server.url, "--requests", "20", "--quiet",
-                  "--save", os.devnull, "--output-image", os.devnull)
+                  "--workers", "1", "--save", os.devnull, "--output-image", os.devnull)
     after = os.stat(os.devnull)
     assert run.status == 0, run.stderr
     assert stat.S_ISCHR(after.st_mode)
@@ -341,7 +342,8 @@ def test_capacity_ctrl_c_exits_130_and_keeps_the_steps(target_server: Any,
     save = tmp_path / "cap.json"
     proc = start_loadgen("capacity", "--url", target_server.url, "--endpoint", "/delay/5",
                          "--slo", "p99<1s", "--start-rate", "20", "--max-rate", "40",
-                         "--step-duration", "30s", "--concurrency", "4", "--save", str(save))
+                         "--step-duration", "30s", "--concurrency", "4", "--workers", "1",
+                         "--save", str(save))
     try:
         # the live progress line (every 5 s into a pipe) says the step is under way
         progress = _wait_for_line(proc.stderr, "requests |", 30)
@@ -359,18 +361,23 @@ def test_capacity_ctrl_c_exits_130_and_keeps_the_steps(target_server: Any,
     assert "/30s]" in progress
 
 
-def test_capacity_quiet_with_save_dash(target_server: Any) -> None:
+def test_capacity_quiet_with_save_dash(target_server: Any, monkeypatch: pytest.MonkeyPatch
+                                       ) -> None:
     """--quiet: no live progress, yet the step lines and the verdict; --save -: stdout is the
-    capacity document alone, the human lines are on stderr."""
+    capacity document alone, the human lines are on stderr.
+
+    Into a pipe the progress line comes every PLAIN_EVERY_S (5 s): every second here (the
+    command runs in this process), so a 2 s step would show it without --quiet."""
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 1.0)
     run = loadgen("capacity", "--url", target_server.url, "--endpoint", "/api/health",
                   "--slo", "p99<5s", "--start-rate", "10", "--max-rate", "10",
-                  "--step-duration", "6s", "--concurrency", "2", "--quiet", "--save", "-",
-                  timeout=120)
+                  "--step-duration", "2s", "--concurrency", "2", "--workers", "1", "--quiet",
+                  "--save", "-", timeout=120)
     doc = orjson.loads(run.stdout)
     assert doc["schema"] == "loadgen-capacity/1" and doc["status"] == "complete"
     assert len(doc["steps"]) == 1
     assert "step  1" in run.stderr and doc["verdict"] in run.stderr
-    assert "requests |" not in run.stderr   # the progress line of a 6 s step without --quiet
+    assert "requests |" not in run.stderr   # the progress line of a 2 s step without --quiet
     assert "Results saved" not in run.stderr
 
 

@@ -279,7 +279,7 @@ def test_http_proxy_variable_is_honoured(target_server, tmp_path: Path) -> None:
     target_server.reset()
     with ForwardProxy() as proxy, RefusingPort() as elsewhere:
         run = loadgen("run", "--url", target_server.url, "--requests", "120",
-                      "--concurrency", "3", "--quiet", save=tmp_path / "r.json",
+                      "--concurrency", "3", "--workers", "1", "--quiet", save=tmp_path / "r.json",
                       env={"HTTP_PROXY": proxy.url, "HTTPS_PROXY": elsewhere.url})
         lines = proxy.lines()
     assert run.status == 0, run.stderr
@@ -295,8 +295,8 @@ def test_bypass_sends_nothing_to_the_proxy(target_server, tmp_path: Path,
                                            bypass: dict) -> None:
     target_server.reset()
     with ForwardProxy() as proxy:
-        run = loadgen("run", "--url", target_server.url, "--requests", "50", "--quiet",
-                      *bypass.get("args", []), save=tmp_path / "r.json",
+        run = loadgen("run", "--url", target_server.url, "--requests", "50", "--workers", "1",
+                      "--quiet", *bypass.get("args", []), save=tmp_path / "r.json",
                       env={"http_proxy": proxy.url, **bypass.get("env", {})})
         lines = proxy.lines()
     assert run.status == 0, run.stderr
@@ -336,7 +336,8 @@ def test_https_through_connect_tunnels_with_credentials(pki: Pki, tmp_path: Path
     with RawServer(closes_every(5), tls=_tls(pki)) as server, \
             ForwardProxy(require=basic("loadgen", secret)) as proxy:
         run = loadgen("run", "--url", server.url, "--requests", "60", "--concurrency", "3",
-                      "--cacert", str(pki.ca), "--quiet", save=tmp_path / "r.json",
+                      "--workers", "1", "--cacert", str(pki.ca), "--quiet",
+                      save=tmp_path / "r.json",
                       env={"HTTPS_PROXY": f"http://loadgen:{secret}@127.0.0.1:{proxy.port}"})
         lines, served, connections = proxy.lines(), server.requests, server.connections
     assert run.status == 0, run.stderr
@@ -369,7 +370,7 @@ def test_connects_refused_during_the_run_are_connect_failures(pki: Pki, tmp_path
     with RawServer(closes_every(5), tls=_tls(pki)) as server, \
             ForwardProxy(connects_allowed=1, refusal=b"403 Forbidden") as proxy:
         run = loadgen("run", "--url", server.url, "--requests", "30", "--concurrency", "2",
-                      "--cacert", str(pki.ca), "--proxy", proxy.url, "--quiet",
+                      "--workers", "1", "--cacert", str(pki.ca), "--proxy", proxy.url, "--quiet",
                       save=tmp_path / "r.json")
         served = server.requests
     assert run.status == 0, run.stderr

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hdrh.histogram import HdrHistogram
-from helpers import loadgen, one_line_error
+from helpers import Run, loadgen, one_line_error
 from rawservers import RawServer, close_delimited, closes_every, malformed, silent, truncated
 
+PASSWORD = "admin123"
 LATENCY_KEYS = {"min", "mean", "p50", "p75", "p90", "p95", "p99", "p999", "max"}
 SUMMARY_KEYS = {"requests", "successes", "failures", "success_rate", "rps", "duration_s",
                 "latency_ms", "success_latency_ms", "status_codes", "failures_by_status",
@@ -61,7 +63,8 @@ def test_percentiles_follow_a_known_delay(target_server, tmp_path: Path) -> None
 
 def test_histogram_in_json_reproduces_the_percentiles(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/delay/5",
-                  "--requests", "60", "--concurrency", "4", save=tmp_path / "r.json")
+                  "--requests", "60", "--concurrency", "4", "--workers", "1",
+                  save=tmp_path / "r.json")
     encoded = run.doc["histograms"]["GET /delay/5"]
     hist = HdrHistogram.decode(encoded)
     assert hist.get_total_count() == 60
@@ -71,7 +74,7 @@ def test_histogram_in_json_reproduces_the_percentiles(target_server, tmp_path: P
 
 def test_duration_alone_runs_for_that_long(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--duration", "2s", "--concurrency", "4",
-                  save=tmp_path / "r.json")
+                  "--workers", "1", save=tmp_path / "r.json")
     assert run.status == 0, run.stderr
     summary = run.doc["summary"]
     assert 1.9 <= summary["duration_s"] <= 2.5
@@ -87,24 +90,42 @@ def test_requests_end_before_duration(target_server, tmp_path: Path) -> None:
     assert run.doc["summary"]["duration_s"] < 10
 
 
-def test_auth_sends_the_token(target_server, tmp_path: Path) -> None:
+@dataclass
+class AuthRun:
+    run: Run
+    image: Path
+    save: Path
+
+
+@pytest.fixture(scope="module")
+def auth_run(target_server, tmp_path_factory: pytest.TempPathFactory) -> AuthRun:
+    """One logged-in run with a custom header and a chart, read by three tests (the token,
+    the secrets in every output, the chart): one worker, the split is not what they check."""
+    folder = tmp_path_factory.mktemp("auth-run")
+    image, save = folder / "c.png", folder / "r.json"
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/analysis/transcript",
-                  "--auth", "--username", "admin", "--password", "admin123",
-                  "--requests", "20", save=tmp_path / "r.json")
+                  "--auth", "--username", "admin", "--password", PASSWORD,
+                  "--header", "X-Trace: visible-value", "--requests", "20", "--workers", "1",
+                  "--visualize", "--output-image", str(image), save=save)
+    return AuthRun(run, image, save)
+
+
+def test_auth_sends_the_token(auth_run: AuthRun) -> None:
+    run = auth_run.run
     assert run.status == 0, run.stderr
     assert run.doc["summary"]["status_codes"] == {"200": 20}
 
 
 def test_auth_password_from_environment(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/analysis/transcript",
-                  "--auth", "--username", "admin", "--requests", "5",
+                  "--auth", "--username", "admin", "--requests", "5", "--workers", "1",
                   save=tmp_path / "r.json", env={"LOADGEN_PASSWORD": "admin123"})
     assert run.doc["summary"]["status_codes"] == {"200": 5}
 
 
 def test_non_admin_token_is_forbidden_and_counted(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/analysis/transcript",
-                  "--auth", "--requests", "7", save=tmp_path / "r.json")
+                  "--auth", "--requests", "7", "--workers", "1", save=tmp_path / "r.json")
     assert run.status == 0
     assert run.doc["summary"]["status_codes"] == {"403": 7}
     assert run.doc["summary"]["success_rate"] == 0.0
@@ -121,27 +142,24 @@ def test_wrong_password_sends_no_load(target_server, tmp_path: Path) -> None:
     assert run.doc is None
 
 
-def test_no_secret_in_any_output(target_server, tmp_path: Path) -> None:
+def test_no_secret_in_any_output(target_server, auth_run: AuthRun) -> None:
     import orjson
     import urllib3
 
-    password = "admin123"
+    password = PASSWORD
     response = urllib3.PoolManager().request(
         "POST", target_server.url + "/api/auth/login",
         body=orjson.dumps({"username": "admin", "password": password}))
     token = orjson.loads(response.data)["access_token"]
-    run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/analysis/transcript",
-                  "--auth", "--username", "admin", "--password", password,
-                  "--header", "X-Trace: visible-value", "--requests", "10", "--visualize",
-                  "--output-image", str(tmp_path / "c.png"), save=tmp_path / "r.json")
+    run = auth_run.run
     assert run.status == 0, run.stderr
-    outputs = [run.stdout, run.stderr, (tmp_path / "r.json").read_text()]
+    outputs = [run.stdout, run.stderr, auth_run.save.read_text()]
     signature = token.split(".")[2]
     for text in outputs:
         assert password not in text
         assert signature not in text and "Bearer" not in text
         assert "visible-value" not in text
-    assert password.encode() not in (tmp_path / "c.png").read_bytes()
+    assert password.encode() not in auth_run.image.read_bytes()
 
 
 def test_post_with_body(target_server, tmp_path: Path) -> None:
@@ -150,7 +168,7 @@ def test_post_with_body(target_server, tmp_path: Path) -> None:
     body.write_bytes(b'{"text": "hello"}')
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/dataset/transform",
                   "--data-file", str(body), "--requests", "31", "--concurrency", "3",
-                  save=tmp_path / "r.json")
+                  "--workers", "1", save=tmp_path / "r.json")
     assert run.status == 0, run.stderr
     assert run.doc["endpoints"][0]["endpoint"] == "POST /api/dataset/transform"
     assert run.doc["summary"]["status_codes"] == {"200": 31}
@@ -160,7 +178,8 @@ def test_post_with_body(target_server, tmp_path: Path) -> None:
 
 def test_chunked_responses_are_drained(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/chunked/20000",
-                  "--requests", "40", "--concurrency", "4", save=tmp_path / "r.json")
+                  "--requests", "40", "--concurrency", "4", "--workers", "1",
+                  save=tmp_path / "r.json")
     summary = run.doc["summary"]
     assert summary["status_codes"] == {"200": 40}
     assert summary["bytes_in"] > 40 * 20000
@@ -170,7 +189,7 @@ def test_head_responses_have_no_body(target_server, tmp_path: Path) -> None:
     target_server.reset()
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/bytes/50000",
                   "--method", "HEAD", "--requests", "30", "--concurrency", "3",
-                  "--timeout", "3s", save=tmp_path / "r.json")
+                  "--timeout", "3s", "--workers", "1", save=tmp_path / "r.json")
     summary = run.doc["summary"]
     assert summary["status_codes"] == {"200": 30}, summary
     assert summary["bytes_in"] < 30 * 1000
@@ -180,7 +199,7 @@ def test_head_responses_have_no_body(target_server, tmp_path: Path) -> None:
 def test_204_and_error_statuses(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/status/204",
                   "--endpoint", "/status/503", "--requests", "20", "--concurrency", "2",
-                  save=tmp_path / "r.json")
+                  "--workers", "1", save=tmp_path / "r.json")
     summary = run.doc["summary"]
     assert summary["status_codes"] == {"204": 10, "503": 10}
     assert summary["successes"] == 10 and summary["failures"] == 10
@@ -190,7 +209,8 @@ def test_204_and_error_statuses(target_server, tmp_path: Path) -> None:
 def test_server_closing_each_connection(target_server, tmp_path: Path) -> None:
     target_server.reset()
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/close",
-                  "--requests", "45", "--concurrency", "3", save=tmp_path / "r.json")
+                  "--requests", "45", "--concurrency", "3", "--workers", "1",
+                  save=tmp_path / "r.json")
     assert run.doc["summary"]["status_codes"] == {"200": 45}
     assert target_server.stats()["requests"] == 45
 
@@ -207,7 +227,7 @@ def test_silently_closed_keepalive_is_reopened_and_counted_once(tmp_path: Path) 
 def test_close_delimited_body(tmp_path: Path) -> None:
     with RawServer(close_delimited) as server:
         run = loadgen("run", "--url", server.url, "--requests", "23", "--concurrency", "2",
-                      save=tmp_path / "r.json")
+                      "--workers", "1", save=tmp_path / "r.json")
     summary = run.doc["summary"]
     assert summary["status_codes"] == {"200": 23}
     assert summary["bytes_in"] >= 23 * 3000
@@ -217,7 +237,7 @@ def test_close_delimited_body(tmp_path: Path) -> None:
 def test_broken_responses_are_errors(tmp_path: Path, handler, kind: str) -> None:
     with RawServer(handler) as server:
         run = loadgen("run", "--url", server.url, "--requests", "12", "--concurrency", "2",
-                      save=tmp_path / "r.json")
+                      "--workers", "1", save=tmp_path / "r.json")
     assert run.status == 0
     summary = run.doc["summary"]
     assert summary["failures_by_kind"] == {kind: 12}
@@ -228,7 +248,7 @@ def test_broken_responses_are_errors(tmp_path: Path, handler, kind: str) -> None
 def test_timeouts_are_counted(tmp_path: Path) -> None:
     with RawServer(silent) as server:
         run = loadgen("run", "--url", server.url, "--requests", "4", "--concurrency", "2",
-                      "--timeout", "300ms", save=tmp_path / "r.json")
+                      "--timeout", "300ms", "--workers", "1", save=tmp_path / "r.json")
     summary = run.doc["summary"]
     assert summary["failures_by_kind"] == {"timeout": 4}
     # a timeout is in the distribution at its elapsed time, never below the timeout
@@ -238,7 +258,8 @@ def test_timeouts_are_counted(tmp_path: Path) -> None:
 
 def test_json_schema(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/health",
-                  "--endpoint", "/status/500", "--requests", "10", save=tmp_path / "r.json")
+                  "--endpoint", "/status/500", "--requests", "10", "--workers", "1",
+                  save=tmp_path / "r.json")
     doc = run.doc
     assert doc["status"] == "complete"
     assert doc["schema"] == "loadgen/1"
@@ -253,10 +274,8 @@ def test_json_schema(target_server, tmp_path: Path) -> None:
     assert doc["summary"]["success_rate"] == 0.5
 
 
-def test_chart_is_a_real_png(target_server, tmp_path: Path) -> None:
-    image = tmp_path / "chart.png"
-    run = loadgen("run", "--url", target_server.url, "--requests", "10", "--visualize",
-                  "--output-image", str(image))
+def test_chart_is_a_real_png(auth_run: AuthRun) -> None:
+    image, run = auth_run.image, auth_run.run
     assert run.status == 0, run.stderr
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(image) in run.stdout

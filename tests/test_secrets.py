@@ -25,6 +25,7 @@ import pytest
 from forwardproxy import ForwardProxy, basic
 from helpers import (
     REPO,
+    Run,
     children,
     finish,
     loadgen,
@@ -70,12 +71,17 @@ def test_password_sources_log_in_and_nothing_leaks(api, tmp_path: Path, source: 
         args += ["--ask-password"]
         stdin = PASSWORD + "\n"
     save, image = tmp_path / "r.json", tmp_path / "r.png"
-    proc = subprocess.run(
-        [sys.executable, "-m", "loadgen", "run", "--url", api.url, *args, "--requests", "20",
-         "--concurrency", "2", "--save", str(save), "--output-image", str(image)],
-        check=False, input=stdin, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env})
-    assert proc.returncode == 0, proc.stderr
+    argv = ["run", "--url", api.url, *args, "--requests", "20", "--concurrency", "2",
+            "--workers", "1", "--save", str(save), "--output-image", str(image)]
+    if stdin is None:   # the option and the environment: the same cli.main, in this process
+        proc = loadgen(*argv, env=env)
+    else:               # a real pipe on a real process's stdin
+        piped = subprocess.run(
+            [sys.executable, "-m", "loadgen", *argv],
+            check=False, input=stdin, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO), **env})
+        proc = Run(piped.returncode, piped.stdout, piped.stderr, None)
+    assert proc.status == 0, proc.stderr
     assert api.requests == 20                       # every request carried the token
     assert "Status codes: 200 × 20" in proc.stdout
     assert_no_secret(proc.stdout, proc.stderr, save.read_bytes(), image.read_bytes())
@@ -115,8 +121,8 @@ def test_capacity_outputs_hold_no_secret(api, tmp_path: Path) -> None:
     save, image = tmp_path / "cap.json", tmp_path / "cap.png"
     run = loadgen("capacity", "--url", api.url, *AUTH, "--slo", "p99<1000ms",
                   "--start-rate", "20", "--max-rate", "20", "--step-duration", "1s",
-                  "--concurrency", "2", "--save", str(save), "--output-image", str(image),
-                  env={"LOADGEN_PASSWORD": PASSWORD})
+                  "--concurrency", "2", "--workers", "1", "--save", str(save),
+                  "--output-image", str(image), env={"LOADGEN_PASSWORD": PASSWORD})
     assert run.status == 0, run.stdout + run.stderr
     assert api.requests == 20
     assert_no_secret(run.stdout, run.stderr, save.read_bytes(), image.read_bytes())
@@ -126,7 +132,7 @@ def test_workers_never_see_the_password(api, tmp_path: Path) -> None:
     """LOADGEN_PASSWORD is dropped before the workers start; they get the token by pipe,
     not in their environment or command line."""
     save = tmp_path / "r.json"
-    proc = start_loadgen("run", "--url", api.url, *AUTH, "--rate", "20", "--duration", "3s",
+    proc = start_loadgen("run", "--url", api.url, *AUTH, "--rate", "20", "--duration", "2s",
                          "--workers", "2", "--save", str(save),
                          env={"LOADGEN_PASSWORD": PASSWORD})
     try:
@@ -157,7 +163,7 @@ def test_prompt_on_a_terminal_does_not_echo(api, tmp_path: Path) -> None:
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadgen", "run", "--url", api.url, *AUTH, "--ask-password",
-         "--requests", "5", "--save", str(tmp_path / "r.json")],
+         "--requests", "5", "--workers", "1", "--save", str(tmp_path / "r.json")],
         stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
     os.close(slave)
@@ -209,7 +215,7 @@ def test_proxy_credentials_reach_the_proxy_and_nothing_else(api, tmp_path: Path,
         args, env = (["--proxy", url], {}) if where == "option" else ([], {"http_proxy": url})
         save, image = tmp_path / "r.json", tmp_path / "r.png"
         run = loadgen("run", "--url", api.url, *AUTH, "--password", PASSWORD, *args,
-                      "--requests", "20", "--concurrency", "2", "--quiet",
+                      "--requests", "20", "--concurrency", "2", "--workers", "1", "--quiet",
                       "--output-image", str(image), save=save, env=env)
         seen = proxy.lines()
     assert run.status == 0, run.stderr
@@ -310,7 +316,7 @@ def test_self_signed_certificate_is_refused_before_any_load(tls_context) -> None
 def test_insecure_skips_verification_and_says_so_once(tls_context, tmp_path: Path) -> None:
     with RawServer(keep_alive_ok, tls=tls_context) as server:
         run = loadgen("run", "--url", server.url, "--requests", "30", "--concurrency", "3",
-                      "--insecure", "--quiet", save=tmp_path / "r.json")
+                      "--workers", "1", "--insecure", "--quiet", save=tmp_path / "r.json")
         served = server.requests
     assert run.status == 0, run.stderr
     assert run.stderr.splitlines() == [INSECURE_WARNING]
@@ -323,7 +329,7 @@ def test_insecure_login_over_tls_prints_only_the_warning(certificate, tmp_path: 
     context.load_cert_chain(*certificate)
     with RawServer(token_api(PASSWORD, TOKEN), tls=context) as server:
         run = loadgen("run", "--url", server.url, *AUTH, "--password", PASSWORD, "--insecure",
-                      "--requests", "10", "--quiet", save=tmp_path / "r.json")
+                      "--requests", "10", "--workers", "1", "--quiet", save=tmp_path / "r.json")
         served = server.requests
     assert run.status == 0, run.stderr
     assert run.stderr.splitlines() == [INSECURE_WARNING]   # no urllib3 warning block
@@ -335,7 +341,7 @@ def test_trusted_certificate_is_verified_and_used(certificate, tls_context,
                                                   tmp_path: Path) -> None:
     """Verification is on, and works: trust the certificate (SSL_CERT_FILE) and it passes."""
     with RawServer(keep_alive_ok, tls=tls_context) as server:
-        run = loadgen("run", "--url", server.url, "--requests", "10", "--quiet",
+        run = loadgen("run", "--url", server.url, "--requests", "10", "--workers", "1", "--quiet",
                       save=tmp_path / "r.json", env={"SSL_CERT_FILE": str(certificate[0])})
     assert run.status == 0, run.stderr
     assert run.stderr == ""

@@ -159,7 +159,8 @@ def test_cacert_trusts_a_private_ca(pki: Pki, tmp_path: Path) -> None:
     shakes = Handshakes()
     with RawServer(shakes.keep_alive, tls=server_context(pki)) as server:
         run = loadgen("run", "--url", server.url, "--requests", "20", "--concurrency", "2",
-                      "--cacert", str(pki.ca), "--quiet", save=tmp_path / "r.json")
+                      "--workers", "1", "--cacert", str(pki.ca), "--quiet",
+                      save=tmp_path / "r.json")
         served = server.requests
     assert run.status == 0, run.stderr
     assert run.stderr == ""
@@ -180,8 +181,8 @@ def test_a_wrong_ca_is_refused_in_one_line(pki: Pki) -> None:
 def test_ssl_cert_file_is_honoured_and_cacert_wins(pki: Pki) -> None:
     """SSL_CERT_FILE is read by the explicit context too; --cacert replaces it, as in curl."""
     with RawServer(Handshakes().keep_alive, tls=server_context(pki)) as server:
-        trusted = loadgen("run", "--url", server.url, "--requests", "5", "--quiet",
-                          env={"SSL_CERT_FILE": str(pki.ca)})
+        trusted = loadgen("run", "--url", server.url, "--requests", "5", "--workers", "1",
+                          "--quiet", env={"SSL_CERT_FILE": str(pki.ca)})
         replaced = loadgen("run", "--url", server.url, "--requests", "5", "--quiet",
                            "--cacert", str(pki.other_ca), env={"SSL_CERT_FILE": str(pki.ca)})
     assert trusted.status == 0, trusted.stderr
@@ -199,7 +200,8 @@ def test_ssl_cert_dir_is_honoured(pki: Pki, tmp_path: Path) -> None:
     (tmp_path / "empty.pem").write_bytes(b"")
     env = {"SSL_CERT_DIR": str(tmp_path), "SSL_CERT_FILE": str(tmp_path / "empty.pem")}
     with RawServer(Handshakes().keep_alive, tls=server_context(pki)) as server:
-        trusted = loadgen("run", "--url", server.url, "--requests", "5", "--quiet", env=env)
+        trusted = loadgen("run", "--url", server.url, "--requests", "5", "--workers", "1",
+                          "--quiet", env=env)
         (tmp_path / f"{subject_hash}.0").unlink()
         untrusted = loadgen("run", "--url", server.url, "--requests", "5", "--quiet", env=env)
     assert trusted.status == 0, trusted.stderr
@@ -214,7 +216,8 @@ def test_client_certificate_reaches_a_server_that_requires_one(pki: Pki, tmp_pat
         else ["--cert", str(pki.client_both)]
     with RawServer(shakes.keep_alive, tls=server_context(pki, require_client=True)) as server:
         run = loadgen("run", "--url", server.url, "--requests", "20", "--concurrency", "2",
-                      "--cacert", str(pki.ca), *cert, "--quiet", save=tmp_path / "r.json")
+                      "--workers", "1", "--cacert", str(pki.ca), *cert, "--quiet",
+                      save=tmp_path / "r.json")
         served = server.requests
     assert run.status == 0, run.stderr
     assert run.doc["summary"]["status_codes"] == {"200": 20} and served == 20
@@ -273,7 +276,7 @@ def test_login_verifies_with_the_same_settings(pki: Pki, tmp_path: Path) -> None
     context = server_context(pki, require_client=True)
     with RawServer(token_api("pw", "tok.en.sig"), tls=context) as server:
         run = loadgen("run", "--url", server.url, "--auth", "--username", "admin",
-                      "--password", "pw", "--requests", "5", "--quiet",
+                      "--password", "pw", "--requests", "5", "--workers", "1", "--quiet",
                       "--cacert", str(pki.ca), "--cert", str(pki.client_both),
                       save=tmp_path / "r.json")
     assert run.status == 0, run.stderr
@@ -309,7 +312,7 @@ def test_scenario_file_gives_the_ca_and_client_certificate(pki: Pki, tmp_path: P
     for source in (pki.ca, pki.client_cert, pki.client_key):
         (folder / source.name).write_bytes(source.read_bytes())
     scenario = folder / "run.toml"
-    scenario.write_text('requests = 6\nquiet = true\ncacert = "ca.pem"\n'
+    scenario.write_text('requests = 6\nworkers = 1\nquiet = true\ncacert = "ca.pem"\n'
                         'cert = "client.pem"\nkey = "client.key"\n')
     shakes = Handshakes()
     with RawServer(shakes.keep_alive, tls=server_context(pki, require_client=True)) as server:

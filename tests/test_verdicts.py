@@ -230,7 +230,7 @@ def test_silent_server_timeouts_are_enforced_on_time(tmp_path: Path) -> None:
 
 def test_all_500_is_reported_as_failures(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/status/500",
-                  "--requests", "200", "--threshold", "errors<1%", "--quiet",
+                  "--requests", "200", "--threshold", "errors<1%", "--workers", "1", "--quiet",
                   save=tmp_path / "r.json")
     assert run.status == 1, (run.status, run.stdout, run.stderr)
     assert "Failures: 200 of 200" in run.stdout, run.stdout
@@ -249,7 +249,8 @@ def test_live_progress_counts_500s_as_failures(target_server, tmp_path: Path) ->
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "loadgen", "run", "--url", target_server.url,
-             "--endpoint", "/status/500", "--duration", "3s", "--rate", "100"],
+             "--endpoint", "/status/500", "--duration", "2s", "--rate", "100",
+             "--workers", "1"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)})
         os.close(slave)
