@@ -20,9 +20,10 @@ live in the sources (tickets, duration, the dispatcher's end, a stop), never in
 the serve loop.  A *population* (how many virtual users run, over time:
 ``--user-stage``) is how many serve greenlets run, each on its own connection
 and its own source (``user_tickets``, which also obeys the user's stop flag), so
-the constant closed model keeps ``tickets()`` untouched; per-request building
-replaces the prebuilt ``requests[e]`` with a choice made
-once per loop, so the static case keeps its prebuilt bytes and its speed.
+the constant closed model keeps ``tickets()`` untouched.  A templated endpoint
+(``{{ }}``, config.templated) has b"" as its prebuilt ``requests[e]`` and a maker
+in ``makers[e]`` that renders request ``k`` of its user (engine.render, the feeder's
+row picker); a static endpoint keeps its prebuilt bytes, and pays one truth test.
 
 Imported only after gevent.monkey.patch_all().
 """
