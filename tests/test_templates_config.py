@@ -164,20 +164,24 @@ from loadgen.engine.worker import Worker
 plan = pickle.loads(sys.stdin.buffer.read())
 a, b = socket.socketpair()
 worker = Worker(plan, Channel(os.dup(a.fileno())))
-out = [worker.requests[e] or worker.makers[e](4, 6) for e in range(len(plan.endpoints))]
-sys.stdout.buffer.write(pickle.dumps((out, [m is None for m in worker.makers])))
+makers = worker.makers
+out = [worker.requests[e] or makers[e](4, 6) for e in range(len(plan.endpoints))]
+worker.replace_headers([("X-Renewed", "yes")])   # --auth's renewal: rebuilt in place
+renewed = [worker.requests[e] or makers[e](4, 6) for e in range(len(plan.endpoints))]
+sys.stdout.buffer.write(pickle.dumps((out, [m is None for m in makers], renewed)))
 """
 
 
-def worker_bytes(plan: Any) -> tuple[list[bytes], list[bool]]:
-    """Each endpoint's bytes as the worker makes them for request 4 of user 6 (a fresh,
-    monkey-patched interpreter: the pytest process never imports gevent's patches)."""
+def worker_bytes(plan: Any) -> tuple[list[bytes], list[bool], list[bytes]]:
+    """Each endpoint's bytes as the worker makes them for request 4 of user 6, whether it
+    has no maker, and its bytes after a renewed login's header (a fresh, monkey-patched
+    interpreter: the pytest process never imports gevent's patches)."""
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-c", _RENDER], input=pickle.dumps(plan),
                           capture_output=True, check=True, timeout=60)
-    result: tuple[list[bytes], list[bool]] = pickle.loads(done.stdout)
+    result: tuple[list[bytes], list[bool], list[bytes]] = pickle.loads(done.stdout)
     return result
 
 
@@ -197,12 +201,14 @@ def test_worker_renders_templated_bytes(rows: Path) -> None:
                     headers=(("Authorization", "Bearer {{ token }}"), ("X-User", "u{{ user }}")))
     (token,) = template_endpoints((token,), (), config.feeder, cli=True)
     plan = replace(plan, endpoints=(e, static_e, token), cycle=(0, 1, 2))
-    (item, static, auth), no_maker = worker_bytes(plan)
+    (item, static, auth), no_maker, renewed = worker_bytes(plan)
     assert no_maker == [False, True, False]
     assert static.startswith(b"GET /static HTTP/1.1\r\n") and b"X-Static: {no}" in static
     assert item.startswith(b"GET /i/8 HTTP/1.1\r\n")   # request 4 of 3 rows: row 1
     assert auth.startswith(b"GET /t HTTP/1.1\r\n")
     assert b"\r\nAuthorization: Bearer def\r\n" in auth and b"\r\nX-User: u6\r\n" in auth
+    assert all(b"\r\nX-Renewed: yes\r\n" in r for r in renewed)
+    assert renewed[2].startswith(b"GET /t HTTP/1.1\r\n") and b"Bearer def" in renewed[2]
 
 
 def test_bad_input_exits_2_before_any_load(tmp_path: Path, rows: Path) -> None:
