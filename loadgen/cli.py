@@ -139,6 +139,13 @@ TLS_OPTIONS = _options(
 @click.option("--threshold", "thresholds", multiple=True,
               help="Pass/fail condition, e.g. 'p99<200ms', 'failures<1%', 'rps>1000', "
                    "'GET /api/health: p95<50ms'; a threshold that fails exits 1. Repeatable.")
+@click.option("--feeder", type=click.Path(dir_okay=False), default=None,
+              help="Rows (CSV with a header row, or JSON Lines) for {{ column }} placeholders "
+                   "in --endpoint, --header and --data.")
+@click.option("--feeder-mode", type=click.Choice(["sequential", "random", "per-user"]),
+              default=None, help="Which row a request takes: sequential (request k: row k mod "
+                                 "N), random, or per-user (user i: row i mod N) "
+                                 "[default: sequential].")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Scenario file (TOML); options typed on the command line override it.")
 @click.option("--cluster", default=None, metavar="ADDRESS",

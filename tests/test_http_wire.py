@@ -141,7 +141,8 @@ def test_config_checks_content_length_against_each_body() -> None:
 
 
 def test_login_carries_the_user_host() -> None:
-    config = build(headers=("Host: api.example.test", "X-Key: k", "Content-Length: 0"))
+    config = build(headers=("Host: api.example.test", "X-Key: k", "Content-Length: 0",
+                            "X-Req: {{ seq }}"))   # per request of the load: not the login's
     assert login_headers(config) == {"Host": "api.example.test", "X-Key": "k",
                                      "Content-Type": "application/json"}
 

@@ -82,7 +82,8 @@ def test_settings_are_the_file_keys_and_the_run_options() -> None:
     from loadgen.cli import run
 
     names = set(Settings.__dataclass_fields__)
-    assert names == set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"}
+    feeder = {"feeder", "feeder_mode"}   # the file says them as data = { file, mode }
+    assert names == set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"} | feeder
     assert names - {"endpoint_specs"} <= {p.name for p in run.params}
 
 

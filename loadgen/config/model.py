@@ -295,10 +295,14 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...] = ()
     weight: float = 1.0
     expect_status: frozenset[int] = DEFAULT_EXPECT_STATUS   # statuses that count as a success
+    label: str = ""                 # the row's name when given (``name = "..."``)
+    template_body: bool = False     # an inline body (``--data``, ``body``): may hold ``{{ }}``
+    templates: Any = None           # config.template.RequestTemplates: None = static bytes
 
     @property
     def name(self) -> str:
-        return f"{self.method} {self.path}"
+        """The row's name: ``label`` if given, else ``METHOD path`` (the template as written)."""
+        return self.label or f"{self.method} {self.path}"
 
     @property
     def head(self) -> bool:
@@ -354,6 +358,7 @@ class RunConfig:
     tls: TlsFiles = TlsFiles()          # --cacert, --cert, --key
     keepalive: bool = True              # False: --no-keepalive, a new connection per request
     proxy: Proxy | None = None          # --proxy or HTTP(S)_PROXY, resolved for this target
+    feeder: Any = None                  # config.feeder.Feeder: rows for ``{{ column }}``
 
     @property
     def model(self) -> str:
@@ -390,6 +395,8 @@ class RunConfig:
             **({"tls": {"cacert": bool(self.tls.cacert), "client_certificate": bool(self.tls.cert)}}
                if self.tls else {}),   # whether, not where: paths say nothing about the run
             **({"proxy": self.proxy.public()} if self.proxy else {}),   # direct runs: as before
+            **({"feeder": {"file": self.feeder.name, "mode": self.feeder.mode,
+                           "rows": len(self.feeder)}} if self.feeder is not None else {}),
         }
 
 
@@ -460,6 +467,8 @@ class WorkerPlan:
     tls: TlsFiles = TlsFiles()
     keepalive: bool = True          # False: Connection: close, a new connection per request
     proxy: Proxy | None = None
+    feeder: Any = None              # config.feeder.Feeder (picklable: one blob + offsets)
+    user_offset: int = 0            # global index of this worker's first connection (``user``)
 
 
 def worker_connections(config: RunConfig) -> list[tuple[int, int]]:
@@ -490,15 +499,17 @@ def plan_workers(config: RunConfig,
     n = config.workers
     tickets = split(config.requests, n) if config.requests is not None else [None] * n
     headers = (*config.headers, *extra_headers)
-    plans, first = [], 0
+    plans, first, users = [], 0, 0
     cycle = endpoint_cycle([e.weight for e in config.endpoints])
     for i, (connections, most) in enumerate(worker_connections(config)):
         plans.append(WorkerPlan(
             index=i, target=config.target, endpoints=config.endpoints, connections=connections,
             first_ticket=first, tickets=tickets[i], duration_s=config.duration_s,
             timeout_s=config.timeout_s, insecure=config.insecure, headers=headers,
-            schedule=config.schedule, user_schedule=config.user_schedule, stride=n, cycle=cycle, requests_total=config.requests,
-            max_connections=most, tls=config.tls, proxy=config.proxy,
-            keepalive=config.keepalive))
+            schedule=config.schedule, user_schedule=config.user_schedule, stride=n, cycle=cycle,
+            requests_total=config.requests, max_connections=most, tls=config.tls,
+            proxy=config.proxy, keepalive=config.keepalive, feeder=config.feeder,
+            user_offset=users))
         first += tickets[i] or 0
+        users += most   # the virtual users' global indices: worker by worker
     return plans

@@ -38,6 +38,7 @@ from loadgen.config.model import (
 from loadgen.config.proxy import proxy_option, resolve_proxy
 from loadgen.config.settings import EndpointSpec, Settings
 from loadgen.config.stages import MAX_RATE, parse_stage, parse_user_stage
+from loadgen.config.templated import load_feeder, template_endpoints, templated_path
 
 DEFAULT_REQUESTS = 100
 DEFAULT_CONCURRENCY = 10
@@ -194,6 +195,9 @@ def _build(given: _Layers) -> RunConfig:
     endpoints = _endpoints(given)
     headers = given.get("headers", lambda texts: tuple(parse_header(h) for h in texts)) or ()
     _check_headers(headers, endpoints)
+    feeder = load_feeder(given.get("feeder"), given.get("feeder_mode"), given.get("cluster"))
+    endpoints = template_endpoints(endpoints, headers, feeder,
+                                   cli=given.endpoint_specs() is None)
     keepalive = _keepalive(bool(given.get("no_keepalive")), headers, endpoints)
     concurrency = (users.peak if users is not None
                    else given.get("concurrency") or DEFAULT_CONCURRENCY)
@@ -224,7 +228,7 @@ def _build(given: _Layers) -> RunConfig:
         headers=headers, schedule=schedule, user_schedule=users,
         max_connections=max(concurrency, given.get("max_connections") or 0),
         thresholds=thresholds, cluster=cluster, workers_per_node=per_node, tls=tls,
-        proxy=proxy, keepalive=keepalive)
+        proxy=proxy, keepalive=keepalive, feeder=feeder)
 
 
 def tls_files(cacert: str | None, cert: str | None, key: str | None,
@@ -272,13 +276,15 @@ def _endpoints(given: _Layers) -> tuple[Endpoint, ...]:
     specs = given.endpoint_specs()
     if specs:   # an endpoint's own expect_status is more specific than the run's
         return tuple(s.endpoint(expect) for s in specs)
-    body = _read_body(given.get("data"), given.get("data_file"))
+    data = given.get("data")
+    body = _read_body(data, given.get("data_file"))
     method = given.get("method", parse_method) or ("POST" if body else "GET")
-    paths = dict.fromkeys(given.get("endpoints", lambda texts: tuple(normalize_path(p)
-                                                                     for p in texts)) or ())
+    paths = dict.fromkeys(given.get("endpoints", lambda texts: tuple(
+        templated_path(p, "--endpoint") or normalize_path(p) for p in texts)) or ())
     if not paths:
         raise ConfigError("--endpoint: no endpoint to test")
-    return tuple(Endpoint(method, path, body, expect_status=expect) for path in paths)
+    return tuple(Endpoint(method, path, body, expect_status=expect,
+                          template_body=data is not None and "{{" in data) for path in paths)
 
 
 def _check_headers(headers: tuple[tuple[str, str], ...],
@@ -289,7 +295,8 @@ def _check_headers(headers: tuple[tuple[str, str], ...],
         own = {name.lower() for name, _ in e.headers}
         where = f"headers of {e.name}" if "content-length" in own else "--header"
         check_headers(list(e.headers), e.name, None, f"headers of {e.name}")
-        check_headers(merge_headers(headers, e.headers), e.name, e.body, where)
+        body = None if e.template_body and b"{{" in e.body else e.body   # known per request
+        check_headers(merge_headers(headers, e.headers), e.name, body, where)
 
 
 def _keepalive(no_keepalive: bool, headers: tuple[tuple[str, str], ...],

@@ -99,6 +99,7 @@ from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 from loadgen.config.describe import describe_value
+from loadgen.config.feeder import MODES
 from loadgen.config.model import (
     ConfigError,
     Target,
@@ -113,6 +114,7 @@ from loadgen.config.model import (
 from loadgen.config.proxy import proxy_option
 from loadgen.config.settings import EndpointSpec, Settings
 from loadgen.config.stages import StageSpec, check_stage_rate, parse_stage, parse_user_stage
+from loadgen.config.templated import templated_path
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -125,7 +127,9 @@ TOP_KEYS = (
     "user_stages",
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
-ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file", "expect_status")
+ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file",
+                 "body_template_file", "expect_status", "name")
+DATA_KEYS = ("file", "mode")
 STAGE_KEYS = ("duration", "rate")
 MAX_SCENARIO_BYTES = 16 << 20
 
@@ -332,6 +336,8 @@ class _Reader:
             elif key == "proxy":   # '' is no proxy, as --proxy ''
                 out[key] = self.reuse(proxy_option, self.string(value, label, empty_ok=True),
                                       label)
+            elif key == "data" and isinstance(value, dict):   # a feeder: { file, mode }
+                out.update(self.feeder(value))
             elif key == "data":
                 out[key] = self.string(value, label, empty_ok=True)
             elif key == "method":
@@ -358,11 +364,26 @@ class _Reader:
             elif key == "endpoints":
                 out.update(self.endpoints(value))
         if "endpoint_specs" in out:
-            clash = [k for k in ("method", "data", "data_file") if k in doc]
+            clash = [k for k in ("method", "data", "data_file") if k in doc
+                     and not (k == "data" and isinstance(doc[k], dict))]
             if clash:
                 self.fail(f"'{clash[0]}' at the top level applies to plain endpoint paths; "
                           "with [[endpoints]] tables, set it in each table")
         return Settings(**out)
+
+    def feeder(self, value: dict[str, Any]) -> dict[str, Any]:
+        """``data = { file = "rows.csv", mode = "sequential" }``: the file from this folder."""
+        self.check_keys(value, DATA_KEYS, "in 'data'", {"path": "file"})
+        if "file" not in value:
+            self.fail("'data' needs 'file' (a CSV or JSON Lines feeder)")
+        out: dict[str, Any] = {"feeder": self.resolve(self.string(value["file"],
+                                                                  "'file' in 'data'"))}
+        if "mode" in value:
+            mode = self.string(value["mode"], "'mode' in 'data'")
+            if mode not in MODES:
+                self.fail(f"'mode' in 'data': {mode!r} is not one of {', '.join(MODES)}")
+            out["feeder_mode"] = mode
+        return out
 
     def auth(self, value: Any) -> dict[str, Any]:
         self.expect(value, (dict, bool), "'auth'", "a table ([auth]) or true/false")
@@ -406,13 +427,13 @@ class _Reader:
             self.expect(item, (str, dict), f"item {i} of 'endpoints'",
                         "a path string or a table (see [[endpoints]])")
         if all(isinstance(item, str) for item in items):
-            return {"endpoints": tuple(self.reuse(normalize_path, item, "'endpoints'")
+            return {"endpoints": tuple(self.endpoint_path(item, "'endpoints'")
                                        for item in items)}
         specs: list[EndpointSpec] = []
         seen: dict[str, int] = {}
         for i, item in enumerate(items, 1):
             spec = self.endpoint({"path": item} if isinstance(item, str) else item, i)
-            name = f"{spec.method} {spec.path}"
+            name = spec.name or f"{spec.method} {spec.path}"
             if name in seen:
                 self.fail(f"[[endpoints]] #{i} repeats {name!r} (#{seen[name]}): "
                           "each method and path may appear once")
@@ -425,15 +446,23 @@ class _Reader:
         self.check_keys(table, ENDPOINT_KEYS, f"in {where}", _HINTS["endpoints"])
         if "path" not in table:
             self.fail(f"{where} needs 'path'")
-        path = self.reuse(normalize_path, self.string(table["path"], f"'path' in {where}"),
-                          f"'path' in {where}")
-        if "body" in table and "body_file" in table:
-            self.fail(f"{where}: 'body' and 'body_file' cannot be used together")
+        label = f"'path' in {where}"
+        path = self.endpoint_path(self.string(table["path"], label), label)
+        bodies = [k for k in ("body", "body_file", "body_template_file") if k in table]
+        if len(bodies) > 1:
+            self.fail(f"{where}: '{bodies[0]}' and '{bodies[1]}' cannot be used together")
         body = b""
         if "body" in table:
             body = self.string(table["body"], f"'body' in {where}", empty_ok=True).encode()
         elif "body_file" in table:
             body = self.read_file(table["body_file"], f"'body_file' in {where}")
+        elif "body_template_file" in table:
+            body = self.read_file(table["body_template_file"], f"'body_template_file' in {where}")
+        name = ""
+        if "name" in table:
+            name = self.string(table["name"], f"'name' in {where}").strip()
+            if not name or any(c < " " or c == "\x7f" for c in name):
+                self.fail(f"'name' in {where}: {table['name']!r} is not a row name")
         if "method" in table:
             label = f"'method' in {where}"
             method = self.reuse(parse_method, self.string(table["method"], label), label)
@@ -448,7 +477,13 @@ class _Reader:
         expect_status = None   # the top-level's (or --expect-status) applies
         if "expect_status" in table:
             expect_status = self.statuses(table["expect_status"], f"'expect_status' in {where}")
-        return EndpointSpec(method, path, body, headers, weight, expect_status)
+        return EndpointSpec(method, path, body, headers, weight, expect_status, name,
+                            template_body=b"{{" in body and not "body_file" in table)
+
+    def endpoint_path(self, value: str, label: str) -> str:
+        """A path; one holding ``{{`` is kept as written (checked once parsed)."""
+        templated = self.reuse(partial(templated_path, what=label), value, label)
+        return templated or self.reuse(normalize_path, value, label)
 
 
 def _number_text(value: float) -> str:

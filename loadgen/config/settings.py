@@ -32,11 +32,14 @@ class EndpointSpec:
     headers: tuple[tuple[str, str], ...] = ()
     weight: float = 1.0
     expect_status: frozenset[int] | None = None
+    name: str = ""                  # the row's name; default "METHOD path"
+    template_body: bool = False     # ``body`` / ``body_template_file``: may hold ``{{ }}``
 
     def endpoint(self, run_expect_status: frozenset[int]) -> Endpoint:
         """The endpoint, its own statuses (more specific) before the run's."""
         return Endpoint(self.method, self.path, self.body, self.headers, self.weight,
-                        self.expect_status or run_expect_status)
+                        self.expect_status or run_expect_status, self.name,
+                        self.template_body)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Settings:
     expect_status: frozenset[int] | None = None
     data: str | None = None
     data_file: str | None = None                    # a path; read when the config is built
+    feeder: str | None = None                       # a path; read when the config is built
+    feeder_mode: str | None = None                  # checked when the config is built
     thresholds: tuple[str, ...] | None = None       # parsed with the run's endpoints known
     auth: bool | None = None
     username: str | None = None

@@ -102,6 +102,21 @@ class Template:
         return "".join(out)
 
 
+@dataclass(frozen=True, slots=True)
+class RequestTemplates:
+    """An endpoint's templated parts, parsed in the coordinator and pickled to workers.
+
+    ``headers`` maps a header value's text (as the user wrote it) to its template:
+    the worker merges headers as always (run's, endpoint's, login's, proxy's) and
+    looks each value up here, so only values the user wrote are ever templated.
+    ``body`` None: the body is sent byte for byte.
+    """
+
+    path: Template
+    headers: tuple[tuple[str, Template], ...] = ()
+    body: Template | None = None
+
+
 #: Stand-ins for what is only known per request, to render a config-time sample.
 SAMPLE_UUID = "00000000-0000-4000-8000-000000000000"
 

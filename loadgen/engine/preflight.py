@@ -203,10 +203,11 @@ def login_headers(config: RunConfig) -> dict[str, str]:
 
     The login goes where the load goes, so it carries the same user headers: a
     ``Host`` naming a virtual host (urllib3 then writes no Host of its own), an
-    API key a gateway wants on every request.
+    API key a gateway wants on every request.  Templated values (``{{ }}``) are per
+    request of the load, rendered by the workers: the login, no request of it, goes without.
     """
     headers = {name: value for name, value in config.headers
-               if name.lower() not in _LOGIN_OWN}
+               if name.lower() not in _LOGIN_OWN and "{{" not in value}
     headers["Content-Type"] = "application/json"
     return headers
 

@@ -20,9 +20,10 @@ live in the sources (tickets, duration, the dispatcher's end, a stop), never in
 the serve loop.  A *population* (how many virtual users run, over time:
 ``--user-stage``) is how many serve greenlets run, each on its own connection
 and its own source (``user_tickets``, which also obeys the user's stop flag), so
-the constant closed model keeps ``tickets()`` untouched; per-request building
-replaces the prebuilt ``requests[e]`` with a choice made
-once per loop, so the static case keeps its prebuilt bytes and its speed.
+the constant closed model keeps ``tickets()`` untouched.  A templated endpoint
+(``{{ }}``, config.templated) has b"" as its prebuilt ``requests[e]`` and a maker
+in ``makers[e]`` that renders request ``k`` of its user (engine.render, the feeder's
+row picker); a static endpoint keeps its prebuilt bytes, and pays one truth test.
 
 Imported only after gevent.monkey.patch_all().
 """
@@ -31,17 +32,19 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 import socket
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
 from gevent.event import Event
 from gevent.queue import SimpleQueue
 
-from loadgen.config.model import WorkerPlan, asks_to_close, merge_headers
+from loadgen.config.model import Endpoint, WorkerPlan, asks_to_close, merge_headers
+from loadgen.config.template import static
 from loadgen.engine.channel import Channel, ChannelClosed
 from loadgen.engine.client import (
     TIMEOUT,
@@ -51,6 +54,7 @@ from loadgen.engine.client import (
     make_pool,
     proxy_form,
 )
+from loadgen.engine.render import compile_request
 from loadgen.engine.schedule import SendSchedule
 from loadgen.stats.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 from loadgen.stats.phases import PhaseRecorder
@@ -68,6 +72,9 @@ PROBE_S = 0.005
 # the cheapest wait, and delay a stop by less than this.
 LONG_WAIT_S = 0.05
 
+#: A templated endpoint's request maker: (global request index, virtual user) -> its bytes.
+Maker = Callable[[int, int], bytes]
+
 
 class Worker:
     def __init__(self, plan: WorkerPlan, channel: Channel) -> None:
@@ -75,6 +82,11 @@ class Worker:
         self.channel = channel
         self.open_model = plan.schedule is not None
         headers = self._endpoint_headers(plan.headers)
+        # per-worker seeds: uuid / randint draws and the random feeder mode are reproducible
+        self.rng = random.Random(f"render:{plan.index}")
+        self.pick = plan.feeder.picker(plan.index) if plan.feeder is not None else None
+        # static endpoints: their prebuilt bytes; templated ones: b"" here and a maker
+        self.makers: list[Maker | None] = []
         self.requests = self._build_requests(headers)
         self.heads = [e.head for e in plan.endpoints]
         # endpoints whose requests say Connection: close: the connection ends with the
@@ -114,12 +126,47 @@ class Worker:
                 for e in self.plan.endpoints]
 
     def _build_requests(self, headers: list[list[tuple[str, str]]]) -> list[bytes]:
+        """Each endpoint's prebuilt bytes (b"" for a templated one, whose maker is set in
+        ``self.makers``, in place: serve loops hold that very list)."""
         plan = self.plan
         host, base = plan.target.host_header, plan.target.base_path
         origin, _ = proxy_form(plan.target, plan.proxy)   # ("", []) without one
-        return [build_request(e.method, host, origin + base + e.path, h, e.body,
-                              close=not plan.keepalive)
-                for e, h in zip(plan.endpoints, headers)]
+        requests: list[bytes] = []
+        makers: list[Maker | None] = []
+        for e, h in zip(plan.endpoints, headers):
+            if e.templates is None:   # no {{ }} anywhere: exactly today's bytes
+                requests.append(build_request(e.method, host, origin + base + e.path, h, e.body,
+                                              close=not plan.keepalive))
+                makers.append(None)
+                continue
+            made = self._compile(e, h, origin + base)
+            requests.append(made if isinstance(made, bytes) else b"")
+            makers.append(None if isinstance(made, bytes) else made)
+        self.makers[:] = makers
+        return requests
+
+    def _compile(self, e: Endpoint, headers: list[tuple[str, str]], prefix: str
+                 ) -> bytes | Maker:
+        """A templated endpoint compiled once (engine.render): its bytes if every template
+        turned out static, else ``make(k, user)``, the feeder row picked when it uses one."""
+        plan, t = self.plan, e.templates
+        values = dict(t.headers)
+        columns = plan.feeder.columns if plan.feeder is not None else ()
+        made = compile_request(e.method, plan.target.host_header, t.path,
+                               [(n, values.get(v) or static(v)) for n, v in headers],
+                               t.body if t.body is not None else e.body, columns,
+                               close=not plan.keepalive, prefix=prefix, rng=self.rng)
+        if isinstance(made, bytes):
+            return made
+        render, pick = made.render, self.pick
+        uses_row = any(p.columns for p in (t.path, *(v for _, v in t.headers))) or (
+            t.body is not None and bool(t.body.columns))
+        if not uses_row or pick is None:
+            return render
+
+        def make(k: int, user: int) -> bytes:
+            return render(k, user, pick(k, user))
+        return make
 
     def replace_headers(self, new: list[tuple[str, str]]) -> None:
         """A renewed login: ``new`` replaces the run's headers of the same names.
@@ -131,13 +178,14 @@ class Worker:
         names = {name.lower() for name, _ in new}
         run = (*((n, v) for n, v in self.plan.headers if n.lower() not in names),
                *((str(n), str(v)) for n, v in new))
-        self.requests[:] = self._build_requests(self._endpoint_headers(run))
+        self.requests[:] = self._build_requests(self._endpoint_headers(run))   # makers too
 
     def _new_tallies(self) -> list[Tally]:
         return [Tally(self.open_model, e.expect_status) for e in self.plan.endpoints]
 
     # -- the serve loop ---------------------------------------------------------------
-    def serve(self, conn: Connection, source: Iterator[tuple[int, float]]) -> None:
+    def serve(self, conn: Connection, source: Iterator[tuple[int, float]],
+              user: int = 0) -> None:
         """Send, time and record every request ``source`` releases on one connection.
 
         ``source`` yields ``(k, intended)``: the global request index and the
@@ -149,14 +197,19 @@ class Worker:
         that waited past its timeout is a timeout without being sent, so a
         stalled server cannot keep the run going past its last send plus the
         timeout; a response later than the timeout is a timeout, whatever the
-        watchdog saw.  One greenlet serving one source is one virtual user.
+        watchdog saw.  One greenlet serving one source is one virtual user, ``user`` its
+        global index (``{{ user }}``).  A templated endpoint's prebuilt bytes are b"": it is
+        rendered for request ``k`` (one truth test per request for static endpoints).
         """
         requests, heads, closes, cycle = self.requests, self.heads, self.closes, self.plan.cycle
+        makers = self.makers
         n_cycle, clock, monotonic = len(cycle), time.perf_counter, time.monotonic
         timeout, open_model = self.plan.timeout_s, self.open_model
         for k, intended in source:
             e = cycle[k % n_cycle]
             data = requests[e]
+            if not data:
+                data = makers[e](k, user)  # type: ignore[misc]
             t0 = clock() if open_model else intended   # closed: the source's now is the send
             left = intended + timeout - t0
             if left <= 0:   # never sent: at least this late
@@ -327,7 +380,7 @@ class Worker:
         try:
             if connect and not all(self.closes):   # else each request connects anyway
                 self._preconnect(conn)
-            self.serve(conn, self.user_tickets(user))
+            self.serve(conn, self.user_tickets(user), user.index)
         finally:
             if users.get(user.index) is user:
                 del users[user.index]
@@ -355,7 +408,8 @@ class Worker:
     def _add_connection(self) -> None:
         conn = Connection(self.pool, self.plan.timeout_s, self.phases)
         self.connections.append(conn)
-        self.loops.append(gevent.spawn(self.serve, conn, self.released()))
+        self.loops.append(gevent.spawn(self.serve, conn, self.released(),
+                                       self.plan.user_offset + len(self.connections) - 1))
 
     # -- around them ------------------------------------------------------------------
     def run(self) -> None:
@@ -382,7 +436,8 @@ class Worker:
         if start.get("type") != "start":
             return
         if self.open_model:   # every connection waits on the queue before the first send
-            self.loops = [gevent.spawn(self.serve, c, self.released()) for c in self.connections]
+            self.loops = [gevent.spawn(self.serve, c, self.released(), plan.user_offset + i)
+                          for i, c in enumerate(self.connections)]
             while self.idle < len(self.loops) and not any(g.dead for g in self.loops):
                 gevent.sleep(0)
         gevent.sleep(max(0.0, start["at"] - time.monotonic()))
@@ -401,7 +456,8 @@ class Worker:
         elif plan.user_schedule is not None:
             self.populate()
         else:
-            self.loops = [gevent.spawn(self.serve, c, self.tickets()) for c in self.connections]
+            self.loops = [gevent.spawn(self.serve, c, self.tickets(), plan.user_offset + i)
+                          for i, c in enumerate(self.connections)]
         while self.loops:   # the dispatcher may have added loops
             self.loops.pop().join()
         self.finished.set()  # not kill(): that could cut a frame half-written to the pipe
