@@ -79,6 +79,8 @@ class Block(TypedDict, total=False):
     bytes_out: int
     latency_overflow: int
     phases_ms: dict[str, PhaseFigures]    # connect, tls (https), ttfb
+    checked: int                          # endpoints with ``expect`` checks: bodies checked
+    checks_failed: dict[str, int]         # ... and how often each named check failed
 
 
 class _IntervalRequired(TypedDict):

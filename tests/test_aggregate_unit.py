@@ -13,6 +13,7 @@ import pytest
 from synthetic import iso, message, new_aggregate, tally
 
 from loadgen.stats.aggregate import SLIVER_S, Aggregate, WorkerState
+from loadgen.stats.metrics import Tally
 
 
 def test_two_workers_several_seconds_count_exactly() -> None:
@@ -242,3 +243,32 @@ def test_users_add_up_across_workers_and_a_sliver_is_weighted_by_its_length() ->
     plain.add(message(1, 1.0, [tally(ok=1)], final=True))
     plain.finish()
     assert "users" not in plain.intervals[0]
+
+
+def _checked(ok: int, failed: dict[str, int]) -> Tally:
+    """An endpoint with checks: ``ok`` responses passed them, ``failed`` by check name."""
+    t = tally(ok=ok)
+    t.checked = ok + sum(failed.values())
+    for name, n in failed.items():
+        for _ in range(n):
+            t.check_failed(name, 100, 50, 2_500)
+    return t
+
+
+def test_failed_checks_merge_by_name_across_workers_and_seconds() -> None:
+    agg = new_aggregate(endpoints=("GET /a", "GET /b"))
+    agg.add(message(0, 1.0004, [_checked(5, {'body_contains "x"': 2}), tally(ok=3)]))
+    agg.add(message(1, 1.0007, [_checked(4, {'body_contains "x"': 1, "json a == 1": 3}),
+                                tally(ok=1)]))
+    agg.add(message(0, 1.5, [_checked(1, {"json a == 1": 1}), tally()], final=True))
+    agg.add(message(1, 1.4, [tally(), tally()], final=True))
+    agg.finish()
+    summary, (a, b) = agg.summaries()
+    assert a["checked"] == 5 + 2 + 4 + 4 + 1 + 1
+    assert a["checks_failed"] == {'body_contains "x"': 3, "json a == 1": 4}
+    assert a["failures_by_kind"] == {"check": 7} and a["failures"] == 7
+    assert a["requests"] == a["successes"] + 7 == 17
+    assert "checked" not in b and "checks_failed" not in b   # no checks: no new fields
+    assert summary["checked"] == 17 and summary["checks_failed"] == a["checks_failed"]
+    assert summary["failures_by_kind"] == {"check": 7}
+    assert sum(i["failures"] for i in agg.intervals) == 7

@@ -298,6 +298,7 @@ class Endpoint:
     label: str = ""                 # the row's name when given (``name = "..."``)
     template_body: bool = False     # an inline body (``--data``, ``body``): may hold ``{{ }}``
     templates: Any = None           # config.template.RequestTemplates: None = static bytes
+    rules: Any = None               # config.checks.ResponseRules: body checks; None = none
 
     @property
     def name(self) -> str:

@@ -98,6 +98,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NoReturn, TypeVar
 
+from loadgen.config.checks import parse_rules
 from loadgen.config.describe import describe_value
 from loadgen.config.feeder import MODES
 from loadgen.config.model import (
@@ -128,7 +129,7 @@ TOP_KEYS = (
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
 ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file",
-                 "body_template_file", "expect_status", "name")
+                 "body_template_file", "expect_status", "name", "expect", "max_body")
 DATA_KEYS = ("file", "mode")
 STAGE_KEYS = ("duration", "rate")
 MAX_SCENARIO_BYTES = 16 << 20
@@ -477,8 +478,18 @@ class _Reader:
         expect_status = None   # the top-level's (or --expect-status) applies
         if "expect_status" in table:
             expect_status = self.statuses(table["expect_status"], f"'expect_status' in {where}")
+        rules = None   # ``expect`` / ``max_body``: response checks (issue 12 section 3)
+        if "expect" in table or "max_body" in table:
+            try:
+                rules = parse_rules({k: table[k] for k in ("expect", "max_body") if k in table},
+                                    where)
+            except ConfigError as exc:
+                self.fail(str(exc))
+            if not rules.expect:
+                self.fail(f"'max_body' in {where} needs 'expect' with body checks")
         return EndpointSpec(method, path, body, headers, weight, expect_status, name,
-                            template_body=b"{{" in body and not "body_file" in table)
+                            template_body=b"{{" in body and not "body_file" in table,
+                            rules=rules)
 
     def endpoint_path(self, value: str, label: str) -> str:
         """A path; one holding ``{{`` is kept as written (checked once parsed)."""

@@ -11,8 +11,8 @@ command-line text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from loadgen.config.model import Endpoint, Proxy
 from loadgen.config.stages import StageSpec
@@ -34,12 +34,23 @@ class EndpointSpec:
     expect_status: frozenset[int] | None = None
     name: str = ""                  # the row's name; default "METHOD path"
     template_body: bool = False     # ``body`` / ``body_template_file``: may hold ``{{ }}``
+    rules: Any = None               # config.checks.ResponseRules (``expect``); None: no checks
 
     def endpoint(self, run_expect_status: frozenset[int]) -> Endpoint:
-        """The endpoint, its own statuses (more specific) before the run's."""
+        """The endpoint, its own statuses (more specific) before the run's.
+
+        ``expect.status`` is folded into the success set (it replaces it, as the
+        endpoint's ``expect_status`` would): a wrong status stays a failure *by status*,
+        as it always was; the body checks left are what fails with kind ``check``.
+        """
+        ok = self.expect_status or run_expect_status
+        rules = self.rules
+        if rules is not None and rules.expect.status is not None:
+            ok = rules.expect.status
+            rules = replace(rules, expect=replace(rules.expect, status=None))
         return Endpoint(self.method, self.path, self.body, self.headers, self.weight,
-                        self.expect_status or run_expect_status, self.name,
-                        self.template_body)
+                        ok, self.name, self.template_body,
+                        rules=rules if rules else None)
 
 
 @dataclass(frozen=True)

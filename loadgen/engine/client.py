@@ -121,6 +121,57 @@ class _HeadFramer(_Framer):
         self.extra = True
 
 
+class Keeper(_Framer):
+    """A framer that also keeps the response's headers and body, for an endpoint with
+    checks (``config.checks.ResponseRules``): made fresh for each such request, so every
+    other request keeps the plain ``_Framer`` and the zero-copy drain.
+
+    ``headers`` as httptools delivers them (``(name, value)`` bytes); the body up to
+    ``max_body`` bytes, then no more (``over``: keep draining, ``body()`` is None and
+    the checks that needed it fail, so named).  A 1xx's headers are dropped with it.
+    """
+
+    __slots__ = ("chunks", "head", "headers", "kept", "max_body", "over")
+
+    def __init__(self, max_body: int, head: bool = False) -> None:
+        super().__init__()
+        self.max_body = max_body
+        self.head = head
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.over = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        if not self.done:
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if not self.headers_done:   # an interim response's headers: not the final one's
+            self.headers.clear()
+
+    def on_body(self, body: bytes) -> None:
+        if self.done:
+            return
+        if self.head:   # as _HeadFramer: nothing may follow a HEAD response's head
+            self.extra = True
+            return
+        if self.over:
+            return
+        self.kept += len(body)
+        if self.kept > self.max_body:
+            self.over = True
+            self.chunks.clear()
+        else:
+            self.chunks.append(body)
+
+    def body(self) -> bytes | None:
+        """The body kept, or None when it was longer than ``max_body``."""
+        return None if self.over else b"".join(self.chunks)
+
+
 def proxy_form(target: Target, proxy: Proxy | None) -> tuple[str, list[tuple[str, str]]]:
     """What a request through ``proxy`` adds: (the origin before its path, headers for the proxy).
 
@@ -406,8 +457,12 @@ class Connection:
         self.close()
         checkin(self.pool, self.conn)
 
-    def request(self, data: bytes, head: bool, deadline: float = 0.0) -> tuple[int, int]:
+    def request(self, data: bytes, head: bool, deadline: float = 0.0,
+                keeper: Keeper | None = None) -> tuple[int, int]:
         """``deadline`` (monotonic) overrides the default of now + timeout.
+
+        ``keeper`` (an endpoint with checks): a fresh ``Keeper`` that frames this response
+        and keeps its headers and body for them; without it the body is only drained.
 
         An idle kept-alive connection has nothing to read: if poll(2) finds something
         (the server's FIN or RST, or bytes nobody asked for) the connection is replaced
@@ -425,7 +480,7 @@ class Connection:
             elif self.poller.poll(0) and self._unusable():
                 self.reconnects += 1
                 self.open()
-            return self._exchange(data, head)
+            return self._exchange(data, head, keeper)
         finally:
             self.deadline = 0.0
 
@@ -450,10 +505,12 @@ class Connection:
         self.close()
         return True
 
-    def _exchange(self, data: bytes, head: bool) -> tuple[int, int]:
+    def _exchange(self, data: bytes, head: bool, keeper: Keeper | None) -> tuple[int, int]:
         sock = self.sock
-        if head:   # its own parser: llhttp expects the body the head announces
-            framer: _Framer = _HeadFramer()
+        if keeper is not None:   # fresh, like the head's: its own parser
+            framer: _Framer = keeper
+        elif head:   # its own parser: llhttp expects the body the head announces
+            framer = _HeadFramer()
         else:
             framer = self.framer
             framer.reset()

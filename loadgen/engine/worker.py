@@ -46,9 +46,11 @@ from gevent.queue import SimpleQueue
 from loadgen.config.model import Endpoint, WorkerPlan, asks_to_close, merge_headers
 from loadgen.config.template import static
 from loadgen.engine.channel import Channel, ChannelClosed
+from loadgen.engine.checks import evaluate
 from loadgen.engine.client import (
     TIMEOUT,
     Connection,
+    Keeper,
     RequestError,
     build_request,
     make_pool,
@@ -87,6 +89,9 @@ class Worker:
         self.pick = plan.feeder.picker(plan.index) if plan.feeder is not None else None
         # static endpoints: their prebuilt bytes; templated ones: b"" here and a maker
         self.makers: list[Maker | None] = []
+        # endpoints with ``expect`` checks: their rules (else None); their prebuilt bytes
+        # are b"" and a maker gives them, so the serve loop's slow branch takes them
+        self.rules = [e.rules for e in plan.endpoints]
         self.requests = self._build_requests(headers)
         self.heads = [e.head for e in plan.endpoints]
         # endpoints whose requests say Connection: close: the connection ends with the
@@ -142,6 +147,10 @@ class Worker:
             made = self._compile(e, h, origin + base)
             requests.append(made if isinstance(made, bytes) else b"")
             makers.append(None if isinstance(made, bytes) else made)
+        for i, e in enumerate(plan.endpoints):   # checked endpoints: the serve loop's slow branch
+            if e.rules is not None and requests[i]:
+                makers[i] = _constant(requests[i])
+                requests[i] = b""
         self.makers[:] = makers
         return requests
 
@@ -202,13 +211,16 @@ class Worker:
         rendered for request ``k`` (one truth test per request for static endpoints).
         """
         requests, heads, closes, cycle = self.requests, self.heads, self.closes, self.plan.cycle
-        makers = self.makers
+        makers, rules = self.makers, self.rules
         n_cycle, clock, monotonic = len(cycle), time.perf_counter, time.monotonic
         timeout, open_model = self.plan.timeout_s, self.open_model
         for k, intended in source:
             e = cycle[k % n_cycle]
             data = requests[e]
             if not data:
+                if rules[e] is not None:   # checks: a path of its own, off the static one
+                    self._serve_checked(conn, e, k, user, intended)
+                    continue
                 data = makers[e](k, user)  # type: ignore[misc]
             t0 = clock() if open_model else intended   # closed: the source's now is the send
             left = intended + timeout - t0
@@ -238,6 +250,59 @@ class Worker:
             else:
                 tally.record(status, int((t1 - intended) * 1e6), received, len(data))
         self.finished_at = max(self.finished_at, clock())
+
+    def _serve_checked(self, conn: Connection, e: int, k: int, user: int,
+                       intended: float) -> None:
+        """``serve``'s body for an endpoint with ``expect`` checks (issue 12 section 3).
+
+        The same timing and recording as the serve loop; in addition a ``Keeper`` keeps
+        this response's headers and body, and a response whose status is in the success
+        set is checked (``engine.checks.evaluate``): one that fails a check is a failure
+        of kind ``check``, counted under the check's name.  A wrong status stays a failure
+        by status (the body is not checked), as on every endpoint.  Kept apart so
+        endpoints without checks pay nothing for it (they never reach this branch).
+        """
+        clock = time.perf_counter
+        rules = self.rules[e]
+        data = self.makers[e](k, user)  # type: ignore[misc]
+        timeout = self.plan.timeout_s
+        t0 = clock() if self.open_model else intended
+        left = intended + timeout - t0
+        if left <= 0:
+            self._record_lag(t0 - intended)
+            self._failed(e, TIMEOUT, 0, t0 - intended)
+            return
+        keeper = Keeper(rules.max_body, self.heads[e])
+        try:
+            status, received = conn.request(data, self.heads[e], time.monotonic() + left, keeper)
+        except RequestError as err:
+            t1 = clock()
+            if self.open_model and conn.sent_at >= t0:
+                self._lag(conn, t0, intended)
+                self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
+            self._failed(e, err.kind, len(data), t1 - intended)
+            gevent.sleep(0)
+            return
+        t1 = clock()
+        if self.closes[e]:
+            conn.close()
+        tally = self.tallies[e]
+        if self.open_model:
+            self._lag(conn, t0, intended)
+            tally.record_service(int((t1 - conn.sent_at) * 1e6))
+        latency_us = int((t1 - intended) * 1e6)
+        if t1 - intended > timeout:
+            self._failed(e, TIMEOUT, len(data), t1 - intended)
+        elif status not in tally.ok:
+            tally.record(status, latency_us, received, len(data))
+        else:
+            tally.checked += 1
+            outcome = evaluate(rules, status, keeper.headers, keeper.body())
+            if outcome.kind is None:
+                tally.record(status, latency_us, received, len(data))
+            else:
+                tally.check_failed(outcome.detail or outcome.kind, received, len(data),
+                                   latency_us)
 
     # -- the request sources ----------------------------------------------------------
     def tickets(self) -> Iterator[tuple[int, float]]:
@@ -571,6 +636,13 @@ class Worker:
             self.channel.send(message)
         except ChannelClosed:
             os._exit(1)
+
+
+def _constant(data: bytes) -> Maker:
+    """A maker for a static request that must take the slow branch (it has checks)."""
+    def make(k: int, user: int) -> bytes:
+        return data
+    return make
 
 
 class _User:

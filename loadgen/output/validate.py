@@ -14,13 +14,15 @@ from typing import Any
 from loadgen.output.results import ResultsError
 
 #: Keys of an S block the renderers read as numbers (or null).
-NUMERIC_BLOCK_KEYS = ("requests", "successes", "failures", "rps", "duration_s", "success_rate")
+NUMERIC_BLOCK_KEYS = ("requests", "successes", "failures", "rps", "duration_s", "success_rate",
+                      "checked")
 #: Latency blocks of an S block: objects of numbers (or null).  ``success_latency_ms`` is
 #: absent from files written before failures were split from successes.
 LATENCY_BLOCK_KEYS = ("latency_ms", "success_latency_ms", "service_time_ms")
 #: Count maps of an S block.  ``errors`` is the old name of ``failures_by_kind``; old files
 #: have no ``failures_by_status`` (the reader derives it from ``status_codes``).
-COUNT_BLOCK_KEYS = ("status_codes", "failures_by_status", "failures_by_kind", "errors")
+COUNT_BLOCK_KEYS = ("status_codes", "failures_by_status", "failures_by_kind", "errors",
+                    "checks_failed")
 #: Numbers of an interval, old and new: old files have ``errors`` (transport failures only),
 #: new ones ``successes``, ``failures`` and ``length_s``.
 NUMERIC_INTERVAL_KEYS = ("requests", "successes", "failures", "errors", "rps", "length_s",

@@ -7,6 +7,11 @@ response at all: connect, timeout, write, read, protocol).  The report, the
 progress line, the thresholds and the charts all read failures through this
 module, so the word cannot drift back to meaning three different counts.
 
+A third cause, ``check`` (a kind, counted in ``failures_by_kind``): the server
+answered with a status in the success set, but the body failed one of the
+endpoint's ``expect`` checks (``body_contains``, ``json``); which checks failed,
+how often, is the endpoint's ``checks_failed``.
+
 Documents written before this vocabulary (``errors`` for the transport kinds,
 intervals with only ``errors``) are still read: the by-status split is then
 computed from ``status_codes``, which has always held every response's status.
@@ -17,6 +22,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+#: The failure kind of a response that failed an ``expect`` check (not a transport kind).
+CHECK = "check"
+#: Every failure kind, in the order the report lists them: no response, then ``check``.
+FAILURE_KINDS = ("connect", "timeout", "write", "read", "protocol", CHECK)
+
+
+def checks_failed(block: Mapping[str, Any]) -> dict[str, int]:
+    """How often each named check failed (``checks_failed``; absent: none, or no checks)."""
+    return _counts(block.get("checks_failed"))
+
+
+def checks_rate(block: Mapping[str, Any]) -> float | None:
+    """The share of checked responses that passed every check; None when nothing was checked.
+
+    ``checked`` counts the responses of endpoints with checks whose status was in the
+    success set (the ones whose body was checked); each failed at most one check.
+    """
+    checked = block.get("checked")
+    if not isinstance(checked, int) or isinstance(checked, bool) or checked <= 0:
+        return None
+    failed = sum(checks_failed(block).values())
+    return max(0, checked - failed) / checked
 
 
 def is_success_status(code: str | int) -> bool:

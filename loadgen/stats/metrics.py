@@ -60,8 +60,8 @@ class Tally:
     merges the two into "every request" and keeps "successes only" beside it.
     """
 
-    __slots__ = ("bytes_in", "bytes_out", "codes", "errors", "failed", "hist", "ok", "overflow",
-                 "service")
+    __slots__ = ("bytes_in", "bytes_out", "checked", "checks", "codes", "errors", "failed", "hist",
+                 "ok", "overflow", "service")
 
     def __init__(self, open_model: bool = False, ok: frozenset[int] = DEFAULT_SUCCESS) -> None:
         # the endpoint's success set: ``status in ok`` costs no more than the old
@@ -77,6 +77,9 @@ class Tally:
         self.bytes_in = 0
         self.bytes_out = 0
         self.overflow = 0
+        # endpoints with ``expect`` checks only: responses checked, failures by check name
+        self.checked = 0
+        self.checks: dict[str, int] = {}
 
     def record(self, status: int, latency_us: int, bytes_in: int, bytes_out: int) -> None:
         hist = self.hist if status in self.ok else self.failed
@@ -100,6 +103,13 @@ class Tally:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.bytes_out += bytes_out
 
+    def check_failed(self, name: str, bytes_in: int, bytes_out: int, latency_us: int) -> None:
+        """A response whose body failed the check ``name``: a failure of kind ``check``
+        (not in ``codes``: a request is counted once, and it did not succeed)."""
+        self.error("check", bytes_out, latency_us)
+        self.bytes_in += bytes_in
+        self.checks[name] = self.checks.get(name, 0) + 1
+
     @property
     def requests(self) -> int:
         return sum(self.codes.values()) + sum(self.errors.values())
@@ -114,6 +124,8 @@ class Tally:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "overflow": self.overflow,
+            "checked": self.checked,
+            "checks_failed": self.checks,
         }
 
 
@@ -140,6 +152,8 @@ class Totals:
     bytes_out: int = 0
     overflow: int = 0
     expect: frozenset[int] = DEFAULT_SUCCESS
+    checked: int = 0                                  # responses whose body was checked
+    checks_failed: Counter[str] = field(default_factory=Counter)   # by check name
     failed_codes: Counter[str] = field(init=False)   # failures_by_status
 
     def __post_init__(self) -> None:
@@ -164,6 +178,8 @@ class Totals:
                                   if not _is_success(code, expect)})
         self._add_counts(wire["codes"], wire["errors"], wire["bytes_in"],
                          wire["bytes_out"], wire["overflow"])
+        self.checked += wire.get("checked", 0)
+        self.checks_failed.update(wire.get("checks_failed") or {})
 
     def merge(self, other: Totals) -> None:
         _add(self.hist, other.hist)
@@ -175,6 +191,8 @@ class Totals:
         self.failed_codes.update(other.failed_codes)
         self._add_counts(other.codes, other.errors, other.bytes_in, other.bytes_out,
                          other.overflow)
+        self.checked += other.checked
+        self.checks_failed.update(other.checks_failed)
 
     def _add_counts(self, codes: dict[str, int], errors: dict[str, int], bytes_in: int,
                     bytes_out: int, overflow: int) -> None:
@@ -351,4 +369,7 @@ def summarize(totals: Totals, duration_s: float) -> Block:
     }
     if totals.service is not None:
         summary["service_time_ms"] = latency_ms(totals.service)
+    if totals.checked:   # only where an endpoint has ``expect`` checks
+        summary["checked"] = totals.checked
+        summary["checks_failed"] = {k: v for k, v in sorted(totals.checks_failed.items()) if v}
     return summary
