@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.conftest import TargetServer
 from tests.helpers import loadgen, one_line_error
 
-ENDPOINTS = """
+GOOD_AND_MISSING = """
 [[endpoints]]
 path = "/api/health"
 name = "good"
@@ -18,6 +18,8 @@ expect = { status = [200], body_contains = "ok", json = { "status" = "ok" } }
 path = "/api/health"
 name = "missing"
 expect = { body_contains = ["ok", "nope"] }
+"""
+ENDPOINTS = GOOD_AND_MISSING + """
 [[endpoints]]
 path = "/api/health"
 name = "wrong json"
@@ -104,3 +106,15 @@ expect = { body_contain = "ok" }
                         'expect = { json = { "items[" = 1 } }\n')
     line = one_line_error(loadgen("run", "--config", str(scenario)))
     assert "not a valid JMESPath expression" in line
+
+
+def test_a_checks_threshold_fails_the_run(target_server: TargetServer, tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path, target_server, GOOD_AND_MISSING)
+    run = loadgen("run", "--config", str(scenario), "--requests", "20", "--workers", "1",
+                  "--concurrency", "2", "--threshold", "checks>=99%",
+                  "--threshold", "good: checks>=100%", save=tmp_path / "r.json")
+    assert run.status == 1, run.stderr
+    assert [(t["threshold"], t["actual"], t["passed"]) for t in run.doc["thresholds"]] == [
+        ("checks>=99%", 0.5, False), ("good: checks>=100%", 1.0, True)]
+    assert ('Checks failed: 10 of 20 checked responses (50.00%) — missing: '
+            'body_contains "nope" × 10') in run.stdout

@@ -49,6 +49,7 @@ def doc(**summary: Any) -> dict[str, Any]:
     ("rps>1000", (None, "rps", ">", 1000.0)),
     ("rps > 1000 req/s", (None, "rps", ">", 1000.0)),
     ("requests>=5000", (None, "requests", ">=", 5000.0)),
+    ("checks>=99%", (None, "checks", ">=", 0.99)),
     ("GET /api/health: p99<50ms", ("GET /api/health", "p99", "<", 50.0)),
     ("get  /api/health :  p99 < 50 ms", ("GET /api/health", "p99", "<", 50.0)),
     ("GET /api/items/a:b: failures<2%", ("GET /api/items/a:b", "failures", "<", 0.02)),
@@ -113,6 +114,21 @@ def test_evaluate_per_endpoint_and_bare_path() -> None:
                                          "POST /api/dataset/transform: rps>250"]), doc())
     assert [r.passed for r in results] == [True, True, True]
     assert results[0].actual == pytest.approx(5.0)
+
+
+def test_checks_is_the_share_of_checked_responses_that_passed() -> None:
+    """Over ``checked`` (bodies checked), not over every request; no checks: no data."""
+    d = doc()
+    d["summary"]["checked"] = 200
+    d["summary"]["checks_failed"] = {'body_contains "id"': 3, "json a == 1": 1}
+    d["endpoints"][0]["checked"] = 400
+    d["endpoints"][0]["checks_failed"] = {}
+    results = evaluate(parse_thresholds(["checks>=99%", "checks>=97%",
+                                         "GET /api/health: checks>=100%",
+                                         "POST /api/dataset/transform: checks>0%"]), d)
+    assert [r.actual for r in results] == [pytest.approx(0.98), pytest.approx(0.98), 1.0, None]
+    assert [r.passed for r in results] == [False, True, True, False]
+    assert "98.00% of checks passed" in render_thresholds(results)
 
 
 def test_latency_without_data_fails() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from loadgen.config.model import DEFAULT_EXPECT_STATUS, format_status_set
 from loadgen.stats.failures import (
+    checks_failed,
     failure_count,
     failures_by_kind,
     failures_by_status,
@@ -113,9 +114,33 @@ def render_table(doc: Mapping[str, Any]) -> str:
         lines += [PHASES_CAPTION, phases, ""]
     lines.append(_status_codes_line(summary.get("status_codes") or {}))
     lines.append(failures_line(summary))
+    lines += checks_lines(doc)
     lines += auth_lines(doc.get("auth"))
     lines += _nodes_lines(doc)
     return "\n".join(lines) + "\n"
+
+
+def checks_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Endpoints with ``expect`` checks: how many checked responses failed, and which
+    check how often, per endpoint (most frequent first); nothing for a run without checks.
+
+    ``Checks failed: 20 of 30 checked responses (66.67%) — missing: body_contains "nope"
+    × 10; wrong json: json status == "down" × 10``
+    """
+    summary = doc.get("summary") or {}
+    checked = summary.get("checked")
+    if not isinstance(checked, int) or isinstance(checked, bool) or checked <= 0:
+        return []
+    failed = sum(checks_failed(summary).values())
+    if not failed:
+        return [f"Checks failed: none ({checked:,} checked responses)"]
+    parts = []
+    for block in doc.get("endpoints") or []:
+        counts = sorted(checks_failed(block).items(), key=lambda kv: (-kv[1], kv[0]))
+        if counts:
+            parts.append(f"{block.get('endpoint')}: {_counts_text(counts)}")
+    return [f"Checks failed: {failed:,} of {checked:,} checked responses "
+            f"({share_text(failed, checked)}) — " + "; ".join(parts)]
 
 
 def auth_lines(auth: Mapping[str, Any] | None) -> list[str]:

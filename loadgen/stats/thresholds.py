@@ -8,6 +8,8 @@ Grammar (white space anywhere between the parts)::
             failures   share of requests that did not succeed: NUMBER% or a bare
                        fraction <= 1 (``errors`` is the same metric, an older name)
             success    success rate (2xx / requests): NUMBER% or a bare fraction <= 1
+            checks     share of checked responses that passed their ``expect`` checks:
+                       NUMBER% or a bare fraction <= 1 (see below)
             rps        requests per second (optional "/s", "req/s" or "rps")
             requests   request count
     OP      <  <=  >  >=
@@ -30,6 +32,12 @@ complements.  Both read the totals (``failures``, i.e. requests - successes);
 no threshold reads the per-status or per-kind counts, each of which holds only
 one cause of failure.
 
+``checks`` reads ``checked`` and ``checks_failed`` (endpoints with ``expect`` body
+checks): over the responses whose body was checked, i.e. the responses in the
+success set of endpoints with checks (a wrong status is a failure by status, not a
+failed check; requests without a response were not checked).  A run, or an
+endpoint, without checks has no data for it, so ``checks>=99%`` fails there.
+
 A threshold naming an endpoint the run does not have is a ``ConfigError``
 (exit 2), not a failure (exit 1): it is a typo in the command, and reporting it
 as a server regression would send someone hunting for a problem that is not
@@ -46,13 +54,13 @@ from typing import Any, NoReturn
 
 from loadgen.config.model import ConfigError
 from loadgen.schema import LATENCY_KEYS
-from loadgen.stats.failures import failure_count, percent_text
+from loadgen.stats.failures import checks_rate, failure_count, percent_text
 
 LATENCY = LATENCY_KEYS
 _ALIASES = {"p99.9": "p999", "errors": "failures"}
 KNOWN = ("min", "mean", "p50", "p75", "p90", "p95", "p99", "p99.9", "p999", "max",
-         "failures", "errors", "success", "rps", "requests")
-SHARES = ("failures", "errors", "success")   # metrics that are a share of the requests
+         "failures", "errors", "success", "checks", "rps", "requests")
+SHARES = ("failures", "errors", "success", "checks")   # metrics that are a share of the requests
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -223,6 +231,8 @@ def actual_value(metric: str, block: dict[str, Any]) -> float | None:
         value = failure_count(block) / requests if requests else None
     elif metric == "success":
         value = block.get("successes", 0) / requests if requests else None
+    elif metric == "checks":
+        value = checks_rate(block)
     elif metric == "rps":
         value = block.get("rps")
     else:
@@ -237,6 +247,8 @@ def format_actual(metric: str, value: float | None) -> str:
     metric = _ALIASES.get(metric, metric)
     if metric in ("failures", "success"):
         return f"{percent_text(value)} {metric}"
+    if metric == "checks":
+        return f"{percent_text(value)} of checks passed"
     if metric == "rps":
         return f"{value:.1f} req/s"
     if metric == "requests":
