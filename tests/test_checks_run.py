@@ -118,3 +118,33 @@ def test_a_checks_threshold_fails_the_run(target_server: TargetServer, tmp_path:
         ("checks>=99%", 0.5, False), ("good: checks>=100%", 1.0, True)]
     assert ('Checks failed: 10 of 20 checked responses (50.00%) — missing: '
             'body_contains "nope" × 10') in run.stdout
+
+
+def test_checks_on_the_shop_with_a_jmespath_function(target_server: TargetServer,
+                                                     tmp_path: Path) -> None:
+    """The shop's listing passes a JMESPath check (a function, a nested field); an order of
+    an item never shown answers 404: a failure by status (``expect.status`` is [201]),
+    exactly as many as the server refused, and its body is not checked."""
+    from loadgen.target.shop import ITEMS_PER_LISTING
+
+    scenario = _scenario(tmp_path, target_server, f"""
+[[endpoints]]
+path = "/shop/items"
+expect = {{ body_contains = '"price"', json = {{ "length(items)" = {ITEMS_PER_LISTING} }} }}
+[[endpoints]]
+method = "POST"
+path = "/shop/orders"
+headers = {{ "Content-Type" = "application/json" }}
+body = '{{"item": "never-shown"}}'
+expect = {{ status = [201], body_contains = "order_id" }}
+""")
+    target_server.reset()
+    run = loadgen("run", "--config", str(scenario), "--auth", "--requests", "30",
+                  "--workers", "2", "--concurrency", "2", save=tmp_path / "r.json")
+    assert run.status == 0, run.stderr
+    rows = _rows(run.doc)
+    items, orders = rows["GET /shop/items"], rows["POST /shop/orders"]
+    assert items["successes"] == items["checked"] == 15 and items["checks_failed"] == {}
+    assert orders["failures_by_status"] == {"404": 15} and "checked" not in orders
+    stats = target_server.stats()
+    assert stats["orders"]["not_shown"] == 15 and stats["shop"]["listings"] == 15
