@@ -148,3 +148,15 @@ expect = {{ status = [201], body_contains = "order_id" }}
     assert orders["failures_by_status"] == {"404": 15} and "checked" not in orders
     stats = target_server.stats()
     assert stats["orders"]["not_shown"] == 15 and stats["shop"]["listings"] == 15
+
+
+def test_checks_in_the_open_model(target_server: TargetServer, tmp_path: Path) -> None:
+    """``--rate``: the same counts; the checked endpoint's service times are recorded too."""
+    scenario = _scenario(tmp_path, target_server, GOOD_AND_MISSING)
+    run = loadgen("run", "--config", str(scenario), "--requests", "40", "--rate", "200",
+                  "--workers", "1", "--concurrency", "2", save=tmp_path / "r.json")
+    assert run.status == 0, run.stderr
+    rows = _rows(run.doc)
+    assert rows["good"]["successes"] == rows["good"]["checked"] == 20
+    assert rows["missing"]["checks_failed"] == {'body_contains "nope"': 20}
+    assert rows["missing"]["service_time_ms"]["max"] is not None

@@ -190,6 +190,19 @@ def test_failures_by_kind_wins_over_errors(synthetic_runs: list[dict[str, Any]])
     assert combine_runs([both])["summary"]["failures_by_kind"] == {"timeout": 4}
 
 
+def test_check_counts_are_merged_by_name(synthetic_runs: list[dict[str, Any]]) -> None:
+    """``checked`` and ``checks_failed`` add up over the runs (only the counts are read)."""
+    runs = [{**d, "endpoints": [{**e, "checked": 10 + i,
+                                 "checks_failed": {'body_contains "x"': 1 + i, f"json a{i}": 2}}
+                                for e in d["endpoints"]]}
+            for i, d in enumerate(synthetic_runs)]
+    combined = combine_runs(runs)
+    for block in (combined["summary"], combined["endpoints"][0]):
+        assert block["checked"] == 21
+        assert block["checks_failed"] == {'body_contains "x"': 3, "json a0": 2, "json a1": 2}
+    assert "checked" not in combine_runs(synthetic_runs)["summary"]
+
+
 def test_intervals_keep_their_start_and_partial(synthetic_runs: list[dict[str, Any]]) -> None:
     first, second = synthetic_runs
     assert [i["partial"] for i in first["intervals"]] == [False, False, True]

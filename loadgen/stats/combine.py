@@ -104,7 +104,9 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
                                         or {}),
                          expect=merged.expect,
                          bytes_in=entry.get("bytes_in", 0), bytes_out=entry.get("bytes_out", 0),
-                         overflow=entry.get("latency_overflow", 0))
+                         overflow=entry.get("latency_overflow", 0),
+                         checked=entry.get("checked", 0),
+                         checks_failed=Counter(entry.get("checks_failed") or {}))
             merged.merge(one)
         duration = float(doc["summary"].get("duration_s") or 0.0)
         series = sorted(doc.get("intervals") or [], key=lambda i: i["t"])
