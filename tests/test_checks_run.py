@@ -106,6 +106,13 @@ expect = { body_contain = "ok" }
                         'expect = { json = { "items[" = 1 } }\n')
     line = one_line_error(loadgen("run", "--config", str(scenario)))
     assert "not a valid JMESPath expression" in line
+    scenario.write_text(f'url = "{target_server.url}"\n[[endpoints]]\npath = "/api/health"\n'
+                        'max_body = "1KiB"\n')
+    line = one_line_error(loadgen("run", "--config", str(scenario)))
+    assert "'max_body' in [[endpoints]] #1 needs 'expect' with body checks" in line
+    scenario.write_text(f'url = "{target_server.url}"\n[[endpoints]]\npath = "/api/health"\n'
+                        'checks = { body_contains = "ok" }\n')
+    assert "did you mean 'expect'" in one_line_error(loadgen("run", "--config", str(scenario)))
 
 
 def test_a_checks_threshold_fails_the_run(target_server: TargetServer, tmp_path: Path) -> None:

@@ -147,7 +147,8 @@ _HINTS = {
             "status": "expect_status", "keepalive": "no_keepalive",
             "keep_alive": "no_keepalive", "disable_keepalive": "no_keepalive"},
     "endpoints": {"data": "body", "data_file": "body_file", "url": "path", "endpoint": "path",
-                  "header": "headers", "expect": "expect_status", "status": "expect_status"},
+                  "header": "headers", "status": "expect_status",
+                  "check": "expect", "checks": "expect"},
     "auth": {"user": "username", "login": "login_endpoint", "token": "token_field"},
     "stages": {"target": "rate", "time": "duration"},
 }
