@@ -73,7 +73,8 @@ def test_configs_are_shipped() -> None:
 def test_every_shipped_config_loads(path: Path) -> None:
     opts = load_scenario(str(path))
     assert opts.url == "http://localhost:5000"
-    assert set(opts.said()) <= set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"}
+    assert set(opts.said()) <= (set(TOP_KEYS) | set(AUTH_KEYS)
+                                | {"endpoint_specs", "feeder", "feeder_mode"})
 
 
 def test_settings_are_the_file_keys_and_the_run_options() -> None:
