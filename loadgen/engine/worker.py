@@ -217,11 +217,11 @@ class Worker:
         for k, intended in source:
             e = cycle[k % n_cycle]
             data = requests[e]
-            if not data:
-                if rules[e] is not None:   # checks: a path of its own, off the static one
-                    self._serve_checked(conn, e, k, user, intended)
-                    continue
+            keeper = None
+            if not data:   # templated, or checked: rendered, and kept when checked
                 data = makers[e](k, user)  # type: ignore[misc]
+                if rules[e] is not None:
+                    keeper = Keeper(rules[e].max_body, heads[e])
             t0 = clock() if open_model else intended   # closed: the source's now is the send
             left = intended + timeout - t0
             if left <= 0:   # never sent: at least this late
@@ -229,7 +229,7 @@ class Worker:
                 self._failed(e, TIMEOUT, 0, t0 - intended)
                 continue
             try:
-                status, received = conn.request(data, heads[e], monotonic() + left)
+                status, received = conn.request(data, heads[e], monotonic() + left, keeper)
             except RequestError as err:
                 t1 = clock()
                 if open_model and conn.sent_at >= t0:   # written before it failed
@@ -247,62 +247,31 @@ class Worker:
                 tally.record_service(int((t1 - conn.sent_at) * 1e6))
             if t1 - intended > timeout:
                 self._failed(e, TIMEOUT, len(data), t1 - intended)
-            else:
+            elif keeper is None:
                 tally.record(status, int((t1 - intended) * 1e6), received, len(data))
+            else:
+                self._record_checked(tally, e, keeper, status, int((t1 - intended) * 1e6),
+                                     received, len(data))
         self.finished_at = max(self.finished_at, clock())
 
-    def _serve_checked(self, conn: Connection, e: int, k: int, user: int,
-                       intended: float) -> None:
-        """``serve``'s body for an endpoint with ``expect`` checks (issue 12 section 3).
+    def _record_checked(self, tally: Tally, e: int, keeper: Keeper, status: int,
+                        latency_us: int, received: int, sent: int) -> None:
+        """A response on an endpoint with ``expect`` checks (issue 12 section 3).
 
-        The same timing and recording as the serve loop; in addition a ``Keeper`` keeps
-        this response's headers and body, and a response whose status is in the success
-        set is checked (``engine.checks.evaluate``): one that fails a check is a failure
-        of kind ``check``, counted under the check's name.  A wrong status stays a failure
-        by status (the body is not checked), as on every endpoint.  Kept apart so
-        endpoints without checks pay nothing for it (they never reach this branch).
+        A response whose status is in the success set is checked
+        (``engine.checks.evaluate`` on what the ``Keeper`` kept): one that fails a check
+        is a failure of kind ``check``, counted under the check's name.  A wrong status
+        stays a failure by status (the body is not checked), as on every endpoint.
         """
-        clock = time.perf_counter
-        rules = self.rules[e]
-        data = self.makers[e](k, user)  # type: ignore[misc]
-        timeout = self.plan.timeout_s
-        t0 = clock() if self.open_model else intended
-        left = intended + timeout - t0
-        if left <= 0:
-            self._record_lag(t0 - intended)
-            self._failed(e, TIMEOUT, 0, t0 - intended)
+        if status not in tally.ok:
+            tally.record(status, latency_us, received, sent)
             return
-        keeper = Keeper(rules.max_body, self.heads[e])
-        try:
-            status, received = conn.request(data, self.heads[e], time.monotonic() + left, keeper)
-        except RequestError as err:
-            t1 = clock()
-            if self.open_model and conn.sent_at >= t0:
-                self._lag(conn, t0, intended)
-                self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
-            self._failed(e, err.kind, len(data), t1 - intended)
-            gevent.sleep(0)
-            return
-        t1 = clock()
-        if self.closes[e]:
-            conn.close()
-        tally = self.tallies[e]
-        if self.open_model:
-            self._lag(conn, t0, intended)
-            tally.record_service(int((t1 - conn.sent_at) * 1e6))
-        latency_us = int((t1 - intended) * 1e6)
-        if t1 - intended > timeout:
-            self._failed(e, TIMEOUT, len(data), t1 - intended)
-        elif status not in tally.ok:
-            tally.record(status, latency_us, received, len(data))
+        tally.checked += 1
+        outcome = evaluate(self.rules[e], status, keeper.headers, keeper.body())
+        if outcome.kind is None:
+            tally.record(status, latency_us, received, sent)
         else:
-            tally.checked += 1
-            outcome = evaluate(rules, status, keeper.headers, keeper.body())
-            if outcome.kind is None:
-                tally.record(status, latency_us, received, len(data))
-            else:
-                tally.check_failed(outcome.detail or outcome.kind, received, len(data),
-                                   latency_us)
+            tally.check_failed(outcome.detail or outcome.kind, received, sent, latency_us)
 
     # -- the request sources ----------------------------------------------------------
     def tickets(self) -> Iterator[tuple[int, float]]:
