@@ -360,6 +360,7 @@ class RunConfig:
     keepalive: bool = True              # False: --no-keepalive, a new connection per request
     proxy: Proxy | None = None          # --proxy or HTTP(S)_PROXY, resolved for this target
     feeder: Any = None                  # config.feeder.Feeder: rows for ``{{ column }}``
+    journeys: Any = None                # config.journey.Journeys: [[users]]; None = endpoints
 
     @property
     def model(self) -> str:
@@ -470,6 +471,7 @@ class WorkerPlan:
     proxy: Proxy | None = None
     feeder: Any = None              # config.feeder.Feeder (picklable: one blob + offsets)
     user_offset: int = 0            # global index of this worker's first connection (``user``)
+    journeys: Any = None            # config.journey.Journeys: tickets count iterations, not requests
 
 
 def worker_connections(config: RunConfig) -> list[tuple[int, int]]:
@@ -498,7 +500,9 @@ def plan_workers(config: RunConfig,
     reach the workers only through their plans, never the environment.
     """
     n = config.workers
-    tickets = split(config.requests, n) if config.requests is not None else [None] * n
+    # with journeys a ticket is an iteration (--iterations), else a request (--requests)
+    total = config.journeys.iterations if config.journeys is not None else config.requests
+    tickets = split(total, n) if total is not None else [None] * n
     headers = (*config.headers, *extra_headers)
     plans, first, users = [], 0, 0
     cycle = endpoint_cycle([e.weight for e in config.endpoints])
@@ -508,9 +512,9 @@ def plan_workers(config: RunConfig,
             first_ticket=first, tickets=tickets[i], duration_s=config.duration_s,
             timeout_s=config.timeout_s, insecure=config.insecure, headers=headers,
             schedule=config.schedule, user_schedule=config.user_schedule, stride=n, cycle=cycle,
-            requests_total=config.requests, max_connections=most, tls=config.tls,
+            requests_total=total, max_connections=most, tls=config.tls,
             proxy=config.proxy, keepalive=config.keepalive, feeder=config.feeder,
-            user_offset=users))
+            user_offset=users, journeys=config.journeys))
         first += tickets[i] or 0
         users += most   # the virtual users' global indices: worker by worker
     return plans

@@ -129,6 +129,52 @@ class Tally:
         }
 
 
+class IterationTally:
+    """What one worker records for one user kind's iterations during one interval.
+
+    An iteration (issue 12 section 2) is one pass through a kind's steps.  It is a
+    success when every step succeeded, its time running from the first step's send
+    (the arrival's intended time in the open model) to the last step's response, think
+    time left out; a failure at the first step that failed (keyed by that step's
+    endpoint index: the report names the step), at the time it failed; or *cut* when
+    the run ended, or the user was told to leave, in the middle of it: neither, counted
+    apart, so a run's end never shows as failed iterations.  Swapped every interval
+    like ``Tally``; the wire carries deltas.
+    """
+
+    __slots__ = ("cut", "failed", "failed_at", "hist", "overflow")
+
+    def __init__(self) -> None:
+        self.hist = new_histogram()      # successful iterations
+        self.failed = new_histogram()    # failed ones, at the time they failed
+        self.failed_at: dict[int, int] = {}   # endpoint index of the failing step -> count
+        self.cut = 0
+        self.overflow = 0
+
+    def success(self, duration_us: int) -> None:
+        if not self.hist.record_value(duration_us):
+            self.overflow += 1
+            self.hist.record_value(HIGHEST_US)
+
+    def failure(self, step: int, duration_us: int) -> None:
+        if not self.failed.record_value(duration_us):
+            self.overflow += 1
+            self.failed.record_value(HIGHEST_US)
+        self.failed_at[step] = self.failed_at.get(step, 0) + 1
+
+    def cut_short(self) -> None:
+        self.cut += 1
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "hist": encode_histogram(self.hist),
+            "failed": encode_histogram(self.failed),
+            "failed_at": {str(k): v for k, v in self.failed_at.items()},
+            "cut": self.cut,
+            "overflow": self.overflow,
+        }
+
+
 @dataclass
 class Totals:
     """Merged counts for one endpoint (or all of them) in the coordinator.
