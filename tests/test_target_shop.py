@@ -170,6 +170,7 @@ def test_order_flow(target_server: TargetServer, client: Client) -> None:
 
     stats = target_server.stats()
     assert stats["logins"] == {"issued": 2, "refused": 1}
+    assert stats["logins_by_user"] == {"shopper1": 1, "shopper2": 1}
     assert stats["shop"] == {"listings": 3, "items_shown": 3 * ITEMS_PER_LISTING}
     assert stats["orders"] == {"created": 2, "refused": 3, "not_shown": 2, "already_ordered": 1}
     assert stats["unauthorized"] == {"missing": 2, "bad": 2, "expired": 0}

@@ -329,7 +329,7 @@ class TargetApp:
             self.counters.logins_refused += 1
             return send_error(start_response, 401, "Invalid credentials", False, _BEARER)
         token = self.tokens.issue(username, user[1])
-        self.counters.logins_issued += 1
+        self.counters.logged_in(username)
         return send_json(start_response, 200, {"access_token": token, "token_type": "bearer"},
                          False)
 

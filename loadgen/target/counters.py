@@ -29,6 +29,7 @@ class Counters:
     def reset(self) -> None:
         """Zero every counter; the peak restarts from the connections open now."""
         self.logins_issued = 0
+        self.logins_by_user: dict[str, int] = {}   # per-user credentials: who logged in
         self.logins_refused = 0
         self.unauthorized = dict.fromkeys(REASONS, 0)
         self.listings = 0
@@ -51,6 +52,11 @@ class Counters:
         else:
             self.ids_untracked += 1
 
+    def logged_in(self, username: str) -> None:
+        """Count one login issued, and whose (usernames are bounded by the user table)."""
+        self.logins_issued += 1
+        self.logins_by_user[username] = self.logins_by_user.get(username, 0) + 1
+
     def connection_opened(self) -> None:
         self.accepted += 1
         self.open += 1
@@ -64,6 +70,7 @@ class Counters:
         refused = self.orders_not_shown + self.orders_already_ordered
         return {
             "logins": {"issued": self.logins_issued, "refused": self.logins_refused},
+            "logins_by_user": dict(self.logins_by_user),
             "unauthorized": dict(self.unauthorized),
             "shop": {"listings": self.listings, "items_shown": self.items_shown},
             "orders": {"created": self.orders_created, "refused": refused,
