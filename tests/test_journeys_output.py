@@ -24,9 +24,10 @@ from synthetic import (
 )
 
 from loadgen.output.results import build_document
+from loadgen.output.table import render_table
 from loadgen.schema import LATENCY_KEYS, IterationFigures, Journey, ResultsDocument
 from loadgen.stats.aggregate import Aggregate, WorkerState
-from loadgen.stats.metrics import decode_histogram, latency_ms, new_histogram
+from loadgen.stats.metrics import decode_histogram, encode_histogram, latency_ms, new_histogram
 
 STARTED = dt.datetime.fromtimestamp(WALL_START, dt.UTC)
 
@@ -199,3 +200,170 @@ def test_a_running_save_of_a_journey_run_has_the_final_keys() -> None:
     running = build_document({"model": "closed"}, agg, "running", [], STARTED)
     assert running["journeys"][0]["iterations"]["successes"] == 2
     assert set(running) == set(journey_run())
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def test_validation_accepts_documents_with_and_without_journeys(tmp_path) -> None:
+    from loadgen.output.validate import check_document
+
+    for doc in (journey_run(), journey_run(open_model=True), synthetic_run()):
+        check_document(doc, "run.json", charts=True)   # histograms decoded too
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: d.update(journeys={"shopper": {}}), "'journeys' is not a list"),
+    (lambda d: d["journeys"].append("browser"), "journeys[2]: not an object"),
+    (lambda d: d["journeys"][0].pop("name"), "journeys[0]: 'name' is not a string"),
+    (lambda d: d["journeys"][1].update(weight="heavy"), "journeys[1]: 'weight' is not a number"),
+    (lambda d: d["journeys"][0].update(steps="GET /"),
+     "journeys[0]: 'steps' is not a list of row names"),
+    (lambda d: d["journeys"][0].update(on_start=[1]),
+     "journeys[0]: 'on_start' is not a list of row names"),
+    (lambda d: d["journeys"][0].update(iterations=[]), "journeys[0]: 'iterations' is not an object"),
+    (lambda d: d["journeys"][0]["iterations"].update(cut=1.5),
+     "journeys[0]: iterations 'cut' is not an integer"),
+    (lambda d: d["journeys"][0]["iterations"].update(per_second="fast"),
+     "journeys[0]: iterations 'per_second' is not a number"),
+    (lambda d: d["journeys"][1]["iterations"]["latency_ms"].update(p99="slow"),
+     "journeys[1]: iterations 'latency_ms' is not an object of numbers"),
+    (lambda d: d["journeys"][0]["iterations"].update(failed_at={"x": "many"}),
+     "journeys[0]: iterations 'failed_at' is not an object of counts"),
+    (lambda d: d["intervals"][0].update(iterations="30"), "intervals[0]: 'iterations' is not a number"),
+    (lambda d: d.update(journey_histograms=["x"]), "'journey_histograms' is not an object"),
+    (lambda d: d["journey_histograms"].update(shopper="HISTnope"),
+     "journey_histograms['shopper'] is not a valid HDR histogram"),
+])
+def test_a_malformed_journeys_block_is_one_clear_line(tmp_path, capsys, damage, words) -> None:
+    from test_reportcmd import assert_one_line_error, report_command, save
+
+    doc = journey_run()
+    damage(doc)
+    path = str(save(tmp_path / "edited.json", doc))
+    line = assert_one_line_error(capsys, report_command(path, True, str(tmp_path / "x.png"), False))
+    assert line == f"loadgen: {path} is not a valid loadgen results file: {words}"
+
+
+# --- the table and the report -----------------------------------------------------------------
+
+
+def section(text: str, caption_start: str) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(caption_start))
+    end = lines.index("", start)
+    return lines[start:end]
+
+
+def test_the_table_has_a_journeys_section_after_the_endpoint_rows() -> None:
+    from loadgen.output.table import JOURNEYS_CAPTION
+
+    text = render_table(journey_run())
+    caption, header, rule, shopper, browser, failed = section(text, "Journeys")
+    assert caption == JOURNEYS_CAPTION
+    assert header.split() == ["Journey", "Iterations", "OK", "Failed", "Cut", "It/s",
+                              "Median", "(ms)", "P95", "(ms)", "P99", "(ms)"]
+    assert set(rule) <= {"-", " "}
+    # total, ok, failed, cut, it/s, p50, p95, p99 (the merged histogram's, in ms)
+    assert shopper.split() == ["shopper", "42", "36", "4", "2", "16.0", "34.0", "38.0", "38.0"]
+    assert browser.split() == ["browser", "20", "20", "0", "0", "8.00", "4.00", "4.00", "4.00"]
+    assert failed == "Iterations failed: 4 of 60 (6.67%) — at shopper: POST /shop/orders × 4"
+    lines = text.splitlines()
+    assert lines.index(caption) > max(i for i, line in enumerate(lines)
+                                      if line.startswith("All endpoints"))
+    assert lines.index(caption) < next(i for i, line in enumerate(lines)
+                                       if line.startswith("Status codes:"))
+    assert len({len(line) for line in (header, rule)}) == 1
+
+
+def test_iterations_without_failures_say_none_and_the_open_model_says_where_time_starts() -> None:
+    from loadgen.output.table import JOURNEYS_OPEN_CAPTION
+
+    doc = journey_run(open_model=True)
+    for journey in doc["journeys"]:
+        journey["iterations"].update(failures=0, failed_at={})
+    text = render_table(doc)
+    lines = section(text, "Journeys")
+    assert lines[0] == JOURNEYS_OPEN_CAPTION
+    assert lines[-1] == "Iterations failed: none"
+
+
+def test_failures_at_several_steps_are_listed_most_frequent_first() -> None:
+    from loadgen.output.table import journeys_lines
+
+    doc = journey_run()
+    doc["journeys"][0]["iterations"].update(failures=5, failed_at={
+        "shopper: POST /shop/orders": 2, "shopper: GET /shop/items": 3})
+    doc["journeys"][1]["iterations"].update(failures=3, failed_at={"browser: GET /shop/items": 3})
+    assert journeys_lines(doc)[-2] == (
+        "Iterations failed: 8 of 64 (12.50%) — at shopper: GET /shop/items × 3, "
+        "browser: GET /shop/items × 3, shopper: POST /shop/orders × 2")
+
+
+def test_an_endpoint_run_has_no_journeys_section() -> None:
+    assert "Journeys" not in render_table(synthetic_run())
+    assert "Iterations" not in render_table(synthetic_run())
+
+
+def test_long_step_names_keep_every_column_aligned() -> None:
+    doc = journey_run()
+    long = "shopper: POST /api/v1/customers/{{ customer }}/orders/{{ order }}/items/confirm"
+    doc["endpoints"][2]["endpoint"] = long
+    doc["journeys"][0]["iterations"]["failed_at"] = {long: 4}
+    text = render_table(doc)
+    for caption in ("Every request", "Latency of successful"):
+        table = section(text, caption)[1:]
+        assert any(line.startswith(long + "  ") for line in table)
+        # the name column is as wide as the longest name, the numbers right-aligned after it
+        assert len({len(line) for line in table}) == 1, table
+        assert table[1].startswith("-" * len(long) + "  ")
+    assert f"— at {long} × 4" in text
+
+
+def test_report_re_renders_a_saved_journey_run_as_it_was_shown(tmp_path, capsys) -> None:
+    from test_reportcmd import report_command
+
+    from loadgen.output.results import read_document, write_document
+    doc = journey_run()
+    path = tmp_path / "journeys.json"
+    write_document(str(path), doc)
+    assert read_document(str(path)) == doc
+    assert report_command(str(path), False, None, False) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out == render_table(doc) + "\n"
+    assert "Journeys (latency of successful iterations" in out
+
+
+# --- repeats combined -------------------------------------------------------------------------
+
+
+def test_combined_repeats_keep_the_journeys_exact() -> None:
+    from loadgen.stats.combine import combine_runs
+
+    one, two = journey_run(seconds=2), journey_run(seconds=3)
+    combined = combine_runs([one, two])
+    shopper, browser = combined["journeys"]
+    figures = shopper["iterations"]
+    assert (figures["total"], figures["successes"], figures["failures"], figures["cut"]) == (
+        42 + 62, 36 + 54, 4 + 6, 2 + 2)
+    assert figures["failed_at"] == {"shopper: POST /shop/orders": 10}
+    assert figures["per_second"] == pytest.approx((40 + 60) / (2.5 + 3.5))
+    merged = decode_histogram(one["journey_histograms"]["shopper"])
+    merged.add(decode_histogram(two["journey_histograms"]["shopper"]))
+    assert figures["latency_ms"] == latency_ms(merged)
+    assert combined["journey_histograms"]["shopper"] == encode_histogram(merged)
+    assert browser["iterations"]["successes"] == 20 + 30
+    assert (shopper["on_start"], shopper["steps"]) == (one["journeys"][0]["on_start"],
+                                                       one["journeys"][0]["steps"])
+    assert "shopper         104" in render_table(combined)
+
+
+def test_combining_journey_runs_with_other_runs_is_refused() -> None:
+    from loadgen.stats.combine import combine_runs
+
+    other = journey_run()
+    other["journeys"] = other["journeys"][:1]
+    with pytest.raises(ValueError, match="not repeats of one configuration"):
+        combine_runs([journey_run(), other])
+    assert "journeys" not in combine_runs([synthetic_run(), synthetic_run()])
