@@ -367,3 +367,16 @@ def test_combining_journey_runs_with_other_runs_is_refused() -> None:
     with pytest.raises(ValueError, match="not repeats of one configuration"):
         combine_runs([journey_run(), other])
     assert "journeys" not in combine_runs([synthetic_run(), synthetic_run()])
+
+
+def test_the_chart_of_a_journey_run_draws_iterations_per_second(tmp_path) -> None:
+    from test_report import assert_real_png
+
+    from loadgen.output.charts import draw_summary, iteration_rate
+
+    doc = journey_run(seconds=3)
+    assert [iteration_rate(i) for i in doc["intervals"]] == [30.0, 30.0, 30.0, 0.0]
+    assert iteration_rate({"t": 1.0}) == 0.0   # an endpoint run's interval: none
+    path = tmp_path / "journeys.png"
+    draw_summary(doc, str(path))
+    assert_real_png(path)
