@@ -380,3 +380,46 @@ def test_the_chart_of_a_journey_run_draws_iterations_per_second(tmp_path) -> Non
     path = tmp_path / "journeys.png"
     draw_summary(doc, str(path))
     assert_real_png(path)
+
+
+# --- fuzz: a damaged journeys block is rendered or refused in one line ------------------------
+
+
+def test_damaged_journey_documents_render_or_fail_in_one_line(tmp_path_factory) -> None:
+    import contextlib
+    import io
+
+    import orjson
+    from hypothesis import given
+    from hypothesis import strategies as st
+    from test_results_fuzz import FUZZ, _paths, _replace, json_values, report_command
+
+    good = orjson.loads(orjson.dumps(journey_run()))
+    # the block, each entry, its keys and the iterations' keys (not every leaf: each part
+    # the table reads gets replaced often)
+    paths = [p for p in _paths(good) if p and p[0] in ("journeys", "journey_histograms")
+             and len(p) <= (4 if p[2:3] == ("iterations",) else 3)]
+    paths += [("intervals", i, "iterations") for i in range(len(good["intervals"]))]
+
+    @FUZZ
+    @given(data=st.data())
+    def damaged(data: Any) -> None:
+        doc = good
+        for _ in range(data.draw(st.integers(1, 3))):
+            try:
+                doc = _replace(doc, data.draw(st.sampled_from(paths)), data.draw(json_values))
+            except (KeyError, IndexError, TypeError):   # an earlier change removed that path
+                continue
+        path = tmp_path_factory.getbasetemp() / "fuzz-journeys.json"
+        path.write_bytes(orjson.dumps(doc))
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = report_command(str(path), False, None, False)
+        # rendered, or refused by the validator in one line naming the part: never the
+        # renderer's last-resort "cannot render it" (the validator covers what the table reads)
+        assert (status, err.getvalue()) == (0, "") or (
+            status == 2 and out.getvalue() == "" and len(err.getvalue().splitlines()) == 1
+            and "is not a valid loadgen results file" in err.getvalue()
+            and "cannot render" not in err.getvalue()), (status, err.getvalue())
+
+    damaged()
