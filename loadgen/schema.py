@@ -101,6 +101,7 @@ class Interval(_IntervalRequired, total=False):
     latency_ms: IntervalLatencyMs
     send_lag_ms: SendLagMs    # open model only
     users: float              # --user-stage only: mean active users over the second (time-weighted)
+    iterations: int           # journeys only: iterations completed in the second (ok + failed)
 
 
 class Generator(TypedDict, total=False):
@@ -170,6 +171,38 @@ class ThresholdResult(TypedDict):
     passed: bool
 
 
+class IterationFigures(TypedDict):
+    """A user kind's iterations (one pass through its steps), over the whole run.
+
+    ``total`` = ``successes`` + ``failures`` + ``cut`` (iterations the run's end, or a
+    leaving user, interrupted: neither).  ``per_second``: completed iterations
+    (successes + failures) per second under load.  ``latency_ms``: the successful
+    iterations' time, first send (open model: the arrival's intended time) to last
+    response, think time left out.  ``failed_at``: failed iterations by the row name of
+    the step that failed, most frequent first.
+    """
+
+    total: int
+    successes: int
+    failures: int
+    cut: int
+    per_second: float
+    latency_ms: LatencyMs
+    latency_overflow: int
+    failed_at: dict[str, int]
+
+
+class Journey(TypedDict):
+    """One ``[[users]]`` kind of a journey run: its rows (``endpoints`` entries, named
+    ``"<kind>: METHOD path"``) and its iterations."""
+
+    name: str
+    weight: float
+    on_start: list[str]       # row names, once per virtual user
+    steps: list[str]          # row names, in order, every iteration
+    iterations: IterationFigures
+
+
 class _DocumentRequired(TypedDict):
     schema: str
     tool: str
@@ -197,6 +230,8 @@ class ResultsDocument(_DocumentRequired, total=False):
     thresholds: list[ThresholdResult]     # only when --threshold was given
     nodes: list[Node]                     # --cluster only
     auth: AuthSummary                     # --auth only
+    journeys: list[Journey]               # journey runs ([[users]]) only, in their kinds' order
+    journey_histograms: dict[str, str]    # ... the successful iterations' times, by kind name
     # combined repeats (bench/compare-configs, loadgen.stats.combine)
     combined_from: int
     combined_runs: list[dict[str, object]]

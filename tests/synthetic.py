@@ -8,11 +8,12 @@ built from them by the real ``Aggregate`` and ``build_document``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from loadgen.output.results import build_document
 from loadgen.stats.aggregate import Aggregate, WorkerState
-from loadgen.stats.metrics import Tally, encode_histogram, new_histogram
+from loadgen.stats.metrics import IterationTally, Tally, encode_histogram, new_histogram
 
 WALL_START = 1_700_000_000.0   # 2023-11-14T22:13:20Z
 
@@ -35,15 +36,17 @@ def tally(ok: int = 0, status_500: int = 0, timeouts: int = 0, ok_us: int = 2_00
 def message(worker: int, elapsed_s: float, endpoints: list[Tally], final: bool = False,
             cpu_s: float = 0.0, run_delay_s: float = 0.0, waited: int = 0,
             connections: int = 4, lateness_us: list[int] | None = None,
-            loop_lag_us: list[int] | None = None) -> dict[str, Any]:
-    """A worker message, as ``Worker._send_interval`` builds it (counters are cumulative)."""
+            loop_lag_us: list[int] | None = None,
+            journeys: list[IterationTally] | None = None) -> dict[str, Any]:
+    """A worker message, as ``Worker._send_interval`` builds it (counters are cumulative);
+    ``journeys``: a journey run's ``IterationTally`` per kind."""
     def hist(values: list[int] | None) -> str:
         h = new_histogram()
         for v in values or []:
             h.record_value(v)
         return encode_histogram(h)
 
-    return {
+    sent = {
         "type": "final" if final else "interval",
         "worker": worker,
         "t": elapsed_s,
@@ -57,6 +60,22 @@ def message(worker: int, elapsed_s: float, endpoints: list[Tally], final: bool =
         "loop_lag": hist(loop_lag_us),
         "endpoints": [t.to_wire() for t in endpoints],
     }
+    if journeys is not None:
+        sent["journeys"] = [t.to_wire() for t in journeys]
+    return sent
+
+
+def iterations(ok_us: Sequence[int] = (), failed: Sequence[tuple[int, int]] = (),
+               cut: int = 0) -> IterationTally:
+    """One kind's interval: successful iterations taking ``ok_us``, failures ``(step, us)``."""
+    t = IterationTally()
+    for us in ok_us:
+        t.success(us)
+    for step, us in failed:
+        t.failure(step, us)
+    for _ in range(cut):
+        t.cut_short()
+    return t
 
 
 def new_aggregate(workers: int = 2, endpoints: tuple[str, ...] = ("GET /a",)) -> Aggregate:
@@ -97,4 +116,50 @@ def synthetic_run(ok: int = 30, status_500: int = 1, timeouts: int = 1, seconds:
                                "end_rate": 2.0 * ok}]
         config["max_connections"] = 8
     started = dt.datetime.fromtimestamp(wall_start, dt.UTC)
+    return build_document(config, agg, "complete", [], started)
+
+
+#: The rows of ``journey_run``: kind "shopper" logs in once, then lists and orders;
+#: kind "browser" only lists.  Their steps are ordinary endpoint rows.
+JOURNEY_ROWS = ("shopper: POST /api/auth/login", "shopper: GET /shop/items",
+                "shopper: POST /shop/orders", "browser: GET /shop/items")
+
+
+def journey_kinds() -> Any:
+    """``RunConfig.journeys`` of ``journey_run``: shopper (weight 2) and browser (weight 1)."""
+    from loadgen.config.journey import Journeys, UserKind
+
+    return Journeys((UserKind("shopper", weight=2.0, on_start=(0,), steps=(1, 2)),
+                     UserKind("browser", weight=1.0, steps=(3,))))
+
+
+def journey_run(seconds: int = 2, open_model: bool = False) -> dict[str, Any]:
+    """A results document of a two-worker journey run: ``seconds`` whole seconds, then
+    a half second in which every worker's last iteration is cut.
+
+    Per worker and whole second: the shopper kind completes 10 iterations (9 at
+    30..38 ms, one failed at its order step after 12 ms), the browser kind 5 (at
+    4 ms); the steps' rows get the matching requests (one login per worker at first).
+    """
+    agg = Aggregate(list(JOURNEY_ROWS), [WorkerState(0), WorkerState(1)],
+                    journeys=journey_kinds())
+    agg.wall_start = WALL_START
+    for k in range(1, seconds + 1):
+        for w in (0, 1):
+            rows = [tally(ok=1 if k == 1 else 0, open_model=open_model),
+                    tally(ok=10, open_model=open_model),
+                    tally(ok=9, status_500=1, open_model=open_model),
+                    tally(ok=5, open_model=open_model)]
+            kinds = [iterations([30_000 + 1_000 * i for i in range(9)], [(2, 12_000)]),
+                     iterations([4_000] * 5)]
+            agg.add(message(w, k + 0.0004, rows, journeys=kinds))
+    for w in (0, 1):
+        rows = [tally(open_model=open_model), tally(ok=1, open_model=open_model),
+                tally(open_model=open_model), tally(open_model=open_model)]
+        agg.add(message(w, seconds + 0.5, rows, final=True,
+                        journeys=[iterations(cut=1), iterations()]))
+    agg.finish()
+    config: dict[str, Any] = {"model": "open" if open_model else "closed", "concurrency": 4,
+                              "url": "http://127.0.0.1:8080"}
+    started = dt.datetime.fromtimestamp(WALL_START, dt.UTC)
     return build_document(config, agg, "complete", [], started)

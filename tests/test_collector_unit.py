@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from synthetic import message, tally
+from synthetic import iterations, message, tally
 
 from loadgen.config.model import DEFAULT_EXPECT_STATUS
 from loadgen.engine import collector as collector_module
@@ -26,9 +26,10 @@ class Scripted(Collector):
     """A transport whose ready answer and messages are given up front."""
 
     def __init__(self, script: list[list[Any]], ready: bool | None = True,
-                 fail: OSError | None = None, timeout_s: float = 1.0) -> None:
+                 fail: OSError | None = None, timeout_s: float = 1.0,
+                 journeys: Any = None) -> None:
         config = SimpleNamespace(endpoints=[SimpleNamespace(name="GET /a", expect_status=DEFAULT_EXPECT_STATUS)],
-                                 timeout_s=timeout_s)
+                                 timeout_s=timeout_s, journeys=journeys)
         self.seconds: list[int] = []
         super().__init__(config, lambda agg: self.seconds.append(len(agg.intervals)))  # type: ignore[arg-type]
         self.script = script
@@ -170,6 +171,25 @@ def test_a_broken_transport_is_an_error_by_default_and_released() -> None:
         run.collect(plans(1))
     assert run.calls == ["launch", "start", "release started=True"]
     assert signal.getsignal(signal.SIGINT) is not run._on_sigint   # the handler is restored
+
+
+def test_a_journey_run_merges_the_iterations_its_workers_report() -> None:
+    """The collector gives the aggregate the run's kinds (``RunConfig.journeys``), so the
+    ``"journeys"`` of every report are merged, on a local run and a cluster node alike."""
+    from loadgen.config.journey import Journeys, UserKind
+
+    kinds = Journeys((UserKind("user", steps=(0,)),))
+    run = Scripted([[message(0, 1.0005, [tally(ok=3)], journeys=[
+                        iterations([30_000, 40_000], [(0, 5_000)])]),
+                     message(0, 1.4, [tally(ok=1)], final=True,
+                             journeys=[iterations([35_000], cut=1)])]], journeys=kinds)
+    outcome = run.collect(plans(1))
+    (journey,) = outcome.aggregate.journey_summaries() or []
+    figures = journey["iterations"]
+    assert (figures["total"], figures["successes"], figures["failures"], figures["cut"]) == (
+        5, 3, 1, 1)
+    assert figures["failed_at"] == {"GET /a": 1}
+    assert [i["iterations"] for i in outcome.aggregate.intervals] == [3, 1]
 
 
 # --- the plan, made once per run ---------------------------------------------------------------

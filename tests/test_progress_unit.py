@@ -80,3 +80,22 @@ def test_quiet_writes_nothing() -> None:
     live.update([])
     live.close()
     assert out.getvalue() == ""
+
+
+def test_a_journey_run_counts_its_completed_iterations() -> None:
+    out = Terminal()
+    live = Progress(quiet=False, requests=None, duration_s=None, stream=out, iterations=500)
+    live.update([{**second(1.0, 30, 0), "iterations": 10},
+                 {**second(2.0, 33, 1), "iterations": 11}])
+    line = out.getvalue().rsplit("\r", 1)[1]
+    assert line.startswith("[2s] 63 requests | 21/500 iterations | 33.0 req/s | ")
+    unbounded = Terminal()
+    Progress(quiet=False, requests=None, duration_s=60, stream=unbounded).update(
+        [{**second(1.0, 30, 0), "iterations": 0}])
+    assert "| 0 iterations |" in unbounded.getvalue()
+
+
+def test_an_endpoint_run_says_nothing_of_iterations() -> None:
+    out = Terminal()
+    Progress(quiet=False, requests=None, duration_s=60, stream=out).update([second(1.0, 30, 0)])
+    assert "iteration" not in out.getvalue()

@@ -132,7 +132,9 @@ def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink) -> list[Sin
     ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr.
     """
     say = echo(stdout_taken(outputs.save))
-    sinks: list[Sink] = [ProgressSink(Progress(outputs.quiet, config.requests, config.duration_s)),
+    iterations = config.journeys.iterations if config.journeys is not None else None
+    sinks: list[Sink] = [ProgressSink(Progress(outputs.quiet, config.requests, config.duration_s,
+                                               iterations=iterations)),
                          TextSink(render_table, say), thresholds, ProblemsSink()]
     if outputs.save:
         sinks.append(JsonFileSink(outputs.save, say))

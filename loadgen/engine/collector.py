@@ -122,7 +122,7 @@ class Collector(ABC):
         """Launch, wait for ready, start, merge until every worker is done or lost, release."""
         config = self.config
         agg = Aggregate([e.name for e in config.endpoints], [WorkerState(p.index) for p in plans],
-                        [e.expect_status for e in config.endpoints])
+                        [e.expect_status for e in config.endpoints], journeys=config.journeys)
         self._launch(plans)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         started = False

@@ -40,6 +40,7 @@ LIMITED_COLOR = "#C44E52"
 THROUGHPUT_COLOR = "#999999"
 THROUGHPUT_LABEL_COLOR = "#555555"
 FAILURE_COLOR = LIMITED_COLOR
+ITERATION_COLOR = "#8172B2"
 # Percentile lines over time, darker for the tail that matters most.
 TIME_LINES = (("p50", "P50", "#8FB3DE"), ("p90", "P90", "#4C72B0"), ("p99", "P99", "#1B2F5E"))
 MIN_LAST_INTERVAL_S = 0.5  # a shorter final interval is a sliver, not a second
@@ -214,6 +215,8 @@ def _draw_over_time(ax: Any, intervals: Sequence[Mapping[str, Any]], corrected: 
     old = any("failures" not in i for i in intervals)
     _draw_failures(rate_ax, times, [failure_rate(i) for i in intervals],
                    "Failures/s (no response only)" if old else "Failures/s")
+    if any("iterations" in i for i in intervals):   # a journey run: on the same scale
+        _draw_iterations(rate_ax, times, [iteration_rate(i) for i in intervals])
     ax.set_zorder(rate_ax.get_zorder() + 1)  # lines over the shaded throughput
     ax.patch.set_visible(False)
     tallest = 0.0
@@ -266,6 +269,21 @@ def _draw_failures(ax: Any, times: list[float], rates: list[float], label: str) 
     xs = [max(0.0, times[0] - 1.0), *times]
     ax.step(xs, [rates[0], *rates], where="pre", color=FAILURE_COLOR, linewidth=1.2,
             label=label)
+
+
+def iteration_rate(interval: Mapping[str, Any]) -> float:
+    """A journey run's completed iterations per second in one interval (over its length)."""
+    length = interval.get("length_s")
+    count = interval.get("iterations") or 0
+    return float(count) / length if isinstance(length, (int, float)) and length > 0 else 0.0
+
+
+def _draw_iterations(ax: Any, times: list[float], rates: list[float]) -> None:
+    """A step line of iterations per second: each is one or more requests, so it stays
+    under the throughput it is drawn over."""
+    xs = [max(0.0, times[0] - 1.0), *times]
+    ax.step(xs, [rates[0], *rates], where="pre", color=ITERATION_COLOR, linewidth=1.2,
+            label="Iterations/s")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,9 @@ is left alone: it carries the report.
 
   [15s/60s] 71,702 requests | 6,177 req/s | 99.2% success | p99 10.2 ms (last second) | 573 failures
 
+A journey run (its intervals count ``iterations``) also says how many iterations
+completed, out of ``--iterations`` when given: ``| 1,204/5,000 iterations``.
+
 Success and failures are counted since the start, with the same meaning as
 the report's (a failure is any request without a 2xx response), so the line
 never says "0 errors" while every response is a 500.
@@ -27,9 +30,11 @@ PLAIN_EVERY_S = 5.0
 
 class Progress:
     def __init__(self, quiet: bool, requests: int | None, duration_s: float | None,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, iterations: int | None = None) -> None:
         self.quiet = quiet
         self.requests = requests
+        self.iterations = iterations   # --iterations N of a journey run
+        self.iterations_done: int | None = None
         self.duration_s = duration_s
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
@@ -46,6 +51,8 @@ class Progress:
         counts = [interval_counts(i) for i in intervals]
         self.successes = sum(ok for ok, _ in counts)
         self.failures = sum(failed for _, failed in counts)
+        if any("iterations" in i for i in intervals):
+            self.iterations_done = sum(i.get("iterations", 0) for i in intervals)
         line = self._line(intervals[-1])
         if self.tty:
             self.stream.write("\r" + line + "\x1b[K")
@@ -64,7 +71,11 @@ class Progress:
         success = (format_percent(self.successes / self.done, self.done, self.successes) + "%"
                    if self.done else "-")
         failures = f"{self.failures:,} failure" + ("" if self.failures == 1 else "s")
-        return (f"[{elapsed}] {done} requests | {format_number(last['rps'], thousands=True)} "
+        iterations = ("" if self.iterations_done is None else
+                      f" | {self.iterations_done:,}"
+                      + (f"/{self.iterations:,}" if self.iterations else "") + " iterations")
+        return (f"[{elapsed}] {done} requests{iterations} | "
+                f"{format_number(last['rps'], thousands=True)} "
                 f"req/s | {success} success | p99 {p99_text} (last second) | {failures}")
 
     def erase(self) -> None:

@@ -76,6 +76,10 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
                      "lost": w.lost or None} for w in agg.workers],
         "intervals": sorted(agg.intervals, key=lambda i: i["t"]),
     }
+    journeys = agg.journey_summaries()
+    if journeys is not None:   # a journey run: its kinds' iterations, right after the rows
+        doc = cast(ResultsDocument, _insert_after(doc, "endpoints", "journeys", journeys))
+        doc["journey_histograms"] = agg.journey_histograms()
     if phases is not None:   # connect, tls (https) and ttfb: what summary.phases_ms is read from
         doc["phase_histograms"] = agg.phases.encode()
     if doc["model"] == "open":
@@ -88,6 +92,17 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
     if thresholds:
         doc["thresholds"] = threshold_results(evaluate(thresholds, doc))
     return doc
+
+
+def _insert_after(doc: Mapping[str, Any], key: str, new: str, value: Any) -> dict[str, Any]:
+    """``doc`` with ``new`` placed right after ``key``: a reader of the JSON finds the
+    journeys next to the rows their steps are."""
+    out: dict[str, Any] = {}
+    for name, item in doc.items():
+        out[name] = item
+        if name == key:
+            out[new] = value
+    return out
 
 
 def threshold_results(verdicts: Sequence[ThresholdVerdict]) -> list[ThresholdResult]:

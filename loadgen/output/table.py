@@ -70,6 +70,14 @@ PHASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("P99 (ms)", "p99"),
     ("Max (ms)", "max"),
 )
+# The journeys table (``journeys``): one row per user kind, its iterations.
+JOURNEY_HEADERS: tuple[str, ...] = ("Journey", "Iterations", "OK", "Failed", "Cut", "It/s",
+                                    "Median (ms)", "P95 (ms)", "P99 (ms)")
+JOURNEY_LATENCY_KEYS = ("p50", "p95", "p99")
+JOURNEYS_CAPTION = ("Journeys (latency of successful iterations: first send to last response, "
+                    "think time excluded):")
+JOURNEYS_OPEN_CAPTION = ("Journeys (latency of successful iterations: intended start to last "
+                         "response, think time excluded):")
 PHASES_CAPTION = "Phases (connect and TLS: each connection opened; first byte: each response):"
 NO_KEEPALIVE_WORDS = "keep-alive off (a new connection per request)"
 BANNER_MARK = "!!"
@@ -109,6 +117,7 @@ def render_table(doc: Mapping[str, Any]) -> str:
         lines += [success_caption(doc), _success_table(doc), ""]
     if has_service_time(doc):
         lines += [SERVICE_CAPTION, _service_table(doc), ""]
+    lines += journeys_lines(doc)
     phases = _phases_table(summary.get("phases_ms"))
     if phases:
         lines += [PHASES_CAPTION, phases, ""]
@@ -118,6 +127,52 @@ def render_table(doc: Mapping[str, Any]) -> str:
     lines += auth_lines(doc.get("auth"))
     lines += _nodes_lines(doc)
     return "\n".join(lines) + "\n"
+
+
+def journeys_lines(doc: Mapping[str, Any]) -> list[str]:
+    """A journey run's kinds: caption, one row per kind, where iterations failed, a blank line.
+
+    After the endpoint tables (each step already is a row there, named "<kind>: METHOD
+    path"), because an iteration is made of those rows: first how each request did,
+    then how the journeys they make up did.  ``Iterations failed: 4 of 40 (10.00%) —
+    at shopper: POST /shop/orders × 4``, by step, most frequent first.  Nothing for an
+    endpoint run (no ``journeys``).
+    """
+    journeys = [j for j in doc.get("journeys") or [] if isinstance(j, dict)]
+    if not journeys:
+        return []
+    rows = []
+    completed = failed = 0
+    where: list[tuple[str, int]] = []
+    for journey in journeys:
+        figures = journey.get("iterations") or {}
+        latency = figures.get("latency_ms") or {}
+        failures = _count(figures.get("failures"))
+        completed += _count(figures.get("successes")) + failures
+        failed += failures
+        where += [(str(step), n) for step, n in (figures.get("failed_at") or {}).items()
+                  if isinstance(n, int) and n]
+        rows.append([str(journey.get("name", "?")),
+                     *(_count_text(figures.get(key))
+                       for key in ("total", "successes", "failures", "cut")),
+                     format_number(figures.get("per_second"), thousands=True),
+                     *(format_number(latency.get(key)) for key in JOURNEY_LATENCY_KEYS)])
+    caption = JOURNEYS_OPEN_CAPTION if is_open_model(doc) else JOURNEYS_CAPTION
+    if failed:
+        where.sort(key=lambda kv: -kv[1])   # stable: kinds' order among equal counts
+        outcome = (f"Iterations failed: {failed:,} of {completed:,} "
+                   f"({share_text(failed, completed)}) — at {_counts_text(where)}")
+    else:
+        outcome = "Iterations failed: none"
+    return [caption, _layout(JOURNEY_HEADERS, rows), outcome, ""]
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _count_text(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else MISSING
 
 
 def checks_lines(doc: Mapping[str, Any]) -> list[str]:

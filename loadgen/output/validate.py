@@ -26,7 +26,9 @@ COUNT_BLOCK_KEYS = ("status_codes", "failures_by_status", "failures_by_kind", "e
 #: Numbers of an interval, old and new: old files have ``errors`` (transport failures only),
 #: new ones ``successes``, ``failures`` and ``length_s``.
 NUMERIC_INTERVAL_KEYS = ("requests", "successes", "failures", "errors", "rps", "length_s",
-                         "users")
+                         "users", "iterations")
+#: Counts of a journey's ``iterations`` (``journeys``: journey runs only).
+ITERATION_COUNT_KEYS = ("total", "successes", "failures", "cut", "latency_overflow")
 
 
 def check_document(doc: dict[str, Any], path: str, charts: bool) -> None:
@@ -47,7 +49,8 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
     """The first structural problem found, as words for the user; None when sound."""
     for key, kind in (("config", dict), ("generator", dict), ("problems", list),
                       ("intervals", list), ("service_histograms", dict),
-                      ("phase_histograms", dict)):
+                      ("phase_histograms", dict), ("journeys", list),
+                      ("journey_histograms", dict)):
         if doc.get(key) is not None and not isinstance(doc[key], kind):
             return f"{key!r} is not {'an object' if kind is dict else 'a list'}"
     if not isinstance(doc["status"], str):
@@ -72,7 +75,46 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         if problem:
             return f"intervals[{i}]: {problem}"
     return (_config_problem(doc.get("config") or {}) or _generator_problem(doc.get("generator"))
-            or _auth_problem(doc.get("auth")))
+            or _auth_problem(doc.get("auth")) or _journeys_problem(doc.get("journeys")))
+
+
+def _journeys_problem(journeys: list[Any] | None) -> str | None:
+    """``journeys`` (journey runs only; absent from endpoint runs and older files)."""
+    for i, journey in enumerate(journeys or []):
+        problem = _journey_problem(journey)
+        if problem:
+            return f"journeys[{i}]: {problem}"
+    return None
+
+
+def _journey_problem(journey: Any) -> str | None:
+    if not isinstance(journey, dict):
+        return "not an object"
+    if not isinstance(journey.get("name"), str):
+        return "'name' is not a string"
+    if journey.get("weight") is not None and not _is_number(journey["weight"]):
+        return "'weight' is not a number"
+    for key in ("on_start", "steps"):
+        rows = journey.get(key)
+        if rows is not None and not (isinstance(rows, list)
+                                     and all(isinstance(r, str) for r in rows)):
+            return f"{key!r} is not a list of row names"
+    figures = journey.get("iterations")
+    if not isinstance(figures, dict):
+        return "'iterations' is not an object"
+    for key in ITERATION_COUNT_KEYS:
+        if figures.get(key) is not None and not _is_int(figures[key]):
+            return f"iterations {key!r} is not an integer"
+    if figures.get("per_second") is not None and not _is_number(figures["per_second"]):
+        return "iterations 'per_second' is not a number"
+    latency = figures.get("latency_ms")
+    if latency is not None and not _numbers_or_null(latency):
+        return "iterations 'latency_ms' is not an object of numbers"
+    failed_at = figures.get("failed_at")
+    if failed_at is not None and not (isinstance(failed_at, dict)
+                                      and all(_is_int(n) for n in failed_at.values())):
+        return "iterations 'failed_at' is not an object of counts"
+    return None
 
 
 #: Counts of the ``auth`` block (absent from runs without --auth and from older files).
@@ -171,7 +213,7 @@ def _histogram_problem(doc: dict[str, Any]) -> str | None:
     a traceback from the HDR decoder halfway through drawing."""
     from loadgen.stats.metrics import decode_histogram
 
-    for key in ("histograms", "service_histograms", "phase_histograms"):
+    for key in ("histograms", "service_histograms", "phase_histograms", "journey_histograms"):
         for name, encoded in (doc.get(key) or {}).items():
             if not isinstance(encoded, str):
                 return f"{key}[{name!r}] is not a string"

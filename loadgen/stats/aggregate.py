@@ -15,11 +15,26 @@ from typing import Any, cast
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.schema import INTERVAL_LATENCY_KEYS, Block, Interval, IntervalLatencyMs, LagMs
+from loadgen.config.journey import Journeys
+from loadgen.schema import (
+    INTERVAL_LATENCY_KEYS,
+    Block,
+    Interval,
+    IntervalLatencyMs,
+    Journey,
+    LagMs,
+)
+from loadgen.stats.journeys import (
+    IterationTotals,
+    iteration_figures,
+    journey_block,
+    named_failures,
+)
 from loadgen.stats.metrics import (
     DEFAULT_SUCCESS,
     Totals,
     decode_histogram,
+    encode_histogram,
     latency_ms,
     new_histogram,
     percentiles_us,
@@ -60,15 +75,23 @@ class _Second:
     length: float = 0.0
     lag: HdrHistogram = field(default_factory=new_histogram)
     users: float | None = None   # --user-stage: the workers' mean active users, summed
+    iterations: int | None = None   # journeys: iterations completed (ok + failed) in the second
 
 
 @dataclass
 class Aggregate:
-    """``success_sets``: each endpoint's statuses that count as a success (default 2xx)."""
+    """``success_sets``: each endpoint's statuses that count as a success (default 2xx).
+
+    ``journeys``: a journey run's kinds (``RunConfig.journeys``), whose steps are among
+    ``endpoint_names``; their workers' messages carry ``"journeys"`` (one
+    ``IterationTally`` wire per kind), merged into ``iterations``.  None for an endpoint
+    run: its messages, intervals and document are untouched.
+    """
 
     endpoint_names: list[str]
     workers: list[WorkerState]
     success_sets: list[frozenset[int]] | None = None
+    journeys: Journeys | None = None
     totals: list[Totals] = field(init=False)
     intervals: list[Interval] = field(default_factory=list)
     wall_start: float | None = None     # time.time() of the run's start, once known
@@ -78,6 +101,8 @@ class Aggregate:
         if self.success_sets is None:
             self.success_sets = [DEFAULT_SUCCESS] * len(self.endpoint_names)
         self.totals = [Totals(expect=ok) for ok in self.success_sets]
+        self.iterations = ([IterationTotals() for _ in self.journeys.kinds]
+                           if self.journeys is not None else [])
         self.lateness = new_histogram()   # send lag: intended send time -> bytes written
         self.loop_lag = new_histogram()   # event-loop lag probe of every worker
         self.phases = PhaseTotals()       # connect, TLS, time to first byte: every worker
@@ -120,6 +145,10 @@ class Aggregate:
         for totals, wire in zip(self.totals, message["endpoints"]):
             totals.add_wire(wire)
             second.totals.add_wire(wire, totals.expect)
+        if self.journeys is not None:   # every second of a journey run counts its iterations
+            second.iterations = (second.iterations or 0) + sum(
+                iterations.add_wire(wire)
+                for iterations, wire in zip(self.iterations, message.get("journeys") or []))
         state.requests += sum(sum(w["codes"].values()) + sum(w["errors"].values())
                               for w in message["endpoints"])
         span = message["elapsed_s"] - (state.messages - 1)
@@ -165,6 +194,8 @@ class Aggregate:
             merged.users = ((merged.users * merged.length + sliver.users * max(0.0, sliver.length))
                             / length if length > 0 else merged.users)
         merged.length += max(0.0, sliver.length)
+        if sliver.iterations is not None:
+            merged.iterations = (merged.iterations or 0) + sliver.iterations
         self.intervals[-1] = self._interval(k, merged)
 
     def _close_seconds(self) -> None:
@@ -202,6 +233,8 @@ class Aggregate:
         }
         if second.users is not None:
             entry["users"] = round(second.users, 2)
+        if second.iterations is not None:
+            entry["iterations"] = second.iterations
         if second.lag.get_total_count():
             p50, p99 = percentiles_us(second.lag, [50.0, 99.0])
             entry["send_lag_ms"] = {"p50": p50 / 1000.0, "p99": p99 / 1000.0}
@@ -239,6 +272,25 @@ class Aggregate:
         for totals in self.totals:
             merged.merge(totals)
         return merged
+
+    def journey_summaries(self) -> list[Journey] | None:
+        """The document's ``journeys`` (one entry per kind, in order); None without journeys."""
+        if self.journeys is None:
+            return None
+        duration = self.duration_s
+        names = self.endpoint_names
+        return [journey_block(
+                    kind.name, kind.weight, [names[i] for i in kind.on_start],
+                    [names[i] for i in kind.steps],
+                    iteration_figures(totals.hist, named_failures(totals, names), totals.cut,
+                                      totals.overflow, duration))
+                for kind, totals in zip(self.journeys.kinds, self.iterations)]
+
+    def journey_histograms(self) -> dict[str, str]:
+        """The successful iterations' times by kind name (base64 HDR, "" when none)."""
+        kinds = self.journeys.kinds if self.journeys is not None else ()
+        return {kind.name: encode_histogram(totals.hist)
+                for kind, totals in zip(kinds, self.iterations)}
 
     def summaries(self) -> tuple[Block, list[Block]]:
         duration = self.duration_s

@@ -15,7 +15,8 @@ from typing import Any
 
 from loadgen import __version__
 from loadgen.config.model import parse_status_set
-from loadgen.schema import SCHEMA
+from loadgen.schema import SCHEMA, Journey
+from loadgen.stats.journeys import iteration_figures, journey_block
 from loadgen.stats.metrics import (
     DEFAULT_SUCCESS,
     Totals,
@@ -65,8 +66,12 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     compare``, which judges repeats by the variance between runs, not between
     seconds.
 
+    A journey run's ``journeys`` are merged the same way: the successful iterations'
+    ``journey_histograms`` losslessly, the counts (``failed_at`` by step, ``cut``) summed,
+    ``per_second`` over the summed time under load.
+
     Raises ValueError for no documents, or documents whose endpoint names
-    differ (they are not repeats of one configuration).
+    (or journey kinds) differ (they are not repeats of one configuration).
     """
     if not docs:
         raise ValueError("combine_runs needs at least one results document")
@@ -153,6 +158,9 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
         "combined_from": len(docs),
         "combined_runs": runs,
     }
+    journeys = _combined_journeys(docs, total_duration)
+    if journeys is not None:
+        combined["journeys"], combined["journey_histograms"] = journeys
     if with_success:
         combined["success_histograms"] = {name: encode_histogram(t.success)
                                           for name, t in zip(names, totals)}
@@ -165,6 +173,38 @@ def combine_runs(docs: list[dict[str, Any]]) -> dict[str, Any]:
             name: encode_histogram(t.service) if t.service is not None else ""
             for name, t in zip(names, totals)}
     return combined
+
+
+def _combined_journeys(docs: list[dict[str, Any]],
+                       duration_s: float) -> tuple[list[Journey], dict[str, str]] | None:
+    """``journeys`` and ``journey_histograms`` of the combined runs (each kind's counts
+    summed, its successful iterations' histograms merged); None for endpoint runs."""
+    if all(d.get("journeys") is None for d in docs):
+        return None
+    kinds = [[j.get("name") for j in d.get("journeys") or []] for d in docs]
+    for i, names in enumerate(kinds[1:], start=2):
+        if names != kinds[0]:
+            raise ValueError(f"run {i} has journeys {names}, run 1 has {kinds[0]}: "
+                             "not repeats of one configuration")
+    blocks: list[Journey] = []
+    histograms: dict[str, str] = {}
+    for k, first in enumerate(docs[0]["journeys"]):
+        failed_at: Counter[str] = Counter()
+        cut = overflow = 0
+        hist = decode_histogram("")
+        for doc in docs:
+            figures = doc["journeys"][k]["iterations"]
+            failed_at.update(figures.get("failed_at") or {})
+            cut += figures.get("cut") or 0
+            overflow += figures.get("latency_overflow") or 0
+            encoded = (doc.get("journey_histograms") or {}).get(first["name"], "")
+            if encoded:
+                hist.decode_and_add(encoded)
+        blocks.append(journey_block(first["name"], first["weight"], first["on_start"],
+                                    first["steps"], iteration_figures(
+                                        hist, dict(failed_at), cut, overflow, duration_s)))
+        histograms[first["name"]] = encode_histogram(hist)
+    return blocks, histograms
 
 
 def _combined_phases(docs: list[dict[str, Any]]) -> PhaseTotals | None:
