@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from loadgen.config import feeder as feeders
 from loadgen.config.journey import Journeys, UserKind
-from loadgen.config.model import MAX_DURATION_S, ConfigError, Endpoint
+from loadgen.config.model import MAX_DURATION_S, ConfigError, Endpoint, merge_headers
 from loadgen.config.settings import EndpointSpec, UserSpec
-from loadgen.config.template import EXTRACTED
-from loadgen.config.templated import load_feeder, template_endpoint
+from loadgen.config.template import EXTRACTED, parse
+from loadgen.config.templated import is_templated, load_feeder, template_endpoint
 
 if TYPE_CHECKING:   # scenario imports this module; only its reader's type is needed here
     from loadgen.config.scenario import _Reader
@@ -56,7 +56,7 @@ STEP_HINTS = {"data": "body", "data_file": "body_file", "url": "path", "endpoint
               "header": "headers", "expect_status": "expect", "status": "expect",
               "check": "expect", "checks": "expect", "extract_json": "extract",
               "think": "think in [[users]]", "think_time": "think in [[users]]",
-              "weight": "weight in [[users]]"}
+              "weight": "weight in [[users]]", "refresh_on": "refresh_on in [[users]]"}
 
 _THINK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -141,8 +141,10 @@ def _read_kind(reader: _Reader, table: dict[str, Any], index: int) -> UserSpec:
         if "weight" in table else 1.0
     think = (0.0, 0.0)
     if "think" in table:
-        think = reader.reuse(lambda v: parse_think(v, f"'think' in {where}"), table["think"],
-                             f"'think' in {where}")
+        try:
+            think = parse_think(table["think"], f"'think' in {where}")
+        except ConfigError as exc:
+            reader.fail(str(exc))
     data, mode = _read_data(reader, table["data"], where) if "data" in table else (None, None)
     on_start = _read_steps(reader, table, "on_start", where, required=False)
     steps = _read_steps(reader, table, "steps", where, required=True)
@@ -305,27 +307,39 @@ def _templated(e: Endpoint, run_headers: tuple[tuple[str, str], ...],
 def _explain_later(e: Endpoint, run_headers: tuple[tuple[str, str], ...],
                    feeder: feeders.Feeder | None, where: str, known: list[str],
                    later: dict[str, str], here: str) -> None:
-    """If ``e`` parses once every name the kind extracts is known, the error was a value
-    used before it is extracted: raise that, naming the step that extracts it."""
-    try:
-        parsed = template_endpoint(e, run_headers, feeder, lambda part: f"{where}: {part}",
-                                   list(later))
-    except ConfigError:
-        return   # some other problem: the original error stands
-    templates = parsed.templates
-    used = [templates.path, *(t for _, t in templates.headers),
-            *([templates.body] if templates.body is not None else [])]
-    for t in used:
+    """If the first part of ``e`` that fails to parse (path, headers, body: the order
+    ``template_endpoint`` parses them) parses once every name the kind extracts is known,
+    its error was a value used before it is extracted: raise that, naming the step that
+    extracts it.  Otherwise the original error stands."""
+    columns = feeder.columns if feeder is not None else ()
+    own = {name.lower() for name, _ in e.headers}
+    parts = [("path", e.path)]
+    parts += [(f"header {n!r}" if n.lower() in own else f"--header {n!r}", v)
+              for n, v in merge_headers(run_headers, e.headers) if is_templated(v)]
+    if e.template_body and b"{{" in e.body:
+        parts.append(("body", e.body.decode("utf-8", "replace")))
+    for part, text in parts:
+        try:
+            parse(text, where, columns, known)
+            continue
+        except ConfigError:
+            pass
+        try:
+            t = parse(text, where, columns, list(later))
+        except ConfigError:
+            return   # some other problem: the original error stands
         for p in t.placeholders:
-            if p.kind == EXTRACTED and p.name not in known and later[p.name] == here:
-                raise ConfigError(f"{where}: '{{{{ {p.name} }}}}' is extracted by this step "
-                                  "from its own response: only the steps after it can use "
-                                  "it") from None
-            if p.kind == EXTRACTED and p.name not in known:
-                raise ConfigError(f"{where}: '{{{{ {p.name} }}}}' is extracted by "
-                                  f"{later[p.name]}, which runs after this step: a step can "
-                                  "use only values extracted by on_start steps and the steps "
-                                  "before it") from None
+            if p.kind != EXTRACTED or p.name in known:
+                continue
+            if later[p.name] == here:
+                raise ConfigError(f"{where}: {part}: '{{{{ {p.name} }}}}' is extracted by "
+                                  "this step from its own response: only the steps after it "
+                                  "can use it") from None
+            raise ConfigError(f"{where}: {part}: '{{{{ {p.name} }}}}' is extracted by "
+                              f"{later[p.name]}, which runs after this step: a step can use "
+                              "only values extracted by on_start steps and the steps before "
+                              "it") from None
+        return
 
 
 def _extracts(spec: EndpointSpec) -> Iterable[str]:
