@@ -550,3 +550,17 @@ def test_a_feeder_column_a_step_puts_in_its_path_is_checked(tmp_path: Path,
                  + '[[users.steps]]\npath = "/i/{{ id }}"\n')
     line = bad_run(refusing, "--config", str(path))
     assert "[[users]] 'u' step #2: path: feeder" in line and "line 3" in line
+
+
+def test_the_shipped_shop_journey_builds() -> None:
+    from tests.helpers import REPO
+
+    config = build(REPO / "configs" / "shop-journey.toml")
+    assert [e.name for e in config.endpoints] == [
+        "shopper: POST /api/auth/login", "shopper: GET /shop/items",
+        "shopper: POST /shop/orders"]
+    (kind,) = config.journeys.kinds
+    assert (kind.on_start, kind.steps, kind.refresh_on) == ((0,), (1, 2), frozenset({401}))
+    assert kind.feeder.mode == "per-user" and len(kind.feeder) == 10
+    assert kind.feeder.row(0) == ["shopper1", "shopper1-pass"]
+    assert (config.journeys.iterations, config.concurrency) == (200, 10)
