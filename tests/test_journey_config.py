@@ -8,12 +8,17 @@ is aimed at a port that refuses connections).
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from loadgen.config.checks import parse_rules
 from loadgen.config.journey import Journeys, UserKind
@@ -564,3 +569,66 @@ def test_the_shipped_shop_journey_builds() -> None:
     assert kind.feeder.mode == "per-user" and len(kind.feeder) == 10
     assert kind.feeder.row(0) == ["shopper1", "shopper1-pass"]
     assert (config.journeys.iterations, config.concurrency) == (200, 10)
+
+
+# -- robustness: any [[users]] document is a config or one ConfigError line --------------
+
+_texts = st.text(max_size=10) | st.sampled_from(
+    ["/a", "/a/{{ token }}", "/b/{{ username }}", "{{ item }}", "{{ nope }}", "{{ x", "POST",
+     "json:access_token", "header:X-T", "regex:id=(\\w+)", "regex:(a)(b)", "200ms",
+     "100ms..300ms", "3s..1s", "users.csv", "body.json", "per-user", "list", "", "a: b"])
+_scalars = st.booleans() | st.integers(min_value=-5, max_value=600) | st.floats() | _texts
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(_texts, inner, max_size=3), max_leaves=6)
+
+
+def _toml_value(value: Any) -> str:
+    """A value as TOML text (JSON's string escapes are TOML's; nan and inf are TOML's too)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+
+
+_names = st.sampled_from(["token", "item", "username", "seq", "x y"]) | st.text(max_size=4)
+_step = st.fixed_dictionaries(
+    {"path": st.sampled_from(["/a", "/a/{{ token }}", "/b/{{ username }}", "/c/{{ item }}"])
+     | _texts},
+    optional={"method": _texts, "headers": st.dictionaries(_texts, _texts, max_size=2) | _values,
+              "body": _texts, "body_file": _texts, "name": _texts,
+              "extract": st.dictionaries(_names, _texts, max_size=2) | _values,
+              "expect": st.fixed_dictionaries({}, optional={"status": _values,
+                                                            "body_contains": _values})
+              | _values,
+              "max_body": _values})
+_kind = st.fixed_dictionaries(
+    {"name": st.sampled_from(["a", "b"]) | _texts, "steps": st.lists(_step, max_size=3)},
+    optional={"on_start": st.lists(_step, max_size=2), "weight": _values, "think": _values,
+              "refresh_on": st.just([401]) | _values,
+              "data": st.just({"file": "users.csv", "mode": "per-user"}) | _values})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_kind, max_size=3), st.sampled_from([(), ("--iterations", "3"),
+                                                     ("--rate", "5", "--duration", "1s")]))
+def test_arbitrary_users_documents_are_a_config_or_a_config_error(
+        kinds: list[dict[str, Any]], args: tuple[str, ...]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "users.csv").write_text(CREDENTIALS)
+        Path(folder, "body.json").write_text("{}")
+        path = Path(folder, "s.toml")
+        path.write_text(f"users = {_toml_value(kinds)}\n", encoding="utf-8")
+        try:
+            config = build(path, args)
+        except ConfigError as exc:
+            assert str(exc) and "\n" not in str(exc)
+        else:
+            assert len(config.endpoints) == sum(
+                len(k.on_start) + len(k.steps) for k in config.journeys.kinds)
