@@ -127,7 +127,8 @@ TLS_OPTIONS = _options(
                    "--duration]; replaces --requests.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help=f"Total connections across all workers [default: {DEFAULT_CONCURRENCY}]; "
-                   "with --user-stage, the users at the start [default: 0].")
+                   "with --user-stage, the users at the start [default: 0]; with journeys, "
+                   "the virtual users (one connection each).")
 @click.option("--duration", default=None, help="Run time, e.g. 30s or 2m (with --requests: "
                                                "whichever ends first).")
 @click.option("--user-stage", "user_stages", multiple=True, metavar="DURATION:USERS",

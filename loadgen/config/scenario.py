@@ -55,6 +55,14 @@ over the file.  Example (every key is optional; an empty file is valid)::
     body = '{"text": "hello"}'    # or body_file = "transform-body.json"
     expect_status = [200, 201]    # this endpoint's successes (default: the top-level's)
 
+    # Or journeys instead of endpoints: kinds of virtual users, each with its login and
+    # steps (keys and rules in ``config.users``; the README's "User journeys"):
+    # iterations = 200            # journeys: total iterations, exact (instead of requests)
+    # [[users]]
+    # name = "shopper"
+    # [[users.steps]]
+    # path = "/shop/items"
+
 Rules:
 
 - Key names are the ``loadgen run`` option names with ``_`` for ``-``
@@ -83,7 +91,8 @@ Rules:
 file sets, typed as ``build_config`` uses them (durations in seconds, ``stages``
 as ``StageSpec``, ``headers`` as ``(name, value)`` pairs, ``expect_status`` as a
 frozenset, a plain ``endpoints`` array as normalized paths, ``[[endpoints]]``
-tables as ``endpoint_specs``: ``EndpointSpec``), None for the keys it leaves out.
+tables as ``endpoint_specs``: ``EndpointSpec``, ``[[users]]`` tables as ``users``:
+``UserSpec``), None for the keys it leaves out.
 """
 
 from __future__ import annotations
