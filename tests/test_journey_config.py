@@ -380,6 +380,7 @@ BAD_FILES = [
     ('[[users]]\nname = "u"\n[users.steps]\npath = "/a"\n', "must be an array of tables"),
     ('users = []\n', "'users' is empty"),
     ('users = "shopper"\n', "'users' must be an array"),
+    ('[users]\nname = "u"\n', "'users' must be an array of tables: write [[users]], not [users]"),
     (ONE_STEP + ONE_STEP, "[[users]] #2 repeats the name 'u' ([[users]] #1)"),
     (ONE_STEP.replace('name = "u"', 'name = "u"\nweight = 0'),
      "'weight' in [[users]] 'u' must be a finite number greater than zero"),
@@ -508,7 +509,7 @@ def test_bad_users_file_is_one_line_exit_2(tmp_path: Path, refusing: RefusingPor
      "[[users]] 'shopper' on_start #1: --header 'X-T': unknown variable 'nope'"),
     (["--config", "{shop}", "--header", "Content-Length: 5"], "Content-Length"),
     (["--config", "{both}", "--feeder", "{csv}"],
-     "every [[users]] kind has its own 'data', so this feeder would be unused"),
+     "would be unused: every [[users]] kind has its own 'data'"),
     (["--config", "{shop}", "--feeder-mode", "random"], "--feeder-mode needs --feeder"),
 ])
 def test_bad_journey_options_are_one_line_exit_2(shop: Path, tmp_path: Path,

@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from loadgen.config import feeder as feeders
+from loadgen.config.describe import describe_value
 from loadgen.config.journey import Journeys, UserKind
 from loadgen.config.model import MAX_DURATION_S, ConfigError, Endpoint, merge_headers
 from loadgen.config.settings import EndpointSpec, UserSpec
@@ -71,7 +72,7 @@ def parse_think(value: Any, what: str) -> tuple[float, float]:
     or a number of seconds; 0 is no think time.  ``what`` starts every error line."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ConfigError(f"{what} must be a duration like \"200ms\" or a range like "
-                          f"\"100ms..300ms\", got {_describe(value)}")
+                          f"\"100ms..300ms\", got {describe_value(value)}")
     if not isinstance(value, str):
         seconds = _finite(value)
         if not 0 <= seconds <= MAX_DURATION_S:
@@ -103,14 +104,10 @@ def _finite(value: float) -> float:
     return number if math.isfinite(number) else math.inf
 
 
-def _describe(value: Any) -> str:
-    from loadgen.config.describe import describe_value
-
-    return describe_value(value)
-
-
 def read_users(reader: _Reader, value: Any) -> tuple[UserSpec, ...]:
     """The ``[[users]]`` array of a scenario file, typed; every error names the table."""
+    if isinstance(value, dict):
+        reader.fail("'users' must be an array of tables: write [[users]], not [users]")
     items = reader.array(value, "'users'")
     if not items:
         reader.fail("'users' is empty (write one [[users]] table per kind of virtual user)")
@@ -228,8 +225,9 @@ def build_journeys(kinds: tuple[UserSpec, ...], run_headers: tuple[tuple[str, st
     without ``data`` of their own.  ``expect_status``: the run's success set, a step's
     default (its ``expect.status`` replaces it, as for ``[[endpoints]]``)."""
     if default_feeder is not None and all(k.data is not None for k in kinds):
-        raise ConfigError(f"--feeder {default_feeder.name}: every [[users]] kind has its own "
-                          "'data', so this feeder would be unused; leave it out")
+        raise ConfigError(f"{kinds[0].source}: the top-level data (or --feeder) "
+                          f"{default_feeder.name} would be unused: every [[users]] kind has its "
+                          "own 'data'; leave it out")
     loaded: dict[tuple[str, str | None], feeders.Feeder] = {}
     endpoints: list[Endpoint] = []
     built: list[UserKind] = []
