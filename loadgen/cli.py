@@ -17,6 +17,7 @@ from loadgen import __version__, errors
 from loadgen.config.model import ConfigError
 from loadgen.config.options import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_ITERATIONS,
     DEFAULT_REQUESTS,
     capacity_inputs,
     run_inputs,
@@ -120,9 +121,14 @@ TLS_OPTIONS = _options(
 @click.option("--requests", type=click.IntRange(min=1), default=None,
               help=f"Total requests across all workers [default: {DEFAULT_REQUESTS}, "
                    "or unlimited with --duration].")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="Journeys ([[users]] in a scenario file): total iterations across all "
+                   f"workers, exact [default: {DEFAULT_ITERATIONS}, or unlimited with "
+                   "--duration]; replaces --requests.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help=f"Total connections across all workers [default: {DEFAULT_CONCURRENCY}]; "
-                   "with --user-stage, the users at the start [default: 0].")
+                   "with --user-stage, the users at the start [default: 0]; with journeys, "
+                   "the virtual users (one connection each).")
 @click.option("--duration", default=None, help="Run time, e.g. 30s or 2m (with --requests: "
                                                "whichever ends first).")
 @click.option("--user-stage", "user_stages", multiple=True, metavar="DURATION:USERS",

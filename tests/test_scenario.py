@@ -79,13 +79,14 @@ def test_every_shipped_config_loads(path: Path) -> None:
 
 def test_settings_are_the_file_keys_and_the_run_options() -> None:
     """Each field is a key of the file and the Click parameter it stands for (which option
-    typed on the command line wins over it); ``endpoint_specs`` gives way to ``--endpoint``."""
+    typed on the command line wins over it); ``endpoint_specs`` gives way to ``--endpoint``;
+    ``users`` ([[users]] journeys) exist only in files."""
     from loadgen.cli import run
 
     names = set(Settings.__dataclass_fields__)
     feeder = {"feeder", "feeder_mode"}   # the file says them as data = { file, mode }
     assert names == set(TOP_KEYS) | set(AUTH_KEYS) | {"endpoint_specs"} | feeder
-    assert names - {"endpoint_specs"} <= {p.name for p in run.params}
+    assert names - {"endpoint_specs", "users"} <= {p.name for p in run.params}
 
 
 @pytest.mark.parametrize("path", [p for p in SHIPPED if "endpoints = [" in p.read_text()],

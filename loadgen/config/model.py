@@ -397,9 +397,28 @@ class RunConfig:
             **({"tls": {"cacert": bool(self.tls.cacert), "client_certificate": bool(self.tls.cert)}}
                if self.tls else {}),   # whether, not where: paths say nothing about the run
             **({"proxy": self.proxy.public()} if self.proxy else {}),   # direct runs: as before
-            **({"feeder": {"file": self.feeder.name, "mode": self.feeder.mode,
-                           "rows": len(self.feeder)}} if self.feeder is not None else {}),
+            **({"feeder": _describe_feeder(self.feeder)} if self.feeder is not None else {}),
+            **({"journeys": _describe_journeys(self.journeys, self.endpoints),   # [[users]] runs
+                "iterations": self.journeys.iterations} if self.journeys is not None else {}),
         }
+
+
+def _describe_feeder(feeder: Any) -> dict[str, object]:
+    """A feeder as saved: which file, which mode, how many rows; never a value."""
+    return {"file": feeder.name, "mode": feeder.mode, "rows": len(feeder)}
+
+
+def _describe_journeys(journeys: Any, endpoints: tuple[Endpoint, ...]) -> list[dict[str, object]]:
+    """Each user kind as saved: its rows by name, think time, refresh statuses, feeder.
+
+    Names, counts and numbers only: header values and feeder rows (tokens, passwords)
+    never reach the document."""
+    return [{"name": k.name, "weight": k.weight, "think_s": list(k.think),
+             "on_start": [endpoints[i].name for i in k.on_start],
+             "steps": [endpoints[i].name for i in k.steps],
+             "refresh_on": sorted(k.refresh_on),
+             "feeder": _describe_feeder(k.feeder) if k.feeder is not None else None}
+            for k in journeys.kinds]
 
 
 def _describe_schedule(schedule: SendSchedule | None) -> list[StageDescription] | None:

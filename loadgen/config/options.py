@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from loadgen.config.guards import ask_password, check_outputs, read_body_file
+from loadgen.config.journey import Journeys
 from loadgen.config.model import (
     DEFAULT_EXPECT_STATUS,
     ConfigError,
@@ -36,11 +37,13 @@ from loadgen.config.model import (
     parse_timeout,
 )
 from loadgen.config.proxy import proxy_option, resolve_proxy
-from loadgen.config.settings import EndpointSpec, Settings
+from loadgen.config.settings import EndpointSpec, Settings, UserSpec
 from loadgen.config.stages import MAX_RATE, parse_stage, parse_user_stage
 from loadgen.config.templated import load_feeder, template_endpoints, templated_path
+from loadgen.config.users import build_journeys
 
 DEFAULT_REQUESTS = 100
+DEFAULT_ITERATIONS = 100     # a journey run without --iterations, --duration or a schedule
 DEFAULT_CONCURRENCY = 10
 MAX_WORKERS = 256            # worker processes on one machine; more is a typo, not a plan
 CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocols
@@ -186,18 +189,31 @@ def _build(given: _Layers) -> RunConfig:
     duration = given.get("duration", lambda text: parse_duration(text, "--duration") if text
                          else None)
     requests = given.get("requests")
+    kinds = _journey_kinds(given)
+    iterations = given.get("iterations") if kinds else None
     users = _user_schedule(given)
-    schedule = _schedule(given, requests, duration)
+    # a journey run's tickets are iterations (--iterations), an endpoint run's requests
+    schedule = _schedule(given, iterations if kinds else requests, duration, bool(kinds))
     if users is not None:   # the stages end the run; --duration may end it sooner
         duration = min(duration or users.duration_s, users.duration_s)
-    if requests is None and duration is None and schedule is None:
-        requests = DEFAULT_REQUESTS
-    endpoints = _endpoints(given)
+    if (iterations if kinds else requests) is None and duration is None and schedule is None:
+        if kinds:
+            iterations = DEFAULT_ITERATIONS
+        else:
+            requests = DEFAULT_REQUESTS
     headers = given.get("headers", lambda texts: tuple(parse_header(h) for h in texts)) or ()
-    _check_headers(headers, endpoints)
     feeder = load_feeder(given.get("feeder"), given.get("feeder_mode"), given.get("cluster"))
-    endpoints = template_endpoints(endpoints, headers, feeder,
-                                   cli=given.endpoint_specs() is None)
+    journeys = None
+    if kinds:   # the top-level feeder is the default of the kinds without their own data
+        endpoints, journeys = build_journeys(kinds, headers, _expect_status(given), feeder,
+                                             given.get("cluster"), iterations)
+        _check_headers(headers, endpoints)
+        feeder = None
+    else:
+        endpoints = _endpoints(given)
+        _check_headers(headers, endpoints)
+        endpoints = template_endpoints(endpoints, headers, feeder,
+                                       cli=given.endpoint_specs() is None)
     keepalive = _keepalive(bool(given.get("no_keepalive")), headers, endpoints)
     concurrency = (users.peak if users is not None
                    else given.get("concurrency") or DEFAULT_CONCURRENCY)
@@ -205,7 +221,11 @@ def _build(given: _Layers) -> RunConfig:
     if (workers or 0) > MAX_WORKERS:
         raise ConfigError(f"--workers: at most {MAX_WORKERS} processes on one machine")
     workers = workers or os.cpu_count() or 1
-    workers = min(workers, concurrency, requests or workers)
+    workers = min(workers, concurrency, (iterations if kinds else requests) or workers)
+    max_connections = max(concurrency, given.get("max_connections") or 0)
+    if journeys is not None:
+        workers = _journey_workers(journeys, workers, concurrency, max_connections,
+                                   schedule is not None)
     cluster, per_node = _cluster(given)
     if cluster:
         workers = 0   # known once the cluster's nodes are (loadgen.engine.cluster.run.Cluster.connect)
@@ -226,9 +246,9 @@ def _build(given: _Layers) -> RunConfig:
                                  lambda text: normalize_path(text, "--login-endpoint")),
         token_field=given.get("token_field"),
         headers=headers, schedule=schedule, user_schedule=users,
-        max_connections=max(concurrency, given.get("max_connections") or 0),
+        max_connections=max_connections,
         thresholds=thresholds, cluster=cluster, workers_per_node=per_node, tls=tls,
-        proxy=proxy, keepalive=keepalive, feeder=feeder)
+        proxy=proxy, keepalive=keepalive, feeder=feeder, journeys=journeys)
 
 
 def tls_files(cacert: str | None, cert: str | None, key: str | None,
@@ -270,9 +290,66 @@ def _cluster(given: _Layers) -> tuple[str | None, int | None]:
     return address, per_node
 
 
+def _expect_status(given: _Layers) -> frozenset[int]:
+    """--expect-status (or the scenario's top-level expect_status); default 2xx."""
+    return given.get("expect_status", parse_status_set) or DEFAULT_EXPECT_STATUS
+
+
+def _journey_kinds(given: _Layers) -> tuple[UserSpec, ...] | None:
+    """The scenario's ``[[users]]``, or None; refuses the options that say what to request
+    for plain endpoints (the file's own keys were refused by ``config.scenario``)."""
+    kinds = given.below.users
+    if not kinds:
+        if given.get("iterations") is not None:
+            raise ConfigError("--iterations counts journey iterations: it needs [[users]] in "
+                              "the scenario file (--config); for endpoints, use --requests")
+        return None
+    source = kinds[0].source
+    if "endpoints" in given.typed:
+        raise ConfigError(f"--endpoint cannot be combined with the [[users]] of {source}: a "
+                          "journey's steps say what to request")
+    if "requests" in given.typed:
+        raise ConfigError("--requests counts requests; a journey run ([[users]] in "
+                          f"{source}) counts iterations: use --iterations")
+    for name, option in (("method", "--method"), ("data", "--data"),
+                         ("data_file", "--data-file")):
+        if name in given.typed:
+            raise ConfigError(f"{option} applies to plain endpoints; with the [[users]] of "
+                              f"{source}, set it in each step")
+    return kinds
+
+
+def _journey_workers(journeys: Journeys, workers: int, concurrency: int,
+                     max_connections: int, open_model: bool) -> int:
+    """The worker processes a journey run can use, every kind of user getting its share.
+
+    Closed model: user ``u`` is of kind ``journeys.kind_of(u)``; a kind that none of the
+    ``--concurrency`` users is would send nothing at all, so that is refused.  Open model:
+    each worker keeps a pool of users of every kind, at most its share of
+    ``--max-connections``; a worker whose share cannot hold one user of each kind could
+    leave an arrival of some kind waiting for ever, so fewer workers are used.
+    """
+    kinds = journeys.kinds
+    if open_model:
+        if max_connections < len(kinds):
+            raise ConfigError(f"--max-connections {max_connections} cannot hold one virtual "
+                              f"user of each of the {len(kinds)} [[users]] kinds: give at "
+                              f"least {len(kinds)}")
+        return min(workers, max_connections // len(kinds))
+    first: dict[int, int] = {}   # kind -> the first user of that kind
+    for position, kind in enumerate(journeys.cycle):
+        first.setdefault(kind, position)
+    needed = max(first.values()) + 1
+    if concurrency < needed:
+        missing = kinds[min(first, key=lambda k: (first[k] < concurrency, first[k]))]
+        raise ConfigError(f"[[users]] {missing.name!r} gets none of the {concurrency} "
+                          f"virtual users (users take the kinds in their weights' order): "
+                          f"give --concurrency at least {needed}")
+    return workers
+
+
 def _endpoints(given: _Layers) -> tuple[Endpoint, ...]:
-    # --expect-status (or the scenario's top-level expect_status); default 2xx
-    expect = given.get("expect_status", parse_status_set) or DEFAULT_EXPECT_STATUS
+    expect = _expect_status(given)
     specs = given.endpoint_specs()
     if specs:   # an endpoint's own expect_status is more specific than the run's
         return tuple(s.endpoint(expect) for s in specs)
@@ -327,8 +404,11 @@ def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:
     return parsed
 
 
-def _schedule(given: _Layers, requests: int | None, duration: float | None) -> Any:
-    """The open model's send schedule, or None for the closed model."""
+def _schedule(given: _Layers, requests: int | None, duration: float | None,
+              journeys: bool = False) -> Any:
+    """The open model's send schedule, or None for the closed model.
+
+    ``requests``: what bounds the run's count (``--iterations`` for ``journeys``)."""
     from loadgen.engine.schedule import build_schedule
 
     stages = list(given.get("stages", lambda texts: [parse_stage(t) for t in texts]) or ())
@@ -338,7 +418,8 @@ def _schedule(given: _Layers, requests: int | None, duration: float | None) -> A
             raise ConfigError("--max-connections needs --rate or --stage (the open model)")
         return None
     if not stages and requests is None and duration is None:
-        raise ConfigError("--rate needs --duration or --requests to end the run")
+        raise ConfigError("--rate needs --duration or "
+                          f"{'--iterations' if journeys else '--requests'} to end the run")
     return build_schedule(rate, stages, duration)
 
 

@@ -55,6 +55,14 @@ over the file.  Example (every key is optional; an empty file is valid)::
     body = '{"text": "hello"}'    # or body_file = "transform-body.json"
     expect_status = [200, 201]    # this endpoint's successes (default: the top-level's)
 
+    # Or journeys instead of endpoints: kinds of virtual users, each with its login and
+    # steps (keys and rules in ``config.users``; the README's "User journeys"):
+    # iterations = 200            # journeys: total iterations, exact (instead of requests)
+    # [[users]]
+    # name = "shopper"
+    # [[users.steps]]
+    # path = "/shop/items"
+
 Rules:
 
 - Key names are the ``loadgen run`` option names with ``_`` for ``-``
@@ -83,7 +91,8 @@ Rules:
 file sets, typed as ``build_config`` uses them (durations in seconds, ``stages``
 as ``StageSpec``, ``headers`` as ``(name, value)`` pairs, ``expect_status`` as a
 frozenset, a plain ``endpoints`` array as normalized paths, ``[[endpoints]]``
-tables as ``endpoint_specs``: ``EndpointSpec``), None for the keys it leaves out.
+tables as ``endpoint_specs``: ``EndpointSpec``, ``[[users]]`` tables as ``users``:
+``UserSpec``), None for the keys it leaves out.
 """
 
 from __future__ import annotations
@@ -116,6 +125,7 @@ from loadgen.config.proxy import proxy_option
 from loadgen.config.settings import EndpointSpec, Settings
 from loadgen.config.stages import StageSpec, check_stage_rate, parse_stage, parse_user_stage
 from loadgen.config.templated import templated_path
+from loadgen.config.users import read_users
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -125,7 +135,7 @@ TOP_KEYS = (
     "workers", "duration", "method", "headers", "data", "data_file", "timeout", "insecure",
     "rate", "stages", "max_connections", "quiet", "thresholds", "cluster", "workers_per_node",
     "cacert", "cert", "key", "expect_status", "proxy", "no_proxy", "no_keepalive",
-    "user_stages",
+    "user_stages", "users", "iterations",
 )
 AUTH_KEYS = ("username", "password", "login_endpoint", "token_field")
 ENDPOINT_KEYS = ("path", "method", "weight", "headers", "body", "body_file",
@@ -323,7 +333,7 @@ class _Reader:
                 out[key] = self.string(value, label)
                 self.reuse(Target.parse, value, label)
             elif key in ("requests", "concurrency", "workers", "max_connections",
-                         "workers_per_node"):
+                         "workers_per_node", "iterations"):
                 out[key] = self.count(value, label)
             elif key == "duration":
                 out[key] = self.duration(value, label)
@@ -365,13 +375,36 @@ class _Reader:
                 out.update(self.auth(value))
             elif key == "endpoints":
                 out.update(self.endpoints(value))
+            elif key == "users":
+                out[key] = read_users(self, value)
         if "endpoint_specs" in out:
             clash = [k for k in ("method", "data", "data_file") if k in doc
                      and not (k == "data" and isinstance(doc[k], dict))]
             if clash:
                 self.fail(f"'{clash[0]}' at the top level applies to plain endpoint paths; "
                           "with [[endpoints]] tables, set it in each table")
+        self.journey_clashes(doc)
         return Settings(**out)
+
+    def journey_clashes(self, doc: dict[str, Any]) -> None:
+        """``[[users]]`` say what to request, step by step: keys that say it for plain
+        endpoints cannot be combined with them; ``iterations`` counts their iterations."""
+        if "users" not in doc:
+            if "iterations" in doc:
+                self.fail("'iterations' counts journey iterations: it needs [[users]] "
+                          "(for endpoints, use 'requests')")
+            return
+        if "endpoints" in doc:
+            self.fail("[[users]] and 'endpoints' cannot be combined: a journey's steps "
+                      "([[users.steps]]) say what to request")
+        if "requests" in doc:
+            self.fail("'requests' counts requests; with [[users]] a run counts iterations: "
+                      "use 'iterations'")
+        clash = [k for k in ("method", "data", "data_file") if k in doc
+                 and not (k == "data" and isinstance(doc[k], dict))]
+        if clash:
+            self.fail(f"'{clash[0]}' at the top level applies to plain endpoints; with "
+                      "[[users]], set it in each step")
 
     def feeder(self, value: dict[str, Any]) -> dict[str, Any]:
         """``data = { file = "rows.csv", mode = "sequential" }``: the file from this folder."""
@@ -444,8 +477,14 @@ class _Reader:
         return {"endpoint_specs": tuple(specs)}
 
     def endpoint(self, table: dict[str, Any], index: int) -> EndpointSpec:
-        where = f"[[endpoints]] #{index}"
-        self.check_keys(table, ENDPOINT_KEYS, f"in {where}", _HINTS["endpoints"])
+        return self.request(table, f"[[endpoints]] #{index}", ENDPOINT_KEYS,
+                            _HINTS["endpoints"])
+
+    def request(self, table: dict[str, Any], where: str, keys: tuple[str, ...],
+                hints: dict[str, str], step: bool = False) -> EndpointSpec:
+        """An ``[[endpoints]]`` table, or (``step``) a journey's step: the same keys mean the
+        same, a step also ``extract``s (``keys`` says which a table may have)."""
+        self.check_keys(table, keys, f"in {where}", hints)
         if "path" not in table:
             self.fail(f"{where} needs 'path'")
         label = f"'path' in {where}"
@@ -471,7 +510,7 @@ class _Reader:
         else:
             method = "POST" if body else "GET"
         weight = 1.0
-        if "weight" in table:
+        if "weight" in table:   # [[endpoints]] only: a step's kind has the weight
             weight = self.positive(table["weight"], f"'weight' in {where}")
         headers: tuple[tuple[str, str], ...] = ()
         if "headers" in table:
@@ -479,14 +518,18 @@ class _Reader:
         expect_status = None   # the top-level's (or --expect-status) applies
         if "expect_status" in table:
             expect_status = self.statuses(table["expect_status"], f"'expect_status' in {where}")
-        rules = None   # ``expect`` / ``max_body``: response checks (issue 12 section 3)
-        if "expect" in table or "max_body" in table:
+        rules = None   # ``extract`` / ``expect`` / ``max_body`` (issue 12 sections 2, 3)
+        given: dict[str, Any] = {k: table[k] for k in ("extract", "expect", "max_body")
+                                 if k in table}
+        if given:
             try:
-                rules = parse_rules({k: table[k] for k in ("expect", "max_body") if k in table},
-                                    where)
+                rules = parse_rules(given, where)
             except ConfigError as exc:
                 self.fail(str(exc))
-            if not rules.expect:
+            if step and "max_body" in table and not rules.needs_body:
+                self.fail(f"'max_body' in {where} needs a body to keep: 'expect' with "
+                          "body_contains or json, or a json: or regex: extraction")
+            if not step and not rules.expect:
                 self.fail(f"'max_body' in {where} needs 'expect' with body checks")
         return EndpointSpec(method, path, body, headers, weight, expect_status, name,
                             template_body=b"{{" in body and not "body_file" in table,

@@ -54,6 +54,28 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
+class UserSpec:
+    """A scenario's ``[[users]]`` table, typed: one kind of virtual user (``config.users``).
+
+    Its steps are ``EndpointSpec``s named as written (``name`` or ``METHOD path``); the
+    run's rows get the kind's name in front (``"shopper: GET /shop/items"``) when
+    ``config.users.build_journeys`` makes them endpoints.  Templates are parsed there,
+    once the feeder's columns are known.  ``source`` is the scenario file: error lines
+    found then still name it.
+    """
+
+    name: str
+    steps: tuple[EndpointSpec, ...]
+    on_start: tuple[EndpointSpec, ...] = ()
+    weight: float = 1.0
+    think: tuple[float, float] = (0.0, 0.0)     # seconds: uniform in [lo, hi]
+    refresh_on: frozenset[int] = frozenset()
+    data: str | None = None                     # the kind's feeder file (a path), or None
+    data_mode: str | None = None                # its mode (checked); None: sequential
+    source: str = "<scenario>"
+
+
+@dataclass(frozen=True)
 class Settings:
     """One layer of typed input; None = not said here (see the module's docstring)."""
 
@@ -61,6 +83,8 @@ class Settings:
     endpoints: tuple[str, ...] | None = None        # plain paths, normalized
     endpoint_specs: tuple[EndpointSpec, ...] | None = None   # [[endpoints]] tables
     requests: int | None = None
+    users: tuple[UserSpec, ...] | None = None       # [[users]] tables: a journey run
+    iterations: int | None = None                   # journeys: iterations in total
     concurrency: int | None = None
     workers: int | None = None
     max_connections: int | None = None

@@ -10,6 +10,7 @@ problem: one line, exit 2, nothing sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from loadgen.config import feeder as feeders
@@ -54,36 +55,55 @@ def template_endpoints(endpoints: tuple[Endpoint, ...], run_headers: tuple[tuple
     """``endpoints`` with their ``templates`` set where a path, header value or inline body
     holds ``{{``.  ``cli``: the endpoints come from ``--endpoint`` / ``--data`` (error lines
     name those options), else from a scenario's tables (they name the endpoint)."""
+    def where_of(e: Endpoint) -> Where:
+        def where(part: str) -> str:
+            if part.startswith("--header"):
+                return "--header"
+            if cli:
+                return {"path": "--endpoint", "body": "--data"}.get(part, part)
+            return f"endpoint {e.name!r}: {part}"
+        return where
+
+    return tuple(template_endpoint(e, run_headers, feeder, where_of(e)) for e in endpoints)
+
+
+#: Names a part of a request in error lines: ``"path"``, ``"body"``, ``"header 'X'"`` (the
+#: endpoint's own header) or ``"--header 'X'"`` (a run-wide one) -> the line's prefix.
+Where = Callable[[str], str]
+
+
+def template_endpoint(e: Endpoint, run_headers: tuple[tuple[str, str], ...],
+                      feeder: feeders.Feeder | None, where: Where,
+                      extracted: Iterable[str] = ()) -> Endpoint:
+    """``e`` with its ``templates`` set if a path, header value or inline body holds ``{{``
+    (else ``e`` itself).  ``extracted``: the names of values extracted by earlier steps of a
+    journey, usable beside the feeder's columns and the built-ins."""
     columns = feeder.columns if feeder is not None else ()
     row = dict(zip(feeder.columns, feeder.row(0))) if feeder is not None else None
-    out = []
-    for e in endpoints:
-        own = {name.lower() for name, _ in e.headers}
-        headers = merge_headers(run_headers, e.headers)
-        body_text = _body_text(e)
-        if not (is_templated(e.path) or body_text is not None
-                or any(is_templated(v) for _, v in headers)):
-            out.append(e)
+    names = tuple(extracted)
+    own = {name.lower() for name, _ in e.headers}
+    headers = merge_headers(run_headers, e.headers)
+    body_text = _body_text(e)
+    if not (is_templated(e.path) or body_text is not None
+            or any(is_templated(v) for _, v in headers)):
+        return e
+    pwhere = where("path")
+    path = parse(e.path, pwhere, columns, names)
+    _check_use(feeder, path, "path", pwhere)   # every row, by line
+    check_rendered_path(sample(path, row), pwhere)
+    parsed: dict[str, Template] = {}
+    for name, value in headers:
+        if not is_templated(value) or value in parsed:
             continue
-        where = "--endpoint" if cli else f"endpoint {e.name!r}: path"
-        path = parse(e.path, where, columns)
-        _check_use(feeder, path, "path", where)   # every row, by line
-        check_rendered_path(sample(path, row), where)
-        parsed: dict[str, Template] = {}
-        for name, value in headers:
-            if not is_templated(value) or value in parsed:
-                continue
-            hwhere = (f"endpoint {e.name!r}: header {name!r}" if name.lower() in own
-                      else "--header")
-            t = parse(value, hwhere, columns)
-            _check_use(feeder, t, "header", hwhere)
-            check_rendered_header(name, sample(t, row), hwhere)
-            parsed[value] = t
-        body = None
-        if body_text is not None:
-            body = parse(body_text, "--data" if cli else f"endpoint {e.name!r}: body", columns)
-        out.append(replace(e, templates=RequestTemplates(path, tuple(parsed.items()), body)))
-    return tuple(out)
+        hwhere = where(f"header {name!r}" if name.lower() in own else f"--header {name!r}")
+        t = parse(value, hwhere, columns, names)
+        _check_use(feeder, t, "header", hwhere)
+        check_rendered_header(name, sample(t, row), hwhere)
+        parsed[value] = t
+    body = None
+    if body_text is not None:
+        body = parse(body_text, where("body"), columns, names)
+    return replace(e, templates=RequestTemplates(path, tuple(parsed.items()), body))
 
 
 def _body_text(e: Endpoint) -> str | None:

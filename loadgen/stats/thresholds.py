@@ -119,9 +119,12 @@ def _fail(source: str, problem: str) -> NoReturn:
 
 
 def _normalize_endpoint(name: str) -> str:
-    """'get   /api/health ' -> 'GET /api/health', the form endpoint names have in results."""
+    """'get   /api/health ' -> 'GET /api/health', the form endpoint names have in results.
+
+    A journey step's row ('shopper: GET /shop/items', 'browser: list') starts with its
+    kind's name, never a method: it is matched as written (white space collapsed)."""
     words = name.split()
-    if len(words) >= 2:
+    if len(words) >= 2 and ": " not in name:
         words[0] = words[0].upper()
     return " ".join(words)
 
