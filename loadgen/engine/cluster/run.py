@@ -137,8 +137,7 @@ class Cluster(Collector):
             raise
         per_node = [config.workers_per_node or max(1, n.cpus // _sharing(n, nodes))
                     for n in nodes]
-        cap = min(config.concurrency, config.requests or config.concurrency)
-        counts = split_workers(per_node, cap)
+        counts = split_workers(per_node, _most_workers(config))
         nodes = [n for n, c in zip(nodes, counts) if c]
         counts = [c for c in counts if c]
         config = replace(config, workers=sum(counts))
@@ -361,3 +360,15 @@ def _sharing(node: Node, nodes: list[Node]) -> int:
 def _reason(exc: BaseException | None) -> str:
     text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _most_workers(config: RunConfig) -> int:
+    """The most worker processes the run can use, as ``config.options`` caps a local run:
+    no more than its users (or requests); with journeys, no more than its iterations, and in
+    the open model few enough that each worker's pool holds a user of every kind."""
+    journeys = config.journeys
+    if journeys is None:
+        return min(config.concurrency, config.requests or config.concurrency)
+    cap = (config.max_connections // len(journeys.kinds) if config.schedule is not None
+           else config.concurrency)
+    return max(1, min(cap, journeys.iterations or cap))
