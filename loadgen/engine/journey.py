@@ -32,6 +32,9 @@ Decisions the design left open, made here:
   is recorded that the server did not see.
 - Open model ranks: the j-th user of a kind created by worker ``i`` of ``stride`` has
   rank ``j * stride + i`` (a ``per-user`` feeder's row): distinct across workers.
+- Open model: a kind's first user is made even when the worker is at ``max_connections``
+  (so a worker may hold up to one user per kind beyond it): else that kind's arrivals
+  would wait for ever behind the other kinds' users.
 - The Cookie header is added after the request line (a step's own Cookie header, if it
   has one, is left as it is, beside it).
 
@@ -249,7 +252,9 @@ class JourneyRunner:
         w = self.w
         kind = self.journeys.kind_of(k)
         if not self.idle[kind]:
-            if self.users < self.plan.max_connections:
+            # a kind's first user is made even at the cap: else its arrivals would wait
+            # for ever behind other kinds' users
+            if self.users < self.plan.max_connections or not self.made[kind]:
                 self._add_user(kind)
             else:
                 w.waited += 1
