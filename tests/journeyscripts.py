@@ -47,13 +47,15 @@ class Shop:
 
     ``empty_every`` / ``bad_every``: every n-th items response has no item / an id that
     cannot go in a path; ``token_uses``: a token answers 401 after that many uses;
-    ``failed_logins``: the first n logins answer 500.
+    ``failed_logins``: the first n logins answer 500; ``login_delay_s``: each login is
+    answered that much later.
     """
 
     empty_every: int = 0
     bad_every: int = 0
     token_uses: int = 0
     failed_logins: int = 0
+    login_delay_s: float = 0.0
     tokens: dict[str, tuple[str, int]] = field(default_factory=dict)   # token -> (user, uses)
     shown: dict[str, str] = field(default_factory=dict)                # item id -> user
     ordered: set[str] = field(default_factory=set)
@@ -65,6 +67,7 @@ class Shop:
         path = r.target.partition("?")[0]
         if r.method == "POST" and path == "/login":
             self.logins += 1
+            gevent.sleep(self.login_delay_s)
             if self.logins <= self.failed_logins:
                 return 500, [], b"down"
             user = json.loads(r.body)["username"]
@@ -192,6 +195,7 @@ SCRIPTS: dict[str, tuple[dict[str, Any], Builder]] = {
     "shop_think": ({}, lambda url, o, b: shop_journey(url, o, b, think=(0.3, 0.3),
                                                        on_start=False)),
     "two_kinds": ({}, two_kinds),
+    "slow_login": ({"login_delay_s": 0.2}, shop_journey),
 }
 
 
@@ -247,7 +251,8 @@ def _coordinate(spec: dict[str, Any], server: ShopServer, build: Builder,
     agg = Aggregate(names, [WorkerState(p.index) for p in plans],
                     [e.expect_status for e in config.endpoints])
     kinds = config.journeys.kinds
-    journeys = [{"successes": 0, "failures": 0, "cut": 0, "failed_at": {}} for _ in kinds]
+    journeys = [{"successes": 0, "failures": 0, "cut": 0, "failed_at": {}, "max_us": 0}
+                for _ in kinds]
     messages = []
 
     def collect(channel: Channel) -> None:
@@ -259,6 +264,7 @@ def _coordinate(spec: dict[str, Any], server: ShopServer, build: Builder,
             agg.add(message)
             for total, wire in zip(journeys, message["journeys"], strict=True):
                 total["successes"] += _count(wire["hist"])
+                total["max_us"] = max(total["max_us"], _max(wire["hist"]))
                 total["failures"] += _count(wire["failed"])
                 total["cut"] += wire["cut"]
                 for e, n in wire["failed_at"].items():
@@ -273,7 +279,8 @@ def _coordinate(spec: dict[str, Any], server: ShopServer, build: Builder,
         "messages": messages,
         "workers": len(plans),
         "rows": {name: {"requests": t.requests, "codes": dict(t.codes), "errors": dict(t.errors),
-                        "checks_failed": dict(t.checks_failed), "checked": t.checked}
+                        "checks_failed": dict(t.checks_failed), "checked": t.checked,
+                        "max_us": t.hist.get_max_value() if t.requests else 0}
                  for name, t in zip(names, agg.totals)},
         "journeys": {k.name: j for k, j in zip(kinds, journeys)},
         "waited": sum(w.waited for w in agg.workers),
@@ -283,3 +290,7 @@ def _coordinate(spec: dict[str, Any], server: ShopServer, build: Builder,
 
 def _count(payload: str) -> int:
     return decode_histogram(payload).get_total_count() if payload else 0
+
+
+def _max(payload: str) -> int:
+    return decode_histogram(payload).get_max_value() if payload else 0

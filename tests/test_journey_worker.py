@@ -58,6 +58,10 @@ SCENARIOS: list[dict[str, Any]] = [
     {"name": "open_cap", "script": "two_kinds",
      "options": {"rate": 10000, "duration": "5s", "iterations": 20, "concurrency": 1,
                  "max_connections": 1}},
+    # each login answered 200 ms late; arrivals 1 s apart, so only the first needs a login
+    {"name": "open_slow_login", "script": "slow_login",
+     "options": {"rate": 5, "duration": "5s", "iterations": 3, "concurrency": 1,
+                 "max_connections": 1}},
     # the tickets run out long before the stages do
     {"name": "ramp", "script": "shop", "options": {"user_stages": ["200ms:2", "8s:2"],
                                                    "iterations": 30}},
@@ -75,11 +79,17 @@ def results() -> dict[str, dict[str, Any]]:
 
 
 def scenario(results: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    """One scenario's result: it ended by itself, every worker sent its final message."""
     got = results[name]
     assert "error" not in got, got
     assert got["messages"].count("final") == got["workers"], got["messages"]
     assert got["server"]["problems"] == []   # every id ordered was this user's, cookies sent
     return got
+
+
+def iterations(got: dict[str, Any], kind: str = "shopper") -> dict[str, Any]:
+    """A kind's iteration counts (without the duration figure)."""
+    return {k: v for k, v in got["journeys"][kind].items() if k != "max_us"}
 
 
 def server_counts(got: dict[str, Any]) -> Counter[str]:
@@ -112,8 +122,8 @@ def test_iterations_are_exact_across_two_workers_and_values_flow_between_steps(r
     assert rows[LOGIN]["codes"] == {"200": 3}          # on_start once per user (3 users)
     assert rows[ITEMS]["codes"] == {"200": 20}
     assert rows[ORDER]["codes"] == {"201": 20}         # each ordered the id it was shown
-    assert got["journeys"]["shopper"] == {"successes": 20, "failures": 0, "cut": 0,
-                                          "failed_at": {}}
+    assert got["journeys"]["shopper"]["successes"] == 20
+    assert got["journeys"]["shopper"]["failures"] == got["journeys"]["shopper"]["cut"] == 0
     assert_rows_match_server(got)
     requests = got["server"]["requests"]
     # per-user feeder: users 0, 1, 2 (ranks 0..2) logged in as rows 0..2, once each
@@ -144,7 +154,7 @@ def test_a_failed_extraction_fails_the_iteration_and_the_user_goes_on(results) -
     assert rows[ITEMS]["checks_failed"] == {"json:items[0].id found nothing": 4}
     assert rows[ORDER]["codes"] == {"201": 8}   # no order without an item
     assert rows[LOGIN]["codes"] == {"200": 1}   # the user kept its login
-    assert got["journeys"]["shopper"] == {"successes": 8, "failures": 4, "cut": 0,
+    assert iterations(got) == {"successes": 8, "failures": 4, "cut": 0,
                                           "failed_at": {ITEMS: 4}}
     assert_rows_match_server(got)
 
@@ -168,7 +178,7 @@ def test_refresh_on_logs_in_again_and_retries_the_step_once(results) -> None:
     assert rows[LOGIN]["codes"] == {"200": 5}             # 1 + a refresh in iterations 2..5
     assert rows[ITEMS]["codes"] == {"200": 5, "401": 4}   # the 401s stay failures of the row
     assert rows[ORDER]["codes"] == {"201": 5}
-    assert got["journeys"]["shopper"] == {"successes": 5, "failures": 0, "cut": 0,
+    assert iterations(got) == {"successes": 5, "failures": 0, "cut": 0,
                                           "failed_at": {}}
     assert_rows_match_server(got)
     targets = [t for _, t, *_ in got["server"]["requests"]]
@@ -182,7 +192,7 @@ def test_a_failed_on_start_fails_its_iteration_and_is_tried_again(results) -> No
     assert rows[LOGIN]["codes"] == {"500": 2, "200": 1}
     assert rows[ITEMS]["codes"] == {"200": 2}   # never an iteration without a login
     assert rows[ORDER]["codes"] == {"201": 2}
-    assert got["journeys"]["shopper"] == {"successes": 2, "failures": 2, "cut": 0,
+    assert iterations(got) == {"successes": 2, "failures": 2, "cut": 0,
                                           "failed_at": {LOGIN: 2}}
     assert_rows_match_server(got)
 
@@ -192,7 +202,7 @@ def test_a_stop_cuts_the_iteration_in_progress_after_its_in_flight_step(results)
     rows = got["rows"]
     assert rows[ITEMS]["codes"] == {"200": 2}
     assert rows[ORDER]["codes"] == {"201": 1}   # no new step after the stop
-    assert got["journeys"]["shopper"] == {"successes": 1, "failures": 0, "cut": 1,
+    assert iterations(got) == {"successes": 1, "failures": 0, "cut": 1,
                                           "failed_at": {}}
     assert_rows_match_server(got)
 
@@ -235,6 +245,20 @@ def test_open_model_at_its_cap_queues_arrivals_per_kind(results) -> None:
     assert got["journeys"]["shopper"]["successes"] == 10
     assert got["journeys"]["browser"]["successes"] == 10
     assert got["waited"] >= 1
+    assert_rows_match_server(got)
+
+
+def test_open_model_first_step_latency_runs_from_the_arrival(results) -> None:
+    """Coordinated omission: the first arrival waited for its new user's login (200 ms):
+    its first step's latency, and its iteration's time, include that wait."""
+    got = scenario(results, "open_slow_login")
+    rows = got["rows"]
+    assert rows[LOGIN]["codes"] == {"200": 1}
+    assert rows[ITEMS]["codes"] == {"200": 3} and rows[ORDER]["codes"] == {"201": 3}
+    assert rows[LOGIN]["max_us"] >= 200_000
+    assert rows[ITEMS]["max_us"] >= 200_000    # from the arrival, not from its own send
+    assert got["journeys"]["shopper"]["max_us"] >= 200_000
+    assert got["journeys"]["shopper"]["successes"] == 3
     assert_rows_match_server(got)
 
 

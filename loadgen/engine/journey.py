@@ -23,9 +23,13 @@ Decisions the design left open, made here:
   that on_start row: a broken login then costs iterations, so ``--iterations N`` still
   ends, and the report says where they failed.  The user then pauses (think time, 1 s
   when think is 0) before its next try.
-- Think time follows every step, on_start ones included, in the closed model; in the
-  open model never after on_start steps (they run while an arrival waits: that wait is
-  latency) nor after the last step.
+- Think time follows every step, on_start ones included, in the closed model (a ramp's
+  user told to leave skips the one after its last step); in the open model never after
+  on_start steps (they run while an arrival waits: that wait is latency) nor after the
+  last step.
+- Open model: the end of ``--duration`` ends the arrivals, not the iterations already
+  released (as the plain open model still sends the requests it released); a stop cuts
+  them after their in-flight step.
 - An extracted value is checked (``config.template.header_value_safe`` /
   ``target_value_safe``) when it is extracted, for every place its kind renders it: the
   step that got it fails (kind ``check``, named ``extract <name>: ...``), so no request
@@ -227,7 +231,12 @@ class JourneyRunner:
             k = self._ticket(stay)
             if k is None:
                 break
-            self._iteration(user, k, None)
+            failed_start = self._iteration(user, k, None)
+            if stay is None or not stay.stopped:   # a user told to leave goes at once
+                if failed_start:
+                    self._pause(user)
+                else:
+                    self._think(user)   # after the last step, or the failed one
         self.w.finished_at = max(self.w.finished_at, time.perf_counter())
 
     def _ticket(self, stay: Any) -> int | None:
@@ -288,7 +297,8 @@ class JourneyRunner:
             if item is None or w.stopping:
                 break
             self.waiting -= 1
-            self._iteration(user, item[0], item[1])
+            if self._iteration(user, item[0], item[1]):
+                self._pause(user)   # a failed on_start: not idle again at once
         w.finished_at = max(w.finished_at, time.perf_counter())
 
     def end(self) -> None:
@@ -300,13 +310,16 @@ class JourneyRunner:
 
     # -- an iteration ------------------------------------------------------------------
     def _going(self) -> bool:
-        """Whether another request may start: no stop, and the duration not over."""
+        """Whether another request may start: no stop, and (closed model) the duration
+        not over.  Open model: an arrival released before the end runs to its end, as a
+        released request is sent (the schedule, not the clock, ends the arrivals)."""
         w = self.w
-        return not w.stopping and time.perf_counter() < w.end_at
+        return not w.stopping and (w.open_model or time.perf_counter() < w.end_at)
 
-    def _iteration(self, user: _User, k: int, arrival: float | None) -> None:
+    def _iteration(self, user: _User, k: int, arrival: float | None) -> bool:
         """Iteration ``k`` (the ticket, or the arrival) of ``user``; ``arrival``: the open
-        model's intended time (None: closed).  Recorded once in its kind's tally."""
+        model's intended time (None: closed).  Recorded once in its kind's tally.  True
+        when its on_start failed (the caller pauses before the next try)."""
         kind, closed = user.kind, arrival is None
         user.thought = 0.0
         if not user.ready:
@@ -315,10 +328,9 @@ class JourneyRunner:
             if failed is not None:
                 if failed == CUT:
                     self.tallies[kind.index].cut_short()
-                else:
-                    self._failure(user, failed, began if arrival is None else arrival)
-                    self._pause(user)
-                return
+                    return False
+                self._failure(user, failed, began if arrival is None else arrival)
+                return True
         values = dict(user.base)   # each iteration starts from the on_start values
         start = arrival
         for i, step in enumerate(kind.steps):
@@ -326,7 +338,7 @@ class JourneyRunner:
                 self._think(user)
                 if not self._going():
                     self.tallies[kind.index].cut_short()
-                    return
+                    return False
             first = i == 0 and arrival is not None   # open: from the arrival's time
             intended = arrival if first and arrival is not None else time.perf_counter()
             if start is None:   # closed: the iteration runs from its first send
@@ -338,15 +350,12 @@ class JourneyRunner:
                 failed_at = self._refresh(user, step, k, values, closed)
                 if failed_at == CUT:
                     self.tallies[kind.index].cut_short()
-                    return
+                    return False
             if failed_at is not None:
                 self._failure(user, failed_at, start)
-                if closed:
-                    self._think(user)
-                return
+                return False
         self.tallies[kind.index].success(self._us(start, user))
-        if closed:
-            self._think(user)
+        return False
 
     def _refresh(self, user: _User, step: _Step, k: int, values: dict[str, str],
                  closed: bool) -> int | None:
@@ -434,7 +443,8 @@ class JourneyRunner:
         w = self.w
         clock = time.perf_counter
         began = clock()
-        seconds = min(seconds, w.end_at - began)
+        if not w.open_model:   # the duration's end wakes a closed-model user
+            seconds = min(seconds, w.end_at - began)
         if seconds > 0:
             w.stopped.wait(seconds)
         user.thought += clock() - began
