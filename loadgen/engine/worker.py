@@ -24,6 +24,9 @@ the constant closed model keeps ``tickets()`` untouched.  A templated endpoint
 (``{{ }}``, config.templated) has b"" as its prebuilt ``requests[e]`` and a maker
 in ``makers[e]`` that renders request ``k`` of its user (engine.render, the feeder's
 row picker); a static endpoint keeps its prebuilt bytes, and pays one truth test.
+Everything but a static request is sent by ``exchange`` (send, time, record a failure),
+which journey steps share: with ``[[users]]`` (``plan.journeys``) engine.journey's
+virtual users replace the serve loops, fed by the same tickets and dispatcher.
 
 Imported only after gevent.monkey.patch_all().
 """
