@@ -322,9 +322,11 @@ class JourneyRunner:
         when its on_start failed (the caller pauses before the next try)."""
         kind, closed = user.kind, arrival is None
         user.thought = 0.0
+        credit = 0.0   # open model: on_start's time is the server's, not send lag
         if not user.ready:
             began = time.perf_counter()
             failed = self._on_start(user, closed)
+            credit = time.perf_counter() - began
             if failed is not None:
                 if failed == CUT:
                     self.tallies[kind.index].cut_short()
@@ -344,7 +346,7 @@ class JourneyRunner:
             if start is None:   # closed: the iteration runs from its first send
                 start = intended
                 user.thought = 0.0
-            ok, status = self._send(user, step, k, values, intended, first)
+            ok, status = self._send(user, step, k, values, intended, credit if first else None)
             failed_at = None if ok else step.e
             if failed_at is not None and status in kind.refresh_on:
                 failed_at = self._refresh(user, step, k, values, closed)
@@ -371,7 +373,7 @@ class JourneyRunner:
         values.update(user.base)
         if not self._going():
             return CUT
-        ok, _ = self._send(user, step, k, values, time.perf_counter(), False)
+        ok, _ = self._send(user, step, k, values, time.perf_counter(), None)
         return None if ok else step.e
 
     def _on_start(self, user: _User, think: bool) -> int | None:
@@ -385,7 +387,7 @@ class JourneyRunner:
                 self._think(user)
             if i and not self._going():
                 return CUT
-            ok, _ = self._send(user, step, user.index, values, time.perf_counter(), False)
+            ok, _ = self._send(user, step, user.index, values, time.perf_counter(), None)
             if not ok:
                 return step.e
         if think and user.kind.on_start:
@@ -395,9 +397,9 @@ class JourneyRunner:
         return None
 
     def _send(self, user: _User, step: _Step, seq: int, values: dict[str, str],
-              intended: float, lag: bool) -> tuple[bool, int]:
+              intended: float, lag: float | None) -> tuple[bool, int]:
         """One step's request, through ``Worker.exchange``, recorded in the step's row:
-        ``(succeeded, status)`` (status 0: no answer).  Its extractions join ``values``;
+        ``(succeeded, status)`` (status 0: no answer).  ``lag``: see ``exchange``.  Its extractions join ``values``;
         its Set-Cookie headers, the user's jar."""
         w = self.w
         data = step.make(seq, user.index, user.rank, values)

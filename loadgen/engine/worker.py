@@ -282,7 +282,7 @@ class Worker:
             self.record_checked(tally, e, keeper, status, latency_us, received, len(data))
 
     def exchange(self, conn: Connection, e: int, data: bytes, intended: float,
-                 keeper: Keeper | None = None, lag: bool = True
+                 keeper: Keeper | None = None, lag: float | None = 0.0
                  ) -> tuple[int, int, int] | None:
         """Send one request of endpoint ``e`` on ``conn``, time it; what the serve loop does
         for a static request, for everything else: templated and checked endpoints, journey
@@ -292,8 +292,9 @@ class Worker:
         timeout too.  A request that got no answer in time is recorded here (its failure
         kind) and gives None; an answer gives ``(status, latency_us, bytes_in)`` for the
         caller to record as it judges it (``Tally.record``, ``record_checked``).  Open
-        model: the service time is recorded, the send lag only when ``lag`` (a journey's
-        later steps are sent when due: no lag to speak of).
+        model: the service time is recorded, and the send lag less ``lag`` seconds (the
+        server's time spent for this request before it: a fresh journey user's on_start),
+        or not at all when ``lag`` is None (a journey's later steps are sent when due).
         """
         clock = time.perf_counter
         timeout, open_model = self.plan.timeout_s, self.open_model
@@ -309,8 +310,8 @@ class Worker:
         except RequestError as err:
             t1 = clock()
             if open_model and conn.sent_at >= t0:   # written before it failed
-                if lag:
-                    self._lag(conn, t0, intended)
+                if lag is not None:
+                    self._lag(conn, t0, intended + lag)
                 self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
             self._failed(e, err.kind, len(data), t1 - intended)
             gevent.sleep(0)  # a refused connect never yields: let the others run
@@ -319,8 +320,8 @@ class Worker:
         if self.closes[e]:
             conn.close()
         if open_model:
-            if lag:
-                self._lag(conn, t0, intended)
+            if lag is not None:
+                self._lag(conn, t0, intended + lag)
             self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
         if t1 - intended > timeout:
             self._failed(e, TIMEOUT, len(data), t1 - intended)
