@@ -196,6 +196,7 @@ SCRIPTS: dict[str, tuple[dict[str, Any], Builder]] = {
                                                        on_start=False)),
     "two_kinds": ({}, two_kinds),
     "slow_login": ({"login_delay_s": 0.2}, shop_journey),
+    "shop_paced": ({}, lambda url, o, b: shop_journey(url, o, b, think=(0.01, 0.01))),
 }
 
 

@@ -50,9 +50,13 @@ SCENARIOS: list[dict[str, Any]] = [
     # second iteration's first step): that iteration is cut after its in-flight step
     {"name": "cut", "script": "shop_think", "stop_after": 3,
      "options": {"concurrency": 1, "duration": "30s"}},
+    # 2 workers: arrivals k = 0, 2, 4, ... (shoppers) on one, the browsers on the other
     {"name": "open", "script": "two_kinds",
      "options": {"rate": 100, "duration": "5s", "iterations": 20, "concurrency": 1,
-                 "max_connections": 4}},
+                 "max_connections": 4, "workers": 2}},
+    # a stop while arrivals keep coming: iterations in progress are cut
+    {"name": "open_stop", "script": "shop_paced", "stop_after": 40,
+     "options": {"rate": 400, "duration": "30s", "concurrency": 1, "max_connections": 8}},
     # one user at most (the browsers' first is made beyond the cap); arrivals 0.1 ms apart
     # come faster than iterations (round trips) end: they wait
     {"name": "open_cap", "script": "two_kinds",
@@ -62,6 +66,10 @@ SCENARIOS: list[dict[str, Any]] = [
     {"name": "open_slow_login", "script": "slow_login",
      "options": {"rate": 5, "duration": "5s", "iterations": 3, "concurrency": 1,
                  "max_connections": 1}},
+    # users ramp up, hold, ramp down to 0 (10 ms of think time): no tickets, the stages end
+    # the run; a user told to leave ends its iteration, the run's end cuts the rest
+    {"name": "ramp_down", "script": "shop_paced",
+     "options": {"user_stages": ["100ms:3", "200ms:3", "200ms:0"]}},
     # the tickets run out long before the stages do
     {"name": "ramp", "script": "shop", "options": {"user_stages": ["200ms:2", "8s:2"],
                                                    "iterations": 30}},
@@ -218,6 +226,24 @@ def test_a_ramp_runs_journeys_on_its_users_until_the_iterations_run_out(results)
     assert_rows_match_server(got)
 
 
+def assert_iterations_add_up(got: dict[str, Any]) -> None:
+    """Every iteration listed (its first step went out); it either ordered (a success), was
+    cut before it could, or failed: nothing lost, nothing counted twice."""
+    it, rows = iterations(got), got["rows"]
+    assert it["failures"] == 0
+    assert rows[ORDER]["requests"] == it["successes"]
+    assert rows[ITEMS]["requests"] == it["successes"] + it["cut"]
+
+
+def test_a_ramp_down_lets_users_end_their_iteration_and_the_end_cuts_the_rest(results) -> None:
+    got = scenario(results, "ramp_down")
+    assert got["rows"][LOGIN]["codes"] == {"200": 3}   # each of the 3 users once
+    assert got["server"]["connections"] == 3
+    assert iterations(got)["successes"] > 0
+    assert_iterations_add_up(got)
+    assert_rows_match_server(got)
+
+
 # -- the open model -----------------------------------------------------------------------
 
 
@@ -235,6 +261,13 @@ def test_open_model_arrivals_are_the_iterations_split_between_kinds(results) -> 
     seqs = sorted(int(t.rsplit("/", 1)[1]) for _, t, *_ in got["server"]["requests"]
                   if t.startswith("/browse/"))
     assert seqs == list(range(1, 20, 2))
+    assert_rows_match_server(got)
+
+
+def test_open_model_a_stop_cuts_iterations_in_progress(results) -> None:
+    got = scenario(results, "open_stop")
+    assert iterations(got)["successes"] > 0
+    assert_iterations_add_up(got)
     assert_rows_match_server(got)
 
 
