@@ -335,3 +335,14 @@ def test_a_journey_through_the_coordinator_against_the_builtin_shop(
     stats = target_server.stats()
     assert stats["paths"] == {"/api/auth/login": 4, "/shop/items": 40, "/shop/orders": 40}
     assert stats["orders"]["created"] == 40 and stats["orders"]["refused"] == 0
+
+
+def test_the_jars_cookies_join_the_request_in_one_cookie_header() -> None:
+    from loadgen.engine.journey import _with_cookie
+
+    plain = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+    assert _with_cookie(plain, b"sid=1", b"") == \
+        b"GET /a HTTP/1.1\r\nCookie: sid=1\r\nHost: h\r\n\r\n"
+    own = b"GET /a HTTP/1.1\r\nHost: h\r\ncookie: theme=dark\r\nX: y\r\n\r\n"
+    assert _with_cookie(own, b"sid=1", b"\r\ncookie: ") == \
+        b"GET /a HTTP/1.1\r\nHost: h\r\ncookie: theme=dark; sid=1\r\nX: y\r\n\r\n"

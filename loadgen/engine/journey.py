@@ -39,8 +39,8 @@ Decisions the design left open, made here:
 - Open model: a kind's first user is made even when the worker is at ``max_connections``
   (so a worker may hold up to one user per kind beyond it): else that kind's arrivals
   would wait for ever behind the other kinds' users.
-- The Cookie header is added after the request line (a step's own Cookie header, if it
-  has one, is left as it is, beside it).
+- The jar's cookies go in a Cookie header after the request line, or at the end of the
+  step's own Cookie header when it has one.
 
 Imported by engine.worker only when the plan has journeys (after gevent's patching).
 """
@@ -78,7 +78,8 @@ MAX_WAITING = 250_000
 class _Step:
     """One step (an endpoint row) compiled for this worker: ``make`` gives its bytes."""
 
-    __slots__ = ("data", "e", "head", "max_body", "pick", "render", "rules", "target")
+    __slots__ = ("cookie_line", "data", "e", "head", "max_body", "pick", "render", "rules",
+                 "target")
 
     def __init__(self, e: int, head: bool, rules: Any) -> None:
         self.e = e
@@ -90,6 +91,9 @@ class _Step:
         self.target = ""      # a static step's request target (cookie paths)
         self.render: Callable[..., bytes] | None = None
         self.pick: Callable[[int, int], list[str]] | None = None
+        # the step's own Cookie header line start (b"\r\nCookie: "), if it has one: the
+        # jar's cookies join it (a request carries one Cookie header, RFC 6265 §5.4)
+        self.cookie_line = b""
 
     def make(self, seq: int, user: int, rank: int, ext: dict[str, str]) -> bytes:
         render = self.render
@@ -186,6 +190,8 @@ class JourneyRunner:
             pick = feeder.picker(plan.index, kind.index) if feeder is not None else None
             for step in (*kind.on_start, *kind.steps):
                 e = plan.endpoints[step.e]
+                own = [n for n, _ in headers[step.e] if n.lower() == "cookie"]
+                step.cookie_line = b"\r\n%s: " % own[-1].encode("latin-1") if own else b""
                 if e.templates is None:
                     made: Any = build_request(e.method, plan.target.host_header,
                                               prefix + e.path, headers[step.e], e.body,
@@ -408,8 +414,7 @@ class JourneyRunner:
         if len(jar):
             cookie = jar.header(target)
             if cookie:
-                cut = data.index(b"\r\n") + 2
-                data = b"%sCookie: %s\r\n%s" % (data[:cut], cookie.encode("latin-1"), data[cut:])
+                data = _with_cookie(data, cookie.encode("latin-1"), step.cookie_line)
         keeper = Keeper(step.max_body, step.head)
         got = w.exchange(user.conn, step.e, data, intended, keeper, lag)
         if got is None:
@@ -460,3 +465,15 @@ class JourneyRunner:
         if start is None:   # a kind without steps
             return 0
         return max(0, int((time.perf_counter() - start - user.thought) * 1e6))
+
+
+def _with_cookie(data: bytes, cookie: bytes, own_line: bytes) -> bytes:
+    """``data`` with the jar's ``cookie`` pairs: a Cookie header spliced in after the
+    request line, or appended to the request's own Cookie header (``own_line``)."""
+    if own_line:
+        at = data.find(own_line)
+        if at >= 0:
+            end = data.index(b"\r\n", at + len(own_line))
+            return b"%s; %s%s" % (data[:end], cookie, data[end:])
+    cut = data.index(b"\r\n") + 2
+    return b"%sCookie: %s\r\n%s" % (data[:cut], cookie, data[cut:])
