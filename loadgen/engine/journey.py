@@ -452,7 +452,10 @@ class JourneyRunner:
         began = clock()
         if not w.open_model:   # the duration's end wakes a closed-model user
             seconds = min(seconds, w.end_at - began)
-        if seconds > 0:
+        # never wait on a stop already given: gevent (26.9) queues a wait on an Event that is
+        # set but has not notified its waiters yet behind that notification, without its
+        # timeout, and can skip it (ids of freed links are reused): users hung for ever
+        if seconds > 0 and not w.stopped.is_set():
             w.stopped.wait(seconds)
         user.thought += clock() - began
 
