@@ -452,9 +452,10 @@ class JourneyRunner:
         began = clock()
         if not w.open_model:   # the duration's end wakes a closed-model user
             seconds = min(seconds, w.end_at - began)
-        # never wait on a stop already given: gevent (26.9) queues a wait on an Event that is
-        # set but has not notified its waiters yet behind that notification, without its
-        # timeout, and can skip it (ids of freed links are reused): users hung for ever
+        # never wait on a stop already given: gevent (26.9) parks a wait on an Event that is
+        # set but still notifying its waiters behind that notification, without its timeout
+        # (AbstractLinkable._wait); open-model users were seen parked there for good after a
+        # stop (2 harness runs in ~86; why the notification missed them is not pinned down)
         if seconds > 0 and not w.stopped.is_set():
             w.stopped.wait(seconds)
         user.thought += clock() - began
