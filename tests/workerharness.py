@@ -14,6 +14,10 @@ Usage: a JSON list of scenarios on stdin, one JSON line on stdout::
     echo '[{"name": "a", "server": {"kind": "ok"}, "options": {"requests": 10}}]' \\
         | python tests/workerharness.py
 
+A journey scenario (tests/test_journey_worker.py) names a ``script`` of
+tests/journeyscripts.py instead of a ``server``: the plans are built by hand, every worker
+(``options.workers``) runs in this process, and the shop server logs every request.
+
 A scenario: ``name``; ``server`` (``kind``: ok, continue, drop, silent, close, fin,
 chunked; ``every``: drop/fin after that many requests per connection;
 ``hold_until_queued``: hold the first response until the open model's queue holds
@@ -178,6 +182,10 @@ def _figures(hist: HdrHistogram | None) -> dict[str, Any] | None:
 
 
 def run_scenario(spec: dict[str, Any]) -> dict[str, Any]:
+    if "script" in spec:   # a journey (tests/journeyscripts.py): its plans are built by hand
+        from journeyscripts import run_journey
+
+        return run_journey(spec, BASE_OPTIONS, KEPT_OPEN, SCENARIO_DEADLINE_S)
     holder: list[Worker] = []
     server = ScriptedServer(spec["server"], holder)
     server.stop_after = int(spec.get("stop_after") or 0)

@@ -35,6 +35,7 @@ from loadgen.config.template import (
     USER,
     UUID,
     Template,
+    static,
 )
 from loadgen.engine.wire import always_has_length, build_request, head_lines
 
@@ -224,3 +225,25 @@ def compile_request(method: str, host_header: str, path: Template,
                              [(n, t.text) for n, t in headers], raw, close)
     return RequestRenderer(method, host_header, path, headers, body, columns, close, prefix,
                            rng)
+
+
+def compile_endpoint(method: str, host_header: str, templates: Any, body: bytes,
+                     headers: Sequence[tuple[str, str]], columns: Sequence[str] = (),
+                     close: bool = False, prefix: str = "",
+                     rng: random.Random | None = None) -> tuple[bytes | RequestRenderer, bool]:
+    """A templated endpoint (``Endpoint.templates``, a ``config.template.RequestTemplates``)
+    with its merged ``headers`` compiled once: ``(bytes or renderer, uses_row)``.
+
+    Each header value is looked up among the values the user wrote as templates, so only
+    those are ever templated (a login's or proxy's value never is).  ``uses_row``: whether
+    the request takes a feeder row (else the caller need not pick one).  The serve loop's
+    endpoints and the journey steps (engine.journey) both compile through here.
+    """
+    values = dict(templates.headers)
+    made = compile_request(method, host_header, templates.path,
+                           [(n, values.get(v) or static(v)) for n, v in headers],
+                           templates.body if templates.body is not None else body, columns,
+                           close=close, prefix=prefix, rng=rng)
+    uses_row = any(p.columns for p in (templates.path, *(v for _, v in templates.headers))) or (
+        templates.body is not None and bool(templates.body.columns))
+    return made, uses_row

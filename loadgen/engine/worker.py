@@ -24,6 +24,9 @@ the constant closed model keeps ``tickets()`` untouched.  A templated endpoint
 (``{{ }}``, config.templated) has b"" as its prebuilt ``requests[e]`` and a maker
 in ``makers[e]`` that renders request ``k`` of its user (engine.render, the feeder's
 row picker); a static endpoint keeps its prebuilt bytes, and pays one truth test.
+Everything but a static request is sent by ``exchange`` (send, time, record a failure),
+which journey steps share: with ``[[users]]`` (``plan.journeys``) engine.journey's
+virtual users replace the serve loops, fed by the same tickets and dispatcher.
 
 Imported only after gevent.monkey.patch_all().
 """
@@ -37,16 +40,15 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
 from gevent.queue import SimpleQueue
 
 from loadgen.config.model import Endpoint, WorkerPlan, asks_to_close, merge_headers
-from loadgen.config.template import static
 from loadgen.engine.channel import Channel, ChannelClosed
-from loadgen.engine.checks import evaluate
+from loadgen.engine.checks import Outcome, evaluate
 from loadgen.engine.client import (
     TIMEOUT,
     Connection,
@@ -56,10 +58,13 @@ from loadgen.engine.client import (
     make_pool,
     proxy_form,
 )
-from loadgen.engine.render import compile_request
+from loadgen.engine.render import compile_endpoint
 from loadgen.engine.schedule import SendSchedule
 from loadgen.stats.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 from loadgen.stats.phases import PhaseRecorder
+
+if TYPE_CHECKING:
+    from loadgen.engine.journey import JourneyRunner
 
 # Seconds between deltas.  Only bench/intervals.py changes it (to price the machinery);
 # the coordinator's per-second series assumes 1.
@@ -92,7 +97,9 @@ class Worker:
         # endpoints with ``expect`` checks: their rules (else None); their prebuilt bytes
         # are b"" and a maker gives them, so the serve loop's slow branch takes them
         self.rules = [e.rules for e in plan.endpoints]
-        self.requests = self._build_requests(headers)
+        # journeys: no request of their own here (engine.journey compiles the steps)
+        self.requests = (self._build_requests(headers) if plan.journeys is None
+                         else [b""] * len(plan.endpoints))
         self.heads = [e.head for e in plan.endpoints]
         # endpoints whose requests say Connection: close: the connection ends with the
         # response, whatever the server answered (RFC 9112 §9.6)
@@ -123,6 +130,11 @@ class Worker:
         self.interval_began = 0.0
         self.retired_reconnects = 0    # of users' connections already closed
         self.wake = Event()            # the ramp's controller: stop, or tickets ran out
+        # user journeys (engine.journey): their users replace the serve loops
+        self.journey: JourneyRunner | None = None
+        if plan.journeys is not None:
+            from loadgen.engine.journey import JourneyRunner
+            self.journey = JourneyRunner(self, headers, self._prefix())
 
     def _endpoint_headers(self, run: tuple[tuple[str, str], ...]) -> list[list[tuple[str, str]]]:
         """Each endpoint's headers: the run's, the endpoint's over them, the proxy's."""
@@ -158,18 +170,14 @@ class Worker:
                  ) -> bytes | Maker:
         """A templated endpoint compiled once (engine.render): its bytes if every template
         turned out static, else ``make(k, user)``, the feeder row picked when it uses one."""
-        plan, t = self.plan, e.templates
-        values = dict(t.headers)
-        columns = plan.feeder.columns if plan.feeder is not None else ()
-        made = compile_request(e.method, plan.target.host_header, t.path,
-                               [(n, values.get(v) or static(v)) for n, v in headers],
-                               t.body if t.body is not None else e.body, columns,
-                               close=not plan.keepalive, prefix=prefix, rng=self.rng)
+        plan = self.plan
+        made, uses_row = compile_endpoint(
+            e.method, plan.target.host_header, e.templates, e.body, headers,
+            plan.feeder.columns if plan.feeder is not None else (), close=not plan.keepalive,
+            prefix=prefix, rng=self.rng)
         if isinstance(made, bytes):
             return made
         render, pick = made.render, self.pick
-        uses_row = any(p.columns for p in (t.path, *(v for _, v in t.headers))) or (
-            t.body is not None and bool(t.body.columns))
         if not uses_row or pick is None:
             return render
 
@@ -187,7 +195,15 @@ class Worker:
         names = {name.lower() for name, _ in new}
         run = (*((n, v) for n, v in self.plan.headers if n.lower() not in names),
                *((str(n), str(v)) for n, v in new))
+        if self.journey is not None:
+            self.journey.compile(self._endpoint_headers(run), self._prefix())
+            return
         self.requests[:] = self._build_requests(self._endpoint_headers(run))   # makers too
+
+    def _prefix(self) -> str:
+        """What goes before an endpoint's path: a proxy's origin (absolute form), the base."""
+        origin, _ = proxy_form(self.plan.target, self.plan.proxy)
+        return origin + self.plan.target.base_path
 
     def _new_tallies(self) -> list[Tally]:
         return [Tally(self.open_model, e.expect_status) for e in self.plan.endpoints]
@@ -211,17 +227,16 @@ class Worker:
         rendered for request ``k`` (one truth test per request for static endpoints).
         """
         requests, heads, closes, cycle = self.requests, self.heads, self.closes, self.plan.cycle
-        makers, rules = self.makers, self.rules
+        makers = self.makers
         n_cycle, clock, monotonic = len(cycle), time.perf_counter, time.monotonic
         timeout, open_model = self.plan.timeout_s, self.open_model
         for k, intended in source:
             e = cycle[k % n_cycle]
             data = requests[e]
-            keeper = None
-            if not data:   # templated, or checked: rendered, and kept when checked
-                data = makers[e](k, user)  # type: ignore[misc]
-                if rules[e] is not None:
-                    keeper = Keeper(rules[e].max_body, heads[e])
+            if not data:   # templated, or checked: rendered, then sent by exchange()
+                self._serve_rendered(conn, e, makers[e](k, user), intended)  # type: ignore[misc]
+                continue
+            # a static endpoint: exchange() inlined (one call less per request)
             t0 = clock() if open_model else intended   # closed: the source's now is the send
             left = intended + timeout - t0
             if left <= 0:   # never sent: at least this late
@@ -229,7 +244,7 @@ class Worker:
                 self._failed(e, TIMEOUT, 0, t0 - intended)
                 continue
             try:
-                status, received = conn.request(data, heads[e], monotonic() + left, keeper)
+                status, received = conn.request(data, heads[e], monotonic() + left)
             except RequestError as err:
                 t1 = clock()
                 if open_model and conn.sent_at >= t0:   # written before it failed
@@ -247,31 +262,97 @@ class Worker:
                 tally.record_service(int((t1 - conn.sent_at) * 1e6))
             if t1 - intended > timeout:
                 self._failed(e, TIMEOUT, len(data), t1 - intended)
-            elif keeper is None:
-                tally.record(status, int((t1 - intended) * 1e6), received, len(data))
             else:
-                self._record_checked(tally, e, keeper, status, int((t1 - intended) * 1e6),
-                                     received, len(data))
+                tally.record(status, int((t1 - intended) * 1e6), received, len(data))
         self.finished_at = max(self.finished_at, clock())
 
-    def _record_checked(self, tally: Tally, e: int, keeper: Keeper, status: int,
-                        latency_us: int, received: int, sent: int) -> None:
-        """A response on an endpoint with ``expect`` checks (issue 12 section 3).
+    def _serve_rendered(self, conn: Connection, e: int, data: bytes, intended: float) -> None:
+        """The serve loop's slow branch: a templated or checked endpoint's request, sent by
+        ``exchange`` and recorded (judged by its checks when it has any)."""
+        rules = self.rules[e]
+        keeper = Keeper(rules.max_body, self.heads[e]) if rules is not None else None
+        got = self.exchange(conn, e, data, intended, keeper)
+        if got is None:
+            return
+        status, latency_us, received = got
+        tally = self.tallies[e]
+        if keeper is None:
+            tally.record(status, latency_us, received, len(data))
+        else:
+            self.record_checked(tally, e, keeper, status, latency_us, received, len(data))
+
+    def exchange(self, conn: Connection, e: int, data: bytes, intended: float,
+                 keeper: Keeper | None = None, lag: float | None = 0.0
+                 ) -> tuple[int, int, int] | None:
+        """Send one request of endpoint ``e`` on ``conn``, time it; what the serve loop does
+        for a static request, for everything else: templated and checked endpoints, journey
+        steps (engine.journey).
+
+        Latency runs from ``intended`` (closed: the send; open: the intended time), the
+        timeout too.  A request that got no answer in time is recorded here (its failure
+        kind) and gives None; an answer gives ``(status, latency_us, bytes_in)`` for the
+        caller to record as it judges it (``Tally.record``, ``record_checked``).  Open
+        model: the service time is recorded, and the send lag less ``lag`` seconds (the
+        server's time spent for this request before it: a fresh journey user's on_start),
+        or not at all when ``lag`` is None (a journey's later steps are sent when due).
+        """
+        clock = time.perf_counter
+        timeout, open_model = self.plan.timeout_s, self.open_model
+        t0 = clock() if open_model else intended
+        left = intended + timeout - t0
+        if left <= 0:   # never sent: at least this late
+            self._record_lag(t0 - intended)
+            self._failed(e, TIMEOUT, 0, t0 - intended)
+            return None
+        try:
+            status, received = conn.request(data, self.heads[e], time.monotonic() + left,
+                                            keeper)
+        except RequestError as err:
+            t1 = clock()
+            if open_model and conn.sent_at >= t0:   # written before it failed
+                if lag is not None:
+                    self._lag(conn, t0, intended + lag)
+                self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
+            self._failed(e, err.kind, len(data), t1 - intended)
+            gevent.sleep(0)  # a refused connect never yields: let the others run
+            return None
+        t1 = clock()
+        if self.closes[e]:
+            conn.close()
+        if open_model:
+            if lag is not None:
+                self._lag(conn, t0, intended + lag)
+            self.tallies[e].record_service(int((t1 - conn.sent_at) * 1e6))
+        if t1 - intended > timeout:
+            self._failed(e, TIMEOUT, len(data), t1 - intended)
+            return None
+        return status, int((t1 - intended) * 1e6), received
+
+    def record_checked(self, tally: Tally, e: int, keeper: Keeper, status: int,
+                       latency_us: int, received: int, sent: int,
+                       vet: Callable[[Outcome], Outcome] | None = None) -> Outcome | None:
+        """A response on an endpoint with ``expect`` checks (issue 12 section 3), or a
+        journey step with rules; its outcome (None: a failure by status).
 
         A response whose status is in the success set is checked
         (``engine.checks.evaluate`` on what the ``Keeper`` kept): one that fails a check
         is a failure of kind ``check``, counted under the check's name.  A wrong status
         stays a failure by status (the body is not checked), as on every endpoint.
+        ``vet`` (journeys) may turn a passing outcome into a failed one (an extracted
+        value that cannot be sent), recorded the same way.
         """
         if status not in tally.ok:
             tally.record(status, latency_us, received, sent)
-            return
+            return None
         tally.checked += 1
         outcome = evaluate(self.rules[e], status, keeper.headers, keeper.body())
+        if outcome.kind is None and vet is not None:
+            outcome = vet(outcome)
         if outcome.kind is None:
             tally.record(status, latency_us, received, sent)
         else:
             tally.check_failed(outcome.detail or outcome.kind, received, sent, latency_us)
+        return outcome
 
     # -- the request sources ----------------------------------------------------------
     def tickets(self) -> Iterator[tuple[int, float]]:
@@ -336,6 +417,7 @@ class Worker:
         plan, clock = self.plan, time.perf_counter
         schedule: SendSchedule = plan.schedule   # only time_of(k): exact, the same on every node
         k, limit, end = plan.index, plan.requests_total, plan.duration_s or float("inf")
+        journey = self.journey   # journeys: arrivals start iterations (engine.journey)
         sent = 0
         while not self.stopping and (limit is None or k < limit):
             due = schedule.time_of(k)
@@ -357,6 +439,10 @@ class Worker:
                 gevent.sleep(0)
                 while self.queue.qsize() > MAX_QUEUED and not self.stopping:
                     gevent.sleep(0.001)   # memory stays bounded; the send lag shows it
+            if journey is not None:
+                journey.release(k, intended)
+                k += plan.stride
+                continue
             if not self.idle:
                 if len(self.connections) < plan.max_connections:
                     self._add_connection()
@@ -364,6 +450,8 @@ class Worker:
                     self.waited += 1
             self.queue.put((k, intended))
             k += plan.stride
+        if journey is not None:
+            journey.end()
         for _ in self.connections:
             self.queue.put(None)
 
@@ -414,7 +502,10 @@ class Worker:
         try:
             if connect and not all(self.closes):   # else each request connects anyway
                 self._preconnect(conn)
-            self.serve(conn, self.user_tickets(user), user.index)
+            if self.journey is not None:
+                self.journey.closed_user(conn, user.index, user)
+            else:
+                self.serve(conn, self.user_tickets(user), user.index)
         finally:
             if users.get(user.index) is user:
                 del users[user.index]
@@ -469,7 +560,9 @@ class Worker:
         start = self.channel.recv()
         if start.get("type") != "start":
             return
-        if self.open_model:   # every connection waits on the queue before the first send
+        if self.open_model and self.journey is not None:   # the first users take them
+            self.journey.spare = list(self.connections)
+        elif self.open_model:   # every connection waits on the queue before the first send
             self.loops = [gevent.spawn(self.serve, c, self.released(), plan.user_offset + i)
                           for i, c in enumerate(self.connections)]
             while self.idle < len(self.loops) and not any(g.dead for g in self.loops):
@@ -489,6 +582,9 @@ class Worker:
             self.dispatch()
         elif plan.user_schedule is not None:
             self.populate()
+        elif self.journey is not None:
+            self.loops = [gevent.spawn(self.journey.closed_user, c, plan.user_offset + i)
+                          for i, c in enumerate(self.connections)]
         else:
             self.loops = [gevent.spawn(self.serve, c, self.tickets(), plan.user_offset + i)
                           for i, c in enumerate(self.connections)]
@@ -531,6 +627,8 @@ class Worker:
                     self.stopped.set()   # so do the dispatcher's long waits
                     for _ in self.connections:   # wake idle open-model connections
                         self.queue.put(None)
+                    if self.journey is not None:   # and idle journey users
+                        self.journey.end()
         except ChannelClosed:
             os._exit(1)
 
@@ -601,6 +699,8 @@ class Worker:
         }
         if self.plan.user_schedule is not None:
             message["users"] = round(self._users_mean(now), 4)
+        if self.journey is not None:   # per kind, in the order of journeys.kinds
+            message["journeys"] = self.journey.swap()
         try:
             self.channel.send(message)
         except ChannelClosed:
