@@ -158,7 +158,7 @@ def test_a_failed_extraction_fails_the_iteration_and_the_user_goes_on(results) -
     got = scenario(results, "empty")
     rows = got["rows"]
     assert rows[ITEMS]["requests"] == 12 and rows[ITEMS]["codes"] == {"200": 8}
-    assert rows[ITEMS]["errors"] == {"check": 4}
+    assert rows[ITEMS]["errors"] == {"extract": 4}
     assert rows[ITEMS]["checks_failed"] == {"json:items[0].id found nothing": 4}
     assert rows[ORDER]["codes"] == {"201": 8}   # no order without an item
     assert rows[LOGIN]["codes"] == {"200": 1}   # the user kept its login
@@ -172,6 +172,7 @@ def test_an_extracted_value_that_cannot_be_sent_fails_the_step_that_got_it(resul
     rows = got["rows"]
     assert rows[ITEMS]["checks_failed"] == {
         "extract item: value cannot be sent in a request path": 4}
+    assert rows[ITEMS]["errors"] == {"extract": 4}
     assert rows[ORDER]["codes"] == {"201": 8}
     assert got["journeys"]["shopper"]["failed_at"] == {ITEMS: 4}
     assert_rows_match_server(got)   # the bad id never went out

@@ -351,7 +351,8 @@ class Worker:
         if outcome.kind is None:
             tally.record(status, latency_us, received, sent)
         else:
-            tally.check_failed(outcome.detail or outcome.kind, received, sent, latency_us)
+            tally.check_failed(outcome.detail or outcome.kind, received, sent, latency_us,
+                               outcome.kind)
         return outcome
 
     # -- the request sources ----------------------------------------------------------

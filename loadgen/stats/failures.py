@@ -10,7 +10,9 @@ module, so the word cannot drift back to meaning three different counts.
 A third cause, ``check`` (a kind, counted in ``failures_by_kind``): the server
 answered with a status in the success set, but the body failed one of the
 endpoint's ``expect`` checks (``body_contains``, ``json``); which checks failed,
-how often, is the endpoint's ``checks_failed``.
+how often, is the endpoint's ``checks_failed``.  A fourth, ``extract``: a journey
+step's response in the success set from which an ``extract`` rule found nothing
+usable (the reason is counted in ``checks_failed`` too, so the report says why).
 
 Documents written before this vocabulary (``errors`` for the transport kinds,
 intervals with only ``errors``) are still read: the by-status split is then
@@ -25,8 +27,11 @@ from typing import Any
 
 #: The failure kind of a response that failed an ``expect`` check (not a transport kind).
 CHECK = "check"
-#: Every failure kind, in the order the report lists them: no response, then ``check``.
-FAILURE_KINDS = ("connect", "timeout", "write", "read", "protocol", CHECK)
+#: The failure kind of a journey step whose extraction found nothing usable.
+EXTRACT = "extract"
+#: Every failure kind, in the order the report lists them: no response, then the answers
+#: that failed a check or an extraction.
+FAILURE_KINDS = ("connect", "timeout", "write", "read", "protocol", CHECK, EXTRACT)
 
 
 def checks_failed(block: Mapping[str, Any]) -> dict[str, int]:

@@ -103,10 +103,12 @@ class Tally:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.bytes_out += bytes_out
 
-    def check_failed(self, name: str, bytes_in: int, bytes_out: int, latency_us: int) -> None:
-        """A response whose body failed the check ``name``: a failure of kind ``check``
-        (not in ``codes``: a request is counted once, and it did not succeed)."""
-        self.error("check", bytes_out, latency_us)
+    def check_failed(self, name: str, bytes_in: int, bytes_out: int, latency_us: int,
+                     kind: str = "check") -> None:
+        """A response that failed the check ``name``: a failure of kind ``check`` (or
+        ``extract``: a journey step's extraction found nothing usable, ``name`` says why),
+        not in ``codes``: a request is counted once, and it did not succeed."""
+        self.error(kind, bytes_out, latency_us)
         self.bytes_in += bytes_in
         self.checks[name] = self.checks.get(name, 0) + 1
 
