@@ -26,6 +26,9 @@ import pytest
 from conftest import start_target_server, stop_target_server
 from helpers import REPO, loadgen, one_line_error, wait_for_status
 
+#: timing-sensitive (verdicts, stalls, rates): run alone, after the parallel tests
+pytestmark = pytest.mark.serial
+
 HAVE_DASK = importlib.util.find_spec("distributed") is not None
 needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="needs loadgen[cluster] (distributed)")
 START_TIMEOUT_S = 60.0
