@@ -24,11 +24,20 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from synthetic import message, new_aggregate, tally
+from synthetic import (
+    JOURNEY_ROWS,
+    WALL_START,
+    iterations,
+    journey_kinds,
+    message,
+    new_aggregate,
+    tally,
+)
 
 from loadgen.output.metrics_endpoint import MetricsError, MetricsSink, target_rate
 from loadgen.output.results import build_document
 from loadgen.output.sinks import Snapshot
+from loadgen.stats.aggregate import Aggregate, WorkerState
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -162,6 +171,31 @@ def test_capacity_steps_carry_the_counters_on(sink: MetricsSink) -> None:
         docs.append(build_document({"model": "open"}, agg, "complete", [], dt_start()))
     sink.on_finish({"schema": "loadgen-capacity/1", "steps": [{"result": d} for d in docs]})
     assert value(parse(scrape(sink.url)), "loadgen_requests_total", endpoint="GET /a") == 48
+
+
+def test_journey_iterations_by_kind_and_outcome(sink: MetricsSink) -> None:
+    agg = Aggregate(list(JOURNEY_ROWS), [WorkerState(0)], journeys=journey_kinds())
+    agg.wall_start = WALL_START
+    rows = [tally(ok=1), tally(ok=10), tally(ok=9, status_500=1), tally(ok=5)]
+    agg.add(message(0, 1.0004, rows, journeys=[iterations([30_000] * 9, [(2, 12_000)]),
+                                               iterations([4_000] * 5)]))
+    sink.on_update(Snapshot(agg.intervals, dict, aggregate=agg))
+    during = parse(scrape(sink.url))
+    assert value(during, "loadgen_iterations_total", kind="shopper", outcome="success") == 9
+    assert value(during, "loadgen_iterations_total", kind="shopper", outcome="failure") == 1
+    assert value(during, "loadgen_iterations_total", kind="browser", outcome="success") == 5
+    agg.add(message(0, 1.5, [tally(), tally(), tally(), tally()], final=True,
+                    journeys=[iterations(cut=1), iterations()]))
+    agg.finish()
+    doc = build_document({"model": "closed"}, agg, "complete", [], dt_start())
+    sink.on_finish(doc)
+    final = parse(scrape(sink.url))
+    for journey in doc["journeys"]:
+        figures = journey["iterations"]
+        for outcome, key in (("success", "successes"), ("failure", "failures"), ("cut", "cut")):
+            assert value(final, "loadgen_iterations_total", kind=journey["name"],
+                         outcome=outcome) == figures[key]
+    assert value(final, "loadgen_iterations_total", kind="shopper", outcome="cut") == 1
 
 
 def test_target_rate_is_the_schedules_mean_over_the_second() -> None:

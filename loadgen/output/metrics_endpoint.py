@@ -12,6 +12,8 @@ whole, so a scrape never sees half an update and never blocks the collect loop.
 
 What it serves (units are Prometheus' base units: seconds, requests per second):
 
+* journey runs: ``loadgen_iterations_total`` by ``kind`` and ``outcome`` (success,
+  failure, cut);
 * counters, by ``endpoint`` (the document's endpoint names: ``METHOD path``, never
   a header, body or feeder value): ``loadgen_requests_total``,
   ``loadgen_successes_total``, ``loadgen_responses_total`` (by ``status``) and
@@ -88,6 +90,7 @@ class State:
     """What one scrape shows; replaced whole by each update (a reference swap)."""
 
     counts: Mapping[str, EndpointCounts] = field(default_factory=dict)
+    iterations: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # kind: outcome
     latency_s: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # by endpoint
     run_latency_s: Mapping[str, float] = field(default_factory=dict)
     achieved_rps: float | None = None
@@ -135,6 +138,15 @@ def families(state: State) -> list[Metric]:
         for kind, n in sorted(counts.by_kind.items()):
             failures.add_metric([name, kind, ""], n)
     out += [requests, successes, responses, failures]
+    if state.iterations:
+        iterations = CounterMetricFamily("loadgen_iterations",
+                                         "Journey runs: iterations by user kind and outcome "
+                                         "(success, failure, cut: interrupted by the run's end "
+                                         "or a leaving user).", labels=["kind", "outcome"])
+        for kind, outcomes in state.iterations.items():
+            for outcome, n in outcomes.items():
+                iterations.add_metric([kind, outcome], n)
+        out.append(iterations)
 
     latency = GaugeMetricFamily("loadgen_latency_seconds",
                                 "Latency of the requests of the last second, by endpoint "
@@ -194,6 +206,7 @@ class MetricsSink:
         self._aggregate: Aggregate | None = None
         self._previous: list[np.ndarray] = []   # each endpoint's cumulative counts, last update
         self._base: dict[str, EndpointCounts] = {}   # capacity: the finished steps' totals
+        self._base_iterations: dict[str, dict[str, int]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Exposition(self))
         try:
@@ -225,6 +238,7 @@ class MetricsSink:
         users = last.get("users")
         self.state = State(
             counts=_add_counts(self._base, _aggregate_counts(agg)),
+            iterations=_add_iterations(self._base_iterations, _aggregate_iterations(agg)),
             latency_s=latency,
             run_latency_s=_seconds(last.get("latency_ms") or {}),
             achieved_rps=last.get("rps"),
@@ -241,10 +255,12 @@ class MetricsSink:
         steps = doc.get("steps")
         docs = [s["result"] for s in steps] if isinstance(steps, list) else [doc]
         counts: dict[str, EndpointCounts] = {}
+        iterations: dict[str, dict[str, int]] = {}
         for result in docs:
             counts = _add_counts(counts, _document_counts(result))
+            iterations = _add_iterations(iterations, _document_iterations(result))
         old = self.state
-        self.state = State(counts=counts, latency_s=old.latency_s,
+        self.state = State(counts=counts, iterations=iterations, latency_s=old.latency_s,
                            run_latency_s=old.run_latency_s, achieved_rps=old.achieved_rps,
                            target_rps=old.target_rps, users=old.users,
                            connections=old.connections, lateness_s=old.lateness_s,
@@ -266,6 +282,8 @@ class MetricsSink:
         final now, carry on under the new one's, so the counters never go down."""
         if self._aggregate is not None:
             self._base = _add_counts(self._base, _aggregate_counts(self._aggregate))
+            self._base_iterations = _add_iterations(self._base_iterations,
+                                                    _aggregate_iterations(self._aggregate))
         self._aggregate = agg
         self._previous = []
 
@@ -326,6 +344,27 @@ def _aggregate_counts(agg: Aggregate) -> dict[str, EndpointCounts]:
                 by_status={k: n for k, n in t.failed_codes.items() if n},
                 by_kind={k: n for k, n in t.errors.items() if n})
             for name, t in zip(agg.endpoint_names, agg.totals)}
+
+
+def _aggregate_iterations(agg: Aggregate) -> dict[str, dict[str, int]]:
+    kinds = agg.journeys.kinds if agg.journeys is not None else ()
+    return {kind.name: {"success": t.successes, "failure": t.failures, "cut": t.cut}
+            for kind, t in zip(kinds, agg.iterations)}
+
+
+def _document_iterations(doc: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    return {str(j["name"]): {"success": int(j["iterations"]["successes"]),
+                             "failure": int(j["iterations"]["failures"]),
+                             "cut": int(j["iterations"]["cut"])}
+            for j in doc.get("journeys") or ()}
+
+
+def _add_iterations(a: Mapping[str, Mapping[str, int]], b: Mapping[str, Mapping[str, int]]
+                    ) -> dict[str, dict[str, int]]:
+    out = {kind: dict(outcomes) for kind, outcomes in a.items()}
+    for kind, outcomes in b.items():
+        out[kind] = _sum(out.get(kind, {}), outcomes)
+    return out
 
 
 def _document_counts(doc: Mapping[str, Any]) -> dict[str, EndpointCounts]:
