@@ -220,6 +220,32 @@ def test_port_in_use_is_refused() -> None:
             MetricsSink("127.0.0.1", port)
 
 
+def test_close_stops_serving() -> None:
+    metrics = MetricsSink("127.0.0.1", 0)
+    assert "loadgen_finished 0.0" in scrape(metrics.url)
+    metrics.close()
+    with pytest.raises(urllib.error.URLError):
+        scrape(metrics.url)
+    metrics.close()   # twice is fine (a finally after an error)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_endpoint_released_when_the_preflight_fails() -> None:
+    """An unreachable target is still one line, exit 2 (the address is never announced),
+    and the metrics port is free again afterwards: the endpoint closed with the command."""
+    port = closed_port()
+    run = run_in_process("run", "--url", f"http://127.0.0.1:{closed_port()}",
+                         "--metrics-port", str(port))
+    assert "Metrics at" not in one_line_error(run)
+    MetricsSink("127.0.0.1", port).close()   # would raise MetricsError if still bound
+
+
 def dt_start() -> Any:
     import datetime as dt
 
