@@ -256,7 +256,8 @@ def dt_start() -> Any:
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["--metrics-host", "192.0.2.1", "--metrics-port", "0"], "cannot listen on 192.0.2.1:0"),
+    (["--metrics-host", "192.0.2.1", "--metrics-port", "0"],
+     "--metrics-host 192.0.2.1: cannot listen on 192.0.2.1:0"),
     (["--metrics-host", "127.0.0.1"], "--metrics-host needs --metrics-port"),
     (["--metrics-port", "70000"], "--metrics-port"),
 ])

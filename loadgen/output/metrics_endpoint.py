@@ -43,6 +43,7 @@ take a worker whose report arrived early); the run-wide one is the interval itse
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -213,8 +214,12 @@ class MetricsSink:
             server, thread = start_http_server(port, host, registry=self.registry)
         except (OSError, UnicodeError) as exc:   # in use, not an address here, no such name
             reason = getattr(exc, "strerror", None) or exc
-            raise MetricsError(f"--metrics-port {port}: cannot listen on "
-                               f"{_hostport(host, port)}: {reason}") from None
+            # the port's fault (taken, or privileged), else the host's
+            option = (f"--metrics-port {port}"
+                      if getattr(exc, "errno", None) in (errno.EADDRINUSE, errno.EACCES)
+                      else f"--metrics-host {host}")
+            raise MetricsError(f"{option}: cannot listen on {_hostport(host, port)}: "
+                               f"{reason}") from None
         self._server: WSGIServer | None = server
         self._thread: threading.Thread | None = thread
         self.host = host
