@@ -100,6 +100,12 @@ TARGET_OPTIONS = _options(
                  help="Ignore the proxy environment variables (HTTP_PROXY, HTTPS_PROXY, "
                       "NO_PROXY): connect directly unless --proxy says otherwise."),
     click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr."),
+    click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+                 help="Serve Prometheus/OpenMetrics metrics at http://HOST:PORT/metrics while "
+                      "the run goes (0 picks a free port, printed on stderr)."),
+    click.option("--metrics-host", default=None, metavar="HOST",
+                 help="Address of this machine the metrics endpoint listens on "
+                      "[default: 127.0.0.1]."),
 )
 
 #: TLS trust and client certificates (run and capacity); files are checked before any load.

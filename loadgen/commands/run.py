@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -42,6 +42,9 @@ from loadgen.output.table import render_table
 from loadgen.schema import ResultsDocument
 from loadgen.stats.aggregate import Aggregate
 from loadgen.stats.thresholds import Threshold, ThresholdResult, evaluate
+
+if TYPE_CHECKING:
+    from loadgen.output.metrics_endpoint import MetricsSink
 
 
 def prepare(config: RunConfig, password: str) -> Renewal | None:
@@ -87,7 +90,41 @@ def execute(config: RunConfig, auth: Renewal | None,
 
 
 def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -> int:
-    """Pre-flight, the load, then each chosen output in turn; the exit status."""
+    """Pre-flight, the load, then each chosen output in turn; the exit status.
+
+    ``--metrics-port`` listens first (a port in use is bad input before any load)
+    and stops when the command is over, whatever the outcome.
+    """
+    metrics = open_metrics(outputs, config)
+    try:
+        return _run_session(config, credentials, outputs, metrics)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def open_metrics(outputs: Outputs, config: RunConfig) -> MetricsSink | None:
+    """The ``--metrics-port`` endpoint, listening now, or None (its address is printed by
+    ``announce`` once the pre-flight passed: bad input stays one line)."""
+    if outputs.metrics_port is None:
+        return None
+    from loadgen.output.metrics_endpoint import MetricsSink
+
+    closed = config.schedule is None and config.user_schedule is None
+    metrics = MetricsSink(outputs.metrics_host, outputs.metrics_port,
+                          stages=config.schedule.describe() if config.schedule else None,
+                          users=config.concurrency if closed else None)
+    return metrics
+
+
+def announce(metrics: MetricsSink | None) -> None:
+    """Where the metrics are served, on stderr (``--metrics-port 0`` picks the port)."""
+    if metrics is not None:
+        click.echo(f"Metrics at {metrics.url}", err=True)
+
+
+def _run_session(config: RunConfig, credentials: Credentials, outputs: Outputs,
+                 metrics: MetricsSink | None) -> int:
     cluster = None
     try:
         if config.cluster:
@@ -101,14 +138,15 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
         if cluster is not None:
             cluster.close()
         raise
+    announce(metrics)
     thresholds = ThresholdsSink(config, echo(stdout_taken(outputs.save)))
-    sinks = run_sinks(config, outputs, thresholds)
+    sinks = run_sinks(config, outputs, thresholds, metrics)
 
     def every_second(agg: Aggregate, started: dt.datetime) -> None:
         # thresholds included, on the numbers so far (provisional: status "running")
         update(sinks, Snapshot(agg.intervals, lambda: build_document(
             config.public(), agg, "running", [], started, thresholds=config.thresholds,
-            auth=auth.summary() if auth is not None else None)))
+            auth=auth.summary() if auth is not None else None), aggregate=agg))
 
     try:
         doc = execute(config, auth, every_second, cluster, config.thresholds)
@@ -125,9 +163,11 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
     return status
 
 
-def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink) -> list[Sink]:
+def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink,
+              metrics: Sink | None = None) -> list[Sink]:
     """A run's outputs, in the order they appear: the live line, the table, the
-    thresholds, the problems, the JSON file, the chart.
+    thresholds, the problems, the JSON file, the chart.  ``metrics`` (``--metrics-port``,
+    silent) goes first: its final values are served while the others write.
 
     ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr.
     """
@@ -136,6 +176,8 @@ def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink) -> list[Sin
     sinks: list[Sink] = [ProgressSink(Progress(outputs.quiet, config.requests, config.duration_s,
                                                iterations=iterations)),
                          TextSink(render_table, say), thresholds, ProblemsSink()]
+    if metrics is not None:
+        sinks.insert(0, metrics)
     if outputs.save:
         sinks.append(JsonFileSink(outputs.save, say))
     if outputs.charts:

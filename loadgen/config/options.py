@@ -58,6 +58,8 @@ class Outputs:
     visualize: bool = False
     image: str | None = None
     quiet: bool = False
+    metrics_port: int | None = None      # --metrics-port: serve Prometheus metrics (0: any port)
+    metrics_host: str = "127.0.0.1"      # --metrics-host: where that endpoint listens
 
     @property
     def charts(self) -> bool:
@@ -153,8 +155,14 @@ def outputs(opts: Mapping[str, Any]) -> Outputs:
 
 
 def _outputs(given: _Layers) -> Outputs:
+    port, host = given.get("metrics_port"), given.get("metrics_host")
+    if host is not None and port is None:
+        raise ConfigError("--metrics-host needs --metrics-port")
+    if host is not None and not host.strip():
+        raise ConfigError("--metrics-host: empty host")
     return Outputs(save=given.get("save"), visualize=bool(given.get("visualize")),
-                   image=given.get("output_image"), quiet=bool(given.get("quiet")))
+                   image=given.get("output_image"), quiet=bool(given.get("quiet")),
+                   metrics_port=port, metrics_host=host.strip() if host else "127.0.0.1")
 
 
 def _credentials(given: _Layers) -> Credentials:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -26,6 +26,9 @@ from loadgen.output.progress import Progress
 from loadgen.output.results import save_final, write_document
 from loadgen.schema import Interval
 
+if TYPE_CHECKING:
+    from loadgen.stats.aggregate import Aggregate
+
 Document = Mapping[str, Any]   # a ResultsDocument, a CapacityDocument, or an old file
 Say = Callable[[str], None]
 
@@ -35,11 +38,14 @@ class Snapshot:
 
     Building a document costs a merge of every histogram; it is built at most
     once per update, and only when a sink asks for it (a run without
-    ``--save`` never builds one until the end).
+    ``--save`` never builds one until the end).  ``aggregate``: the merged totals
+    themselves, for a sink that reads them as they are (``--metrics-port``).
     """
 
-    def __init__(self, intervals: Sequence[Interval], build: Callable[[], Document]) -> None:
+    def __init__(self, intervals: Sequence[Interval], build: Callable[[], Document],
+                 aggregate: Aggregate | None = None) -> None:
         self.intervals = intervals
+        self.aggregate = aggregate
         self._build = build
         self._doc: Document | None = None
 
