@@ -190,6 +190,9 @@ def test_a_capacity_search_page() -> None:
     assert "the SLOs held up to 60" in words and "p99<100ms (actual 300 ms)" in words
     assert Page(text).by_id("capacity") is not None and "held" in words and "FAILED" in words
     assert 'id="chart-capacity"' in text
+    assert text.count("<details>") == 2   # each step's own tables, folded
+    ids = [a["id"] for _, a in Page(text).tags if a.get("id")]
+    assert len(ids) == len(set(ids)) and "step2-summary-requests" in ids
     assert_self_contained(text)
 
 
@@ -240,6 +243,9 @@ def test_compare_writes_a_page(tmp_path: Path) -> None:
     text = out.read_text()
     assert "<h2>a</h2>" in text and "<h2>b</h2>" in text   # each run's column, by label
     assert Page(text).by_id("comparison") is not None       # compare's own verdicts
+    outside_charts = re.sub(r"<svg.*?</svg>", "", text, flags=re.DOTALL)
+    ids = [a["id"] for _, a in Page(outside_charts).tags if a.get("id")]
+    assert len(ids) == len(set(ids)) and "run2-summary-requests" in ids
 
 
 # --- a real run, and a real browser --------------------------------------------------------

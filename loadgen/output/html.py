@@ -27,6 +27,7 @@ import datetime as dt
 import html
 import io
 import itertools
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -132,9 +133,9 @@ def render_comparison_html(docs: Sequence[Document], labels: Sequence[str],
     parts.append(_charts([_figure("comparison", "P99 over time and percentile spectra, "
                                   "all endpoints of each run", _comparison_svg(docs, labels))]))
     columns = []
-    for doc, label in zip(docs, labels):
-        columns.append(f"<section class=\"run\"><h2>{_e(label)}</h2>"
-                       f"{run_body(doc, level=3, charts=False)}</section>")
+    for i, (doc, label) in enumerate(zip(docs, labels), 1):
+        columns.append(f"<section class=\"run\" id=\"run{i}\"><h2>{_e(label)}</h2>"
+                       f"{_scoped(run_body(doc, 3, False), f'run{i}')}</section>")
     parts.append(f"<div class=\"side\">{''.join(columns)}</div>")
     title = "loadgen comparison: " + ", ".join(labels)
     return _wrap(title, "\n".join(parts), _tool(docs[0]) if docs else "loadgen")
@@ -252,11 +253,15 @@ def _generator(doc: Document) -> list[str]:
             + "</p>"]
 
 
-def _config(doc: Document) -> str:
-    """The run's settings as a definition list: only what the document says, escaped."""
+def _config(doc: Document, search: bool = False) -> str:
+    """The run's settings as a definition list: only what the document says, escaped.
+
+    ``search``: a capacity search's config is its first step's; the rate and length of
+    each step are in the steps table, so they are left out here.
+    """
     config = _dict(doc.get("config"))
     rows: list[tuple[str, str]] = [("URL", _e(str(config.get("url", "?")) + proxy_words(config)))]
-    model = "open" if is_open_model(doc) else "closed"
+    model = "open" if is_open_model(doc) or config.get("model") == "open" else "closed"
     rows.append(("Model", model))
     journeys = config.get("journeys")
     if isinstance(journeys, list) and journeys:
@@ -272,11 +277,12 @@ def _config(doc: Document) -> str:
             rows.append(("Endpoints", "<br>".join(shown)))
     rates = target_rates(doc)
     schedule = config.get("schedule")
-    if rates and isinstance(schedule, list):
+    if rates and isinstance(schedule, list) and not search:
         rows.append(("Rate", _e(_stages_words(schedule))))
     ramp = user_ramp_words(doc)
     if ramp:
         rows.append(("Users", _e(ramp) + " (--user-stage)"))
+    skipped = ("requests", "duration_s") if search else ()
     for key, label, show in (
             ("requests", "Requests", lambda v: f"{v:,}"),
             ("iterations", "Iterations", lambda v: f"{v:,}"),
@@ -286,7 +292,7 @@ def _config(doc: Document) -> str:
             ("workers", "Workers", lambda v: f"{v:,}"),
             ("timeout_s", "Timeout", lambda v: format_seconds(float(v)))):
         value = config.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key not in skipped and isinstance(value, (int, float)) and not isinstance(value, bool):
             rows.append((label, _e(show(value))))
     if config.get("keepalive") is False:
         rows.append(("Keep-alive", "off (a new connection per request)"))
@@ -487,11 +493,17 @@ def _capacity_body(doc: Document) -> str:
              f"<p id=\"verdict\">{_e(str(doc.get('verdict', '')))}</p>"]
     if doc.get("generator_limited"):
         parts.append(f"<div class=\"banner\"><strong>{_e(LIMITED_OPEN)}</strong></div>")
-    rows = []
+    rows, details = [], []
     for i, step in enumerate(doc.get("steps") or [], 1):
         if not isinstance(step, dict):
             continue
         verdict = "held" if step.get("passed") else "FAILED"
+        if isinstance(step.get("result"), dict):   # each step's own report, folded
+            details.append(f"<details><summary>Step {i}: "
+                           f"{_e(format_number(_num(step.get('rate')), thousands=True))} req/s, "
+                           f"{verdict}</summary>"
+                           f"{_scoped(run_body(step['result'], 4, False), f'step{i}')}"
+                           "</details>")
         rows.append([_cell(str(i)), _cell(format_number(_num(step.get("rate")), thousands=True)),
                      _cell(format_number(_num(step.get("achieved_rps")), thousands=True)),
                      _cell(format_number(_num(step.get("p99_ms")))),
@@ -503,7 +515,8 @@ def _capacity_body(doc: Document) -> str:
     parts += ["<h2>Steps</h2>",
               _table(("Step", "Rate (req/s)", "Achieved (req/s)", "P99 (ms)", "Failures",
                       "Verdict", "SLOs missed"), rows, table_id="steps"),
-              "<h2>What was run</h2>", _config(doc),
+              *details,
+              "<h2>What was run</h2>", _config(doc, search=True),
               "<h2>Charts</h2>",
               _charts([_figure("capacity", "P99 and failures by rate; the dashed line is the "
                                "capacity found", _capacity_svg(doc))])]
@@ -518,6 +531,15 @@ def _comparison_table(comparison: Mapping[str, Any]) -> str:
 
 
 # --- HTML pieces -------------------------------------------------------------------------------
+
+
+def _scoped(body: str, prefix: str) -> str:
+    """A run's sections nested in a page of several: their ids prefixed, so each stays unique.
+
+    Safe on the whole text: every ``id="..."`` in a body without charts is one this module
+    wrote (a ``"`` from the document is escaped to ``&quot;``).
+    """
+    return re.sub(r' id="([^"]+)"', lambda m: f' id="{prefix}-{m.group(1)}"', body)
 
 
 def _e(text: str) -> str:
