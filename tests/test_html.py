@@ -22,12 +22,13 @@ import pytest
 from helpers import RefusingPort, loadgen, one_line_error, run_in_process
 from synthetic import journey_run, synthetic_run
 
-from loadgen.output.html import render_comparison_html, render_html
+from loadgen.output.html import HtmlSink, render_comparison_html, render_html
 from loadgen.output.table import format_number
 from loadgen.schema import CAPACITY_SCHEMA
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser")
                 if shutil.which(name)), None)
+SECRET = "hunter2-not-for-reports"
 NASTY = '<script>alert("x")</script>&"\'$x$'
 
 
@@ -122,6 +123,26 @@ def test_a_generator_limited_run_has_its_banner() -> None:
     page = Page(render_html(doc))
     assert "GENERATOR LIMITED" in page.joined()
     assert page.by_id("generator")["class"] == "banner"
+
+
+def test_a_user_ramp_draws_users_over_time() -> None:
+    doc = synthetic_run()
+    for n, interval in enumerate(doc["intervals"]):
+        interval["users"] = 2.0 * n
+    doc["config"]["user_stages"] = [{"duration_s": 2.5, "start_users": 0, "end_users": 6}]
+    text = render_html(doc)
+    assert 'id="chart-users"' in text and "0→6 (--user-stage)" in Page(text).joined()
+
+
+def test_a_page_that_cannot_be_written_after_the_run_is_one_line_exit_3(tmp_path, capsys) -> None:
+    """The load happened: like the chart, a page it cannot write is a broken record."""
+    fifo = tmp_path / "nobody-reads"
+    os.mkfifo(fifo)
+    said: list[str] = []
+    assert HtmlSink(str(fifo), said.append).on_finish(synthetic_run()) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("loadgen: cannot write HTML report to"), err
+    assert said == []
 
 
 def test_thresholds_show_pass_and_fail_with_actual_values() -> None:
@@ -259,7 +280,8 @@ def real_page(target_server: Any, tmp_path_factory: pytest.TempPathFactory
     page = folder / "run.html"
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/health",
                   "--endpoint", "/status/503", "--rate", "40", "--duration", "1.5s", "--quiet",
-                  "--threshold", "failures<1%", "--html", str(page), save=folder / "run.json")
+                  "--threshold", "failures<1%", "--header", f"X-Api-Key: {SECRET}",
+                  "--html", str(page), save=folder / "run.json")
     assert run.status == 1, run.stderr   # the threshold fails: 503s are half the requests
     assert f"HTML report saved to {page}" in run.stdout
     assert run.doc is not None
@@ -273,6 +295,7 @@ def test_a_real_run_writes_the_page_and_report_renders_it_again(real_page, tmp_p
     for figure in figures_of(doc):
         assert figure in words, figure
     assert "failures<1% FAIL" in words and "HTTP 503" in words
+    assert SECRET not in text   # header values never reach the document, nor the page
     assert_self_contained(text)
     again = tmp_path / "again.html"
     run = run_in_process("report", str(page.with_suffix(".json")), "--html", str(again))
