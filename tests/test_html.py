@@ -92,6 +92,8 @@ def test_a_closed_run_shows_its_figures_tables_and_charts() -> None:
     assert page.by_id("summary-requests")["data-value"] == str(doc["summary"]["requests"])
     assert page.by_id("summary-p99")["data-value"] == str(doc["summary"]["latency_ms"]["p99"])
     assert "HTTP 500" in words and "timeout" in words   # failures by status and by kind
+    assert "Status codes: 200 × 150, 500 × 4" in words
+    assert f"Connections open at the end: {doc['generator']['connections']}" in words
     assert "Service time" not in words                  # closed model: no uncorrected table
     for chart in ("over-time", "failures", "spectrum"):
         assert "<svg" in text.split(f'id="chart-{chart}"', 1)[1].split("</figure>", 1)[0]

@@ -170,6 +170,9 @@ def run_body(doc: Document, level: int = 2, charts: bool = True) -> str:
     phases = _phases(doc)
     if phases:
         parts += [f"<{h}>Phases</{h}>", phases]
+    more = _more(doc)
+    if more:
+        parts += [f"<{h}>Connections, logins, nodes</{h}>", more]
     if charts:
         parts += [f"<{h}>Charts</{h}>", _charts(run_figures(doc))]
     return "\n".join(p for p in parts if p)
@@ -392,10 +395,13 @@ def _failures(doc: Document) -> str:
     summary = _dict(doc.get("summary"))
     requests = _int(summary.get("requests"))
     failed = failure_count(summary)
+    codes = sorted(_dict(summary.get("status_codes")).items(), key=lambda kv: _code_key(kv[0]))
+    statuses_line = ("<p id=\"status-codes\">Status codes: "
+                     + (_e(", ".join(f"{c} × {_int(n):,}" for c, n in codes)) or "none") + "</p>")
     if not failed:
         return ("<p id=\"failures\">Failures: none"
                 + (f" ({share_text(requests, requests)} success)" if requests else
-                   " (no requests)") + "</p>")
+                   " (no requests)") + "</p>" + statuses_line)
     blocks = [(str(e.get("endpoint", "?")), e) for e in doc.get("endpoints") or []
               if isinstance(e, dict)]
     statuses = sorted(failures_by_status(summary), key=_code_key)
@@ -413,8 +419,8 @@ def _failures(doc: Document) -> str:
             f"({_e(share_text(failed, requests))}). By status: responses outside the success "
             "set; by kind: no response (connect, timeout, write, read, protocol) or a failed "
             "check or extraction.</p>")
-    return line + _table(headers, [row(n, b) for n, b in blocks], row(ALL_ENDPOINTS, summary),
-                         table_id="failure-table")
+    return line + statuses_line + _table(headers, [row(n, b) for n, b in blocks],
+                                         row(ALL_ENDPOINTS, summary), table_id="failure-table")
 
 
 def _checks(doc: Document) -> str:
@@ -477,6 +483,23 @@ def _phases(doc: Document) -> str:
     if not rows:
         return ""
     return _table(("Phase", "Count", *(h for h, _ in PHASE_COLUMNS)), rows, table_id="phases")
+
+
+def _more(doc: Document) -> str:
+    """The terminal's closing lines that the tables do not hold: the workers' connections,
+    ``--auth`` logins, ``--cluster`` nodes; each line as the terminal says it, escaped."""
+    from loadgen.output.table import _nodes_lines, auth_lines
+
+    lines = []
+    generator = _dict(doc.get("generator"))
+    workers = [w for w in doc.get("workers") or [] if isinstance(w, dict)]
+    if isinstance(generator.get("connections"), int):
+        reconnects = sum(_int(w.get("reconnects")) for w in workers)
+        lines.append(f"Connections open at the end: {generator['connections']:,}"
+                     + (f" (reconnects during the run: {reconnects:,})" if reconnects else ""))
+    lines += auth_lines(_dict(doc.get("auth")) or None)
+    lines += [line.strip() for line in _nodes_lines(doc)]
+    return "".join(f"<p>{_e(line)}</p>" for line in lines)
 
 
 def _capacity_body(doc: Document) -> str:
