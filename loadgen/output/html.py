@@ -75,6 +75,7 @@ Say = Callable[[str], None]
 
 SVG_DPI = 72   # SVG sizes are in points: 72 per inch keeps the figure's inches as drawn
 PANEL_SIZE = (6.4, 3.6)   # inches: two side by side on a laptop screen
+BAR_SHARE = 0.9   # of its second a bar fills: a gap between seconds, so each reads alone
 STYLE = """
 :root { --ok: #2e7d32; --bad: #c62828; --warn: #ef6c00; --muted: #666; --rule: #ddd; }
 * { box-sizing: border-box; }
@@ -710,17 +711,17 @@ def _failures_over_time(fig: Any, intervals: list[dict[str, Any]]) -> None:
         _no_data(ax)
         return
     times = [float(i["t"]) for i in intervals]
-    ok, bad = [], []
-    for interval in intervals:
+    ok, bad, starts, widths = [], [], [], []
+    for t, interval in zip(times, intervals):
         length = interval.get("length_s")
         seconds = float(length) if isinstance(length, (int, float)) and length > 0 else 1.0
         successes, failures = interval_counts(interval)
         ok.append(successes / seconds)
         bad.append(failures / seconds)
-    width = [min(1.0, float(i.get("length_s") or 1.0)) * 0.9 for i in intervals]
-    starts = [t - w / 0.9 for t, w in zip(times, width)]
-    ax.bar(starts, ok, width=width, align="edge", color=SUCCESS_COLOR, label="Successes/s")
-    ax.bar(starts, bad, width=width, align="edge", bottom=ok, color=FAILURE_COLOR,
+        starts.append(t - min(1.0, seconds))      # ``t`` is the end of its interval
+        widths.append(min(1.0, seconds) * BAR_SHARE)
+    ax.bar(starts, ok, width=widths, align="edge", color=SUCCESS_COLOR, label="Successes/s")
+    ax.bar(starts, bad, width=widths, align="edge", bottom=ok, color=FAILURE_COLOR,
            label="Failures/s")
     ax.set_xlim(left=0)
     top = max(a + b for a, b in zip(ok, bad))
