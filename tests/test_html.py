@@ -160,7 +160,13 @@ def test_thresholds_show_pass_and_fail_with_actual_values() -> None:
 
 def test_a_journey_run_shows_its_iterations() -> None:
     doc = journey_run()
+    doc["config"]["journeys"] = [
+        {"name": "shopper", "weight": 2.0, "on_start": ["shopper: POST /api/auth/login"],
+         "steps": ["shopper: GET /shop/items", "shopper: POST /shop/orders"]},
+        {"name": "browser", "weight": 1.0, "on_start": [], "steps": ["browser: GET /shop/items"]}]
     words = Page(render_html(doc)).joined()
+    assert ("shopper (weight 2.00): once shopper: POST /api/auth/login; then shopper: GET "
+            "/shop/items → shopper: POST /shop/orders") in words
     assert "Journeys" in words
     for kind in doc["journeys"]:
         assert kind["name"] in words
