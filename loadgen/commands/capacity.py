@@ -75,6 +75,10 @@ def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
     if outputs.charts:
         sinks.append(ChartSink(draw_capacity, outputs.image, started_name("loadgen-capacity"),
                                say))
+    if outputs.html:
+        from loadgen.output.html import HtmlSink
+
+        sinks.append(HtmlSink(outputs.html, say))
 
     started = dt.datetime.now(dt.UTC)
     slos = ", ".join(t.text for t in config.thresholds)

@@ -182,6 +182,10 @@ def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink,
         sinks.append(JsonFileSink(outputs.save, say))
     if outputs.charts:
         sinks.append(ChartSink(draw_summary, outputs.image, started_name("loadgen"), say))
+    if outputs.html:
+        from loadgen.output.html import HtmlSink
+
+        sinks.append(HtmlSink(outputs.html, say))
     return sinks
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from loadgen.config.guards import ask_password, check_outputs, read_body_file
+from loadgen.config.guards import ask_password, check_output, check_outputs, read_body_file
 from loadgen.config.journey import Journeys
 from loadgen.config.model import (
     DEFAULT_EXPECT_STATUS,
@@ -60,6 +60,7 @@ class Outputs:
     quiet: bool = False
     metrics_port: int | None = None      # --metrics-port: serve Prometheus metrics (0: any port)
     metrics_host: str = "127.0.0.1"      # --metrics-host: where that endpoint listens
+    html: str | None = None     # --html FILE: the self-contained HTML report
 
     @property
     def charts(self) -> bool:
@@ -162,7 +163,8 @@ def _outputs(given: _Layers) -> Outputs:
         raise ConfigError("--metrics-host: empty host")
     return Outputs(save=given.get("save"), visualize=bool(given.get("visualize")),
                    image=given.get("output_image"), quiet=bool(given.get("quiet")),
-                   metrics_port=port, metrics_host=host.strip() if host else "127.0.0.1")
+                   metrics_port=port, metrics_host=host.strip() if host else "127.0.0.1",
+                   html=given.get("html"))
 
 
 def _credentials(given: _Layers) -> Credentials:
@@ -194,6 +196,7 @@ def _build(given: _Layers) -> RunConfig:
     target = Target.parse(url)
     save, image = given.get("save"), given.get("output_image")
     check_outputs(save, image)   # before the run, not after it
+    check_output(given.get("html"), "--html", stdout_ok=False)
     duration = given.get("duration", lambda text: parse_duration(text, "--duration") if text
                          else None)
     requests = given.get("requests")

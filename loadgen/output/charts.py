@@ -95,6 +95,12 @@ def draw_comparison(docs: Sequence[Mapping[str, Any]], labels: list[str], path: 
     if not docs:
         raise ValueError("nothing to compare: no documents")
     fig = Figure(figsize=COMPARISON_FIGSIZE, dpi=DPI, layout="constrained")
+    comparison_figure(docs, labels, fig)
+    return _save(fig, path)
+
+
+def comparison_figure(docs: Sequence[Mapping[str, Any]], labels: list[str], fig: Any) -> None:
+    """Draw ``draw_comparison``'s panels into ``fig`` (the PNG, or the HTML report's SVG)."""
     time_ax, spectrum_ax = fig.subplots(1, 2)
     colors = _colors(len(docs))
     time_ax.set_title("P99 latency over time")
@@ -127,7 +133,6 @@ def draw_comparison(docs: Sequence[Mapping[str, Any]], labels: list[str], path: 
     if limited:
         title += " | GENERATOR LIMITED: " + ", ".join(limited)
     fig.suptitle(title, color=LIMITED_COLOR if limited else "black")
-    return _save(fig, path)
 
 
 def _save(fig: Any, path: str) -> str:
@@ -503,8 +508,14 @@ def draw_capacity(doc: Mapping[str, Any], path: str) -> str:
     """
     from matplotlib.figure import Figure
 
-    steps = sorted(doc.get("steps") or [], key=lambda s: s["rate"])
     fig = Figure(figsize=(11, 5), dpi=DPI, layout="constrained")
+    capacity_figure(doc, fig)
+    return _save(fig, path)
+
+
+def capacity_figure(doc: Mapping[str, Any], fig: Any) -> None:
+    """Draw ``draw_capacity``'s panels into ``fig`` (the PNG, or the HTML report's SVG)."""
+    steps = sorted(doc.get("steps") or [], key=lambda s: s["rate"])
     p99_ax, err_ax = fig.subplots(1, 2)
     rates = [s["rate"] for s in steps]
     colors = ["#55a868" if s["passed"] else LIMITED_COLOR for s in steps]
@@ -529,7 +540,6 @@ def draw_capacity(doc: Mapping[str, Any], path: str) -> str:
     url = (doc.get("config") or {}).get("url", "?")
     fig.suptitle(f"loadgen capacity: {url} | SLOs {', '.join(doc.get('slos') or [])}",
                  color=LIMITED_COLOR if doc.get("generator_limited") else "black")
-    return _save(fig, path)
 
 
 def failure_share(step: Mapping[str, Any]) -> float:
