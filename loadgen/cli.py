@@ -100,6 +100,12 @@ TARGET_OPTIONS = _options(
                  help="Ignore the proxy environment variables (HTTP_PROXY, HTTPS_PROXY, "
                       "NO_PROXY): connect directly unless --proxy says otherwise."),
     click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr."),
+    click.option("--monitor-pid", type=click.IntRange(min=1), default=None, metavar="PID",
+                 help="Sample this local server process and its children every second (CPU, "
+                      "memory, threads, open files, connections) beside the latency."),
+    click.option("--monitor-url", default=None, metavar="URL",
+                 help="Sample a Prometheus node-exporter /metrics page every second (CPU, "
+                      "memory, load, network) beside the latency."),
 )
 
 #: TLS trust and client certificates (run and capacity); files are checked before any load.

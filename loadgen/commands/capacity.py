@@ -17,6 +17,7 @@ from loadgen import __version__, errors
 from loadgen.commands.run import execute, prepare
 from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
+from loadgen.engine.monitor import open_monitor
 from loadgen.errors import one_line
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
@@ -46,6 +47,7 @@ class _Interrupted(Exception):
 def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outputs,
                      settings: CapacitySettings) -> int:
     """Pre-flight, the search step by step, then the verdict and each chosen output."""
+    monitor = open_monitor(outputs.monitor_pid, outputs.monitor_url)   # a bad --monitor-*: exit 2 before anything else
     auth = prepare(config, credentials.password)
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
     say = echo(stdout_taken(outputs.save))
@@ -67,7 +69,8 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
         progress = ProgressSink(Progress(outputs.quiet, None, step_config.duration_s), erase=True)
         try:
             return execute(step_config, auth,
-                           lambda agg, _: progress.on_update(Snapshot(agg.intervals, dict)))
+                           lambda agg, *_: progress.on_update(Snapshot(agg.intervals, dict)),
+                           monitor=monitor)
         finally:
             progress.end()   # the step's line takes the live line's place
 

@@ -52,12 +52,16 @@ CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocol
 @dataclass(frozen=True)
 class Outputs:
     """Where a run's results go, decided once from ``--save``, ``--visualize``,
-    ``--output-image`` and ``--quiet`` (the commands never see Click's values)."""
+    ``--output-image`` and ``--quiet`` (the commands never see Click's values);
+    ``--monitor-pid`` / ``--monitor-url``: the server's resources to sample beside them
+    (``engine.monitor`` checks them before any load)."""
 
     save: str | None = None
     visualize: bool = False
     image: str | None = None
     quiet: bool = False
+    monitor_pid: int | None = None
+    monitor_url: str | None = None
 
     @property
     def charts(self) -> bool:
@@ -154,7 +158,8 @@ def outputs(opts: Mapping[str, Any]) -> Outputs:
 
 def _outputs(given: _Layers) -> Outputs:
     return Outputs(save=given.get("save"), visualize=bool(given.get("visualize")),
-                   image=given.get("output_image"), quiet=bool(given.get("quiet")))
+                   image=given.get("output_image"), quiet=bool(given.get("quiet")),
+                   monitor_pid=given.get("monitor_pid"), monitor_url=given.get("monitor_url"))
 
 
 def _credentials(given: _Layers) -> Credentials:
