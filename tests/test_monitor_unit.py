@@ -275,3 +275,37 @@ def test_a_host_reading_without_memory_has_no_memory_figures() -> None:
     figures = host_figures(None, read_exporter(page, at=0.0))
     assert figures["memory_used_bytes"] is None and figures["load1"] == 0.5
     assert isinstance(HostReading(0.0).cpus, int)
+
+
+def test_seconds_missed_by_slow_reads_are_failed_samples() -> None:
+    ok: ProcessSample = {"cpu_percent": 5.0, "rss_bytes": 10, "threads": 1, "fds": 3,
+                         "connections": 0, "processes": 1}
+    sampler = Sampler(_Scripted([ok, ok]), None)  # type: ignore[arg-type]
+    sampler._sample(1, 1.0)
+    sampler._missed(range(2, 4))   # seconds 2 and 3 passed while second 1 was read
+    sampler._sample(4, 4.0)
+    assert sampler.samples()[3] == {"process": None}
+    summary = sampler.summary()["process"]
+    assert (summary["samples"], summary["failed"]) == (2, 2)
+    assert summary["failures"] == {"missed: the reads took over a second": 2}
+
+
+def test_the_server_blocks_have_the_schema_keys() -> None:
+    from loadgen.schema import HostSample, HostSummary, ProcessSummary, ServerSummary
+
+    def keys(typed: Any) -> set[str]:
+        return set(typed.__required_keys__) | set(typed.__optional_keys__)
+
+    doc = monitored_run()
+    assert set(doc["server"]) == keys(ServerSummary)
+    assert set(doc["server"]["process"]) == keys(ProcessSummary)
+    assert set(doc["server"]["host"]) == keys(HostSummary)
+    assert set(doc["intervals"][0]["server"]["process"]) == keys(ProcessSample)
+    assert set(doc["intervals"][0]["server"]["host"]) == keys(HostSample)
+    # and what the code writes, not only the hand-made document
+    tally = _Tally(samples=1)
+    written = process_summary({"pid": 1, "name": "x", "cpu_count": 1},
+                              [doc["intervals"][0]["server"]["process"]], tally)
+    assert set(written) == keys(ProcessSummary)
+    page = read_exporter(exporter_page(busy=1, idle=1), at=0.0)
+    assert set(host_figures(None, page)) == keys(HostSample)

@@ -403,9 +403,23 @@ class Sampler:
         self._baseline(time.monotonic())
         while True:
             n = max(self._last + 1, math.floor(time.monotonic() - self._start) + 1)
+            self._missed(range(self._last + 1, n))
             if self._stop.wait(max(0.0, self._start + n - time.monotonic())):
                 return
             self._sample(n, time.monotonic())
+
+    def _missed(self, seconds: range) -> None:
+        """Seconds skipped because the reads before them took over a second: failed
+        samples (a gap in the series), so "57 of 60" counts every second of the run."""
+        for n in seconds:
+            sample: ServerSample = {}
+            with self._lock:
+                for name, source in (("process", self.process), ("host", self.host)):
+                    if source is not None:
+                        sample[name] = None  # type: ignore[literal-required]
+                        self._tallies[name].fail("missed: the reads took over a second")
+                self._by_second[n] = sample
+                self._last = n
 
     def _baseline(self, now: float) -> None:
         """The readings the first second's rates start from (failures are not counted:
@@ -432,12 +446,16 @@ class Sampler:
         try:
             figures = source.sample(now)
         except SampleError as exc:
-            tally.fail(str(exc))
-            return None
+            reason: str | None = str(exc)
         except Exception as exc:   # noqa: BLE001  a monitor never breaks a run
-            tally.fail(f"{type(exc).__name__}: {exc}")
-            return None
-        tally.samples += 1
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            reason = None
+        with self._lock:   # summary() reads the tallies from the run's thread
+            if reason is not None:
+                tally.fail(reason)
+                return None
+            tally.samples += 1
         return figures
 
     def samples(self) -> dict[int, ServerSample]:
@@ -447,15 +465,18 @@ class Sampler:
 
     def summary(self) -> ServerSummary:
         """The run-level figures: peaks and means of each source, samples and failures."""
-        samples = list(self.samples().values())
+        with self._lock:
+            samples = list(self._by_second.values())
+            tallies = {name: _Tally(t.samples, t.failed, dict(t.reasons))
+                       for name, t in self._tallies.items()}
         summary: ServerSummary = {}
         if self.process is not None:
             summary["process"] = process_summary(
                 self.process.describe(), [s.get("process") for s in samples],
-                self._tallies["process"])
+                tallies["process"])
         if self.host is not None:
             summary["host"] = host_summary(
-                self.host.describe(), [s.get("host") for s in samples], self._tallies["host"])
+                self.host.describe(), [s.get("host") for s in samples], tallies["host"])
         return summary
 
 
