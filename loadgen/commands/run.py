@@ -93,9 +93,12 @@ def execute(config: RunConfig, auth: Renewal | None,
                 outcome = cluster.run(plans, callback, auth)
             else:
                 outcome = collector.run()
-        finally:
+        except BaseException:
             if sampler is not None:
                 sampler.stop()
+            raise
+        if sampler is not None:   # the last partial second sampled as the aggregate keeps it
+            sampler.stop(outcome.aggregate.duration_s)
     return build_document(config.public(), outcome.aggregate, outcome.status,
                           outcome.problems, started, nodes=outcome.nodes, thresholds=thresholds,
                           auth=auth.summary() if auth is not None else None,

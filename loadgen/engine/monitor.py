@@ -359,7 +359,8 @@ def open_monitor(pid: int | None, url: str | None) -> Monitor | None:
 
 class Sampler:
     """Samples the sources on the run's schedule in a thread: ``begin(wall_start)`` (the
-    collector's start), ``stop()`` (the load is over), then ``samples()`` and ``summary()``.
+    collector's start), ``stop(run_s)`` (the load is over), then ``samples()`` and
+    ``summary()``.
 
     Sample ``n`` (1-based) is read at ``wall_start + n`` and belongs to the run's
     second ``n``; a reading at ``wall_start`` is the baseline of the rates.  A
@@ -385,17 +386,20 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="loadgen-monitor", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the thread; the run's last (partial) second gets a last sample."""
+    def stop(self, run_s: float | None = None) -> None:
+        """Stop the thread.  ``run_s``: how long the load lasted (the slowest worker's
+        elapsed time); its last, partial second gets a last sample, unless it is a sliver
+        the aggregate folds into the second before (``stats.aggregate.SLIVER_S``)."""
         if self._thread is None:
             return
         self._stop.set()
         self._thread.join()
         self._thread = None
-        now = time.monotonic()
-        second = math.ceil(now - self._start - 1e-9)
-        if second > self._last and now - (self._start + second - 1) >= LAST_SAMPLE_MIN_S:
-            self._sample(second, now)
+        if run_s is None:
+            return
+        second = math.ceil(run_s - 1e-9)
+        if second > self._last and run_s - (second - 1) >= LAST_SAMPLE_MIN_S:
+            self._sample(second, time.monotonic())
 
     def _loop(self) -> None:
         if self._stop.wait(max(0.0, self._start - time.monotonic())):
