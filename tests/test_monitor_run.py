@@ -84,9 +84,10 @@ def exporter() -> Iterator[Exporter]:
 def test_the_target_process_and_an_exporter_beside_the_latency(
         target_server: Any, exporter: Exporter, tmp_path: Path) -> None:
     save = tmp_path / "run.json"
+    secret_url = exporter.url.replace("http://", "http://scraper:s3cret-pw@") + "?token=t0k3n"
     run = loadgen("run", "--url", target_server.url, "--rate", "40", "--duration", "2.5s",
                   "--quiet", "--monitor-pid", str(target_server.proc.pid),
-                  "--monitor-url", exporter.url, save=save)
+                  "--monitor-url", secret_url, save=save)
     assert run.status == 0, run.stderr
     doc = run.doc
     assert doc is not None
@@ -108,6 +109,9 @@ def test_the_target_process_and_an_exporter_beside_the_latency(
     assert summary["process"]["samples"] == summary["host"]["samples"] == len(sampled)
     assert summary["process"]["connections_max"] >= 1   # loadgen's own connections
     assert summary["host"]["cpu_percent_max"] == 25.0
+    assert summary["host"]["url"] == exporter.url   # shown without user, password or query
+    for secret in ("s3cret-pw", "t0k3n"):
+        assert secret not in save.read_text() and secret not in run.stdout + run.stderr
     assert "Server: CPU peak" in run.stdout and "Server host: CPU peak 25.0% of 1 CPU" in run.stdout
     # ``loadgen report`` shows the saved run as it was shown live
     again = run_in_process("report", str(save))
