@@ -47,7 +47,8 @@ class _Interrupted(Exception):
 def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outputs,
                      settings: CapacitySettings) -> int:
     """Pre-flight, the search step by step, then the verdict and each chosen output."""
-    monitor = open_monitor(outputs.monitor_pid, outputs.monitor_url)   # a bad --monitor-*: exit 2 before anything else
+    # a bad --monitor-pid / --monitor-url: exit 2 before anything else
+    monitor = open_monitor(outputs.monitor_pid, outputs.monitor_url)
     auth = prepare(config, credentials.password)
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
     say = echo(stdout_taken(outputs.save))

@@ -86,7 +86,7 @@ def execute(config: RunConfig, auth: Renewal | None,
     with auth if auth is not None else contextlib.nullcontext():
         collector = cluster if cluster is not None else Coordinator(config, plans, callback,
                                                                      auth=auth)
-        if sampler is not None:
+        if sampler is not None:   # sampling starts with the workers, on the run's seconds
             collector.on_start = sampler.begin
         try:
             if cluster is not None:
@@ -113,7 +113,8 @@ def server_record(sampler: Sampler | None) -> Any:
 def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -> int:
     """Pre-flight, the load, then each chosen output in turn; the exit status."""
     cluster = None
-    monitor = open_monitor(outputs.monitor_pid, outputs.monitor_url)   # a bad --monitor-*: exit 2 before anything else
+    # a bad --monitor-pid / --monitor-url: exit 2 before anything else
+    monitor = open_monitor(outputs.monitor_pid, outputs.monitor_url)
     try:
         if config.cluster:
             # here only: local runs never import dask
