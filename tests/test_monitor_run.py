@@ -3,9 +3,10 @@ exporter served here with ``prometheus_client``, failures mid-run, bad input bef
 
 The exporter's collector sets the node-exporter metrics itself: every scrape adds 1
 busy and 3 idle CPU-seconds (so each second's CPU is exactly 25%), memory and load are
-fixed gauges; the run must report exactly those.  Faults are injected on events: the
-save file, rewritten every second, shows the first sample, then the exporter is shut
-down and the monitored process killed; the run goes on and counts the failures.
+fixed gauges; the run must report exactly those.  Faults are injected on an event: once
+the exporter has been scraped for the run's first second (the process was read just
+before), it is shut down and the monitored process killed; the run goes on and counts
+the failures of the seconds after.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from helpers import loadgen, one_line_error, poll_until, run_in_process
+from helpers import loadgen, one_line_error, run_in_process
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -35,7 +35,7 @@ class NodeCollector:
 
     def __init__(self) -> None:
         self.scrapes = 0
-        self.scraped = threading.Event()   # set at every scrape
+        self.first_second = threading.Event()   # scraped twice: the baseline, then second 1
 
     def collect(self) -> Iterator[Any]:
         self.scrapes += 1
@@ -50,7 +50,8 @@ class NodeCollector:
         rx = CounterMetricFamily("node_network_receive_bytes", "", labels=["device"])
         rx.add_metric(["eth0"], RX_PER_S * time.monotonic())   # a steady 4 KiB/s
         yield rx
-        self.scraped.set()
+        if self.scrapes >= 2:
+            self.first_second.set()
 
 
 class Exporter:
@@ -120,15 +121,6 @@ def test_the_target_process_and_an_exporter_beside_the_latency(
     assert server_lines and all(line in again.stdout for line in server_lines)
 
 
-def _first_sample(save: Path) -> bool:
-    """The save file shows a second with a process sample (the run's first second)."""
-    try:
-        doc = orjson.loads(save.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return False
-    return any((i.get("server") or {}).get("process") for i in doc.get("intervals") or [])
-
-
 def test_a_process_gone_and_an_exporter_down_mid_run_are_counted(
         target_server: Any, exporter: Exporter, tmp_path: Path) -> None:
     victim = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
@@ -136,7 +128,7 @@ def test_a_process_gone_and_an_exporter_down_mid_run_are_counted(
     save = tmp_path / "run.json"
 
     def break_both() -> None:
-        if poll_until(lambda: _first_sample(save), limit_s=30.0):
+        if exporter.node.first_second.wait(60):
             exporter.stop()
             victim.kill()
             victim.wait()
