@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +105,6 @@ def test_urls_are_checked_and_shown_without_secrets() -> None:
 
 
 def test_a_pid_without_a_process_is_bad_input() -> None:
-    import subprocess
-    import sys
-
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()   # reaped: its pid names no process (until reused, which a test cannot see)
     with pytest.raises(MonitorError, match=f"--monitor-pid {gone.pid}: no such process"):
@@ -113,8 +113,6 @@ def test_a_pid_without_a_process_is_bad_input() -> None:
 
 def test_this_process_is_read_with_its_tree() -> None:
     source = ProcessSource(os.getpid())
-    import time
-
     first = source.sample(time.monotonic())
     assert first["cpu_percent"] is None   # no previous reading yet
     sum(i * i for i in range(200_000))    # some CPU time between the readings
@@ -309,3 +307,30 @@ def test_the_server_blocks_have_the_schema_keys() -> None:
     assert set(written) == keys(ProcessSummary)
     page = read_exporter(exporter_page(busy=1, idle=1), at=0.0)
     assert set(host_figures(None, page)) == keys(HostSample)
+
+
+def test_a_process_tree_counts_its_children() -> None:
+    """A server that forks workers: the children are found at every read (a parent here that
+    starts one child and waits on its stdin; both end when it closes)."""
+    import psutil
+    from helpers import poll_until
+
+    script = ("import subprocess, sys\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'],"
+              " stdin=subprocess.PIPE)\n"
+              "sys.stdin.read()\nchild.stdin.close()\nchild.wait()\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE)
+    try:
+        assert poll_until(lambda: psutil.Process(parent.pid).children(), limit_s=30.0)
+        source = ProcessSource(parent.pid)
+        source.sample(time.monotonic())
+        tree = source.sample(time.monotonic())
+        assert tree["processes"] == 2
+        alone = psutil.Process(parent.pid).memory_info().rss
+        assert tree["rss_bytes"] > alone   # the child's memory is in the sum
+    finally:
+        assert parent.stdin is not None
+        parent.stdin.close()
+        parent.wait(30)
+    with pytest.raises(SampleError, match=f"process {parent.pid} is gone"):
+        source.sample(time.monotonic())
