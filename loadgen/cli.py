@@ -108,6 +108,12 @@ TARGET_OPTIONS = _options(
     click.option("--metrics-host", default=None, metavar="HOST",
                  help="Address of this machine the metrics endpoint listens on "
                       "[default: 127.0.0.1]."),
+    click.option("--monitor-pid", type=click.IntRange(min=1), default=None, metavar="PID",
+                 help="Sample this local server process and its children every second (CPU, "
+                      "memory, threads, open files, connections) beside the latency."),
+    click.option("--monitor-url", default=None, metavar="URL",
+                 help="Sample a Prometheus node-exporter /metrics page every second (CPU, "
+                      "memory, load, network) beside the latency."),
 )
 
 #: TLS trust and client certificates (run and capacity); files are checked before any load.

@@ -17,6 +17,7 @@ from loadgen import __version__, errors
 from loadgen.commands.run import announce, execute, open_metrics, prepare
 from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
+from loadgen.engine.monitor import open_monitor
 from loadgen.errors import one_line
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
@@ -53,16 +54,18 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
     ``--metrics-port`` serves the whole search (its counters carry on from step to
     step) and stops when the command is over.
     """
+    # a bad --monitor-pid / --monitor-url: exit 2 before anything else
+    monitor = open_monitor(outputs.monitor_pid, outputs.monitor_url)
     metrics = open_metrics(outputs, config)
     try:
-        return _capacity(config, credentials, outputs, settings, metrics)
+        return _capacity(config, credentials, outputs, settings, metrics, monitor)
     finally:
         if metrics is not None:
             metrics.close()
 
 
 def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
-              settings: CapacitySettings, metrics: MetricsSink | None) -> int:
+              settings: CapacitySettings, metrics: MetricsSink | None, monitor: Any) -> int:
     auth = prepare(config, credentials.password)
     announce(metrics)
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
@@ -95,8 +98,9 @@ def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
             live.append(metrics)
         try:
             return execute(step_config, auth,
-                           lambda agg, _: update(live, Snapshot(agg.intervals, dict,
-                                                                aggregate=agg)))
+                           lambda agg, *_: update(live, Snapshot(agg.intervals, dict,
+                                                                 aggregate=agg)),
+                           monitor=monitor)
         finally:
             progress.end()   # the step's line takes the live line's place
 

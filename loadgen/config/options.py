@@ -52,7 +52,9 @@ CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocol
 @dataclass(frozen=True)
 class Outputs:
     """Where a run's results go, decided once from ``--save``, ``--visualize``,
-    ``--output-image`` and ``--quiet`` (the commands never see Click's values)."""
+    ``--output-image`` and ``--quiet`` (the commands never see Click's values);
+    ``--monitor-pid`` / ``--monitor-url``: the server's resources to sample beside them
+    (``engine.monitor`` checks them before any load)."""
 
     save: str | None = None
     visualize: bool = False
@@ -61,6 +63,8 @@ class Outputs:
     metrics_port: int | None = None      # --metrics-port: serve Prometheus metrics (0: any port)
     metrics_host: str = "127.0.0.1"      # --metrics-host: where that endpoint listens
     html: str | None = None     # --html FILE: the self-contained HTML report
+    monitor_pid: int | None = None
+    monitor_url: str | None = None
 
     @property
     def charts(self) -> bool:
@@ -164,7 +168,8 @@ def _outputs(given: _Layers) -> Outputs:
     return Outputs(save=given.get("save"), visualize=bool(given.get("visualize")),
                    image=given.get("output_image"), quiet=bool(given.get("quiet")),
                    metrics_port=port, metrics_host=host.strip() if host else "127.0.0.1",
-                   html=given.get("html"))
+                   html=given.get("html"),
+                   monitor_pid=given.get("monitor_pid"), monitor_url=given.get("monitor_url"))
 
 
 def _credentials(given: _Layers) -> Credentials:

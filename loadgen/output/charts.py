@@ -22,11 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from loadgen.output.server import cpu_series, format_bytes, has_server
 from loadgen.output.table import format_percent, is_open_model
 from loadgen.stats.failures import interval_counts
 
 FIGSIZE = (11.0, 5.0)  # bars only: documents with neither intervals nor histograms
 GRID_FIGSIZE = (13.0, 9.0)  # 2x2: bars on top, time series and spectrum below
+SERVER_FIGSIZE = (13.0, 12.5)  # ... and the server's CPU beside throughput and p99 (--monitor-*)
+PROCESS_CPU_COLOR = "#C44E52"
+HOST_CPU_COLOR = "#DD8452"
 COMPARISON_FIGSIZE = (13.0, 5.0)
 DPI = 100
 LONG_LABEL = 20  # characters; longer endpoint names get rotated tick labels
@@ -64,8 +68,16 @@ def draw_summary(doc: Mapping[str, Any], path: str) -> str:
     intervals = plotted_intervals(doc)
     spectra = _endpoint_spectra(doc)
     grid = bool(intervals or spectra)
-    fig = Figure(figsize=GRID_FIGSIZE if grid else FIGSIZE, dpi=DPI, layout="constrained")
-    axes = fig.subplots(2, 2) if grid else [fig.subplots(1, 2)]
+    server = has_server(intervals)
+    fig = Figure(figsize=SERVER_FIGSIZE if server else GRID_FIGSIZE if grid else FIGSIZE,
+                 dpi=DPI, layout="constrained")
+    if server:   # a third row, full width: the server's CPU under the latency over time
+        panels = fig.subplot_mosaic([["latency", "success"], ["time", "spectrum"],
+                                     ["server", "server"]])
+        axes = [[panels["latency"], panels["success"]], [panels["time"], panels["spectrum"]]]
+        _draw_server(panels["server"], intervals, doc.get("server") or {})
+    else:
+        axes = fig.subplots(2, 2) if grid else [fig.subplots(1, 2)]
     latency_ax, success_ax = axes[0]
     _draw_latency(latency_ax, endpoints)
     _draw_success(success_ax, endpoints)
@@ -289,6 +301,55 @@ def _draw_iterations(ax: Any, times: list[float], rates: list[float]) -> None:
     xs = [max(0.0, times[0] - 1.0), *times]
     ax.step(xs, [rates[0], *rates], where="pre", color=ITERATION_COLOR, linewidth=1.2,
             label="Iterations/s")
+
+
+def _draw_server(ax: Any, intervals: Sequence[Mapping[str, Any]],
+                 summary: Mapping[str, Any]) -> None:
+    """The server's CPU % per second (``--monitor-pid``: the process tree, 100 = one core;
+    ``--monitor-url``: the host's busy share of all CPUs) with the run's throughput and
+    p99 on a second axis, so a reader sees whether p99 rose when the CPU saturated."""
+    times = [i["t"] for i in intervals]
+    marker = "o" if len(times) <= MARKERS_UP_TO else None
+    rate_ax = ax.twinx()
+    _draw_throughput(rate_ax, times, [float(i.get("rps") or 0.0) for i in intervals])
+    ax.set_zorder(rate_ax.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    p99_ax = ax.twinx()
+    p99_ax.spines["right"].set_position(("axes", 1.07))
+    p99 = [_ms(i, "p99") for i in intervals]
+    p99_ax.plot(times, p99, color=TIME_LINES[-1][2], linestyle="--", linewidth=1.2,
+                label="P99 (ms)")
+    p99_ax.set_ylabel("P99 latency (ms)")
+    top = max((v for v in p99 if not math.isnan(v)), default=0.0)
+    p99_ax.set_ylim(0, top * HEADROOM if top > 0 else 1.0)
+    tallest = 0.0
+    notes = []
+    process, host = summary.get("process") or {}, summary.get("host") or {}
+    for source, label, color in (("process", "Server CPU % (process tree)", PROCESS_CPU_COLOR),
+                                 ("host", "Host CPU % (all cores)", HOST_CPU_COLOR)):
+        values = cpu_series(intervals, source)
+        if all(math.isnan(v) for v in values):
+            continue
+        tallest = max([tallest, *(v for v in values if not math.isnan(v))])
+        ax.plot(times, values, color=color, label=label, marker=marker, markersize=3,
+                linewidth=1.8)
+    if process:
+        notes.append(f"process: 100% = one core of {process.get('cpu_count', '?')}, "
+                     f"RSS peak {format_bytes(process.get('rss_bytes_max'))}")
+    if host:
+        notes.append(f"host: memory peak {format_bytes(host.get('memory_used_bytes_max'))}")
+    ax.set_title("Server CPU beside throughput and P99" + (f" ({'; '.join(notes)})"
+                                                          if notes else ""))
+    ax.set_xlabel("Time since start (s)")
+    ax.set_ylabel("CPU (%)")
+    ax.set_ylim(0, max(100.0, tallest * 1.1))
+    ax.set_xlim(0, max(times) * 1.02)
+    handles, names = [], []
+    for each in (ax, rate_ax, p99_ax):
+        h, n = each.get_legend_handles_labels()
+        handles += h
+        names += n
+    ax.legend(handles, names, loc="upper left", ncols=4, fontsize=8, frameon=False)
 
 
 @dataclass(frozen=True, slots=True)
