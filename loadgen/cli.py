@@ -72,6 +72,12 @@ TARGET_OPTIONS = _options(
     click.option("--visualize", is_flag=True, help="Draw the charts (PNG)."),
     click.option("--output-image", type=click.Path(dir_okay=False), default=None,
                  help="Where --visualize writes its PNG."),
+    click.option("--csv", default=None, metavar="PREFIX",
+                 help="Write PREFIX_stats.csv (one row per endpoint and the total) and "
+                      "PREFIX_intervals.csv (per second and endpoint, wall-clock times)."),
+    click.option("--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Write JUnit XML for CI: one test case per threshold and per "
+                      "endpoint's expect checks, failures with the actual value."),
     click.option("--workers", type=click.IntRange(min=1), default=None,
                  help="Worker processes [default: CPU count, at most the concurrency]."),
     click.option("--method", default=None, help="HTTP method [default: GET, or POST with a body]."),
@@ -279,11 +285,16 @@ def _run_defaults() -> dict[str, Any]:
 @click.option("--output-image", type=click.Path(dir_okay=False), default=None,
               help="Where the chart goes [default: FILE with .png].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
-def report(file: str, visualize: bool, output_image: str | None, as_json: bool) -> None:
+@click.option("--csv", default=None, metavar="PREFIX",
+              help="Write PREFIX_stats.csv and PREFIX_intervals.csv.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the thresholds and checks as JUnit XML.")
+def report(file: str, visualize: bool, output_image: str | None, as_json: bool,
+           csv: str | None, junit: str | None) -> None:
     """Re-render the table, JSON and charts of a saved run."""
     from loadgen.commands.report import report_command
 
-    sys.exit(report_command(file, visualize, output_image, as_json))
+    sys.exit(report_command(file, visualize, output_image, as_json, csv=csv, junit=junit))
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ from loadgen.commands.run import execute, prepare
 from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
 from loadgen.errors import one_line
+from loadgen.output.csvfiles import CsvSink
+from loadgen.output.junit import JunitSink
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
     ChartSink,
@@ -55,6 +57,10 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
     if outputs.charts:
         sinks.append(ChartSink(draw_capacity, outputs.image, started_name("loadgen-capacity"),
                                say))
+    if outputs.csv:
+        sinks.append(CsvSink(outputs.csv, say))
+    if outputs.junit:
+        sinks.append(JunitSink(outputs.junit, say))
 
     started = dt.datetime.now(dt.UTC)
     slos = ", ".join(t.text for t in config.thresholds)

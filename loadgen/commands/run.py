@@ -21,6 +21,8 @@ from loadgen.config.options import Credentials, Outputs
 from loadgen.engine.coordinator import Coordinator
 from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
 from loadgen.engine.renewal import Renewal
+from loadgen.output.csvfiles import CsvSink
+from loadgen.output.junit import JunitSink
 from loadgen.output.progress import Progress
 from loadgen.output.results import build_document
 from loadgen.output.sinks import (
@@ -140,6 +142,10 @@ def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink) -> list[Sin
         sinks.append(JsonFileSink(outputs.save, say))
     if outputs.charts:
         sinks.append(ChartSink(draw_summary, outputs.image, started_name("loadgen"), say))
+    if outputs.csv:
+        sinks.append(CsvSink(outputs.csv, say))
+    if outputs.junit:
+        sinks.append(JunitSink(outputs.junit, say))
     return sinks
 
 

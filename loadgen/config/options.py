@@ -16,7 +16,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from loadgen.config.guards import ask_password, check_outputs, read_body_file
+from loadgen.config.guards import (
+    ask_password,
+    check_csv_prefix,
+    check_output,
+    check_outputs,
+    read_body_file,
+)
 from loadgen.config.journey import Journeys
 from loadgen.config.model import (
     DEFAULT_EXPECT_STATUS,
@@ -58,6 +64,8 @@ class Outputs:
     visualize: bool = False
     image: str | None = None
     quiet: bool = False
+    csv: str | None = None       # --csv PREFIX: PREFIX_stats.csv and PREFIX_intervals.csv
+    junit: str | None = None     # --junit FILE: JUnit XML of the thresholds and checks
 
     @property
     def charts(self) -> bool:
@@ -154,7 +162,8 @@ def outputs(opts: Mapping[str, Any]) -> Outputs:
 
 def _outputs(given: _Layers) -> Outputs:
     return Outputs(save=given.get("save"), visualize=bool(given.get("visualize")),
-                   image=given.get("output_image"), quiet=bool(given.get("quiet")))
+                   image=given.get("output_image"), quiet=bool(given.get("quiet")),
+                   csv=given.get("csv"), junit=given.get("junit"))
 
 
 def _credentials(given: _Layers) -> Credentials:
@@ -186,6 +195,8 @@ def _build(given: _Layers) -> RunConfig:
     target = Target.parse(url)
     save, image = given.get("save"), given.get("output_image")
     check_outputs(save, image)   # before the run, not after it
+    check_csv_prefix(given.get("csv"))
+    check_output(given.get("junit"), "--junit", stdout_ok=False)
     duration = given.get("duration", lambda text: parse_duration(text, "--duration") if text
                          else None)
     requests = given.get("requests")

@@ -17,7 +17,15 @@ import orjson
 from loadgen import __version__
 from loadgen.errors import InputError, error_line
 from loadgen.output.files import STDOUT, is_stdout, write_bytes
-from loadgen.schema import SCHEMA, AuthSummary, Generator, Node, ResultsDocument, ThresholdResult
+from loadgen.schema import (
+    SCHEMA,
+    AuthSummary,
+    Generator,
+    IntervalEndpoint,
+    Node,
+    ResultsDocument,
+    ThresholdResult,
+)
 from loadgen.stats.aggregate import Aggregate
 from loadgen.stats.metrics import encode_histogram
 from loadgen.stats.thresholds import Threshold, evaluate
@@ -148,6 +156,28 @@ def save_final(path: str, doc: Mapping[str, Any], announce: Callable[[str], None
     if not to_stdout:
         announce(f"Results saved to {path}")
     return True
+
+
+def interval_endpoints(interval: Mapping[str, Any], names: Sequence[str]
+                       ) -> dict[str, IntervalEndpoint] | None:
+    """Each endpoint's figures in one interval, by name (every one of ``names``, in order;
+    zero requests and null latencies for an endpoint idle in that second).
+
+    The document keeps them small: a run of one endpoint has no ``endpoints`` in its
+    intervals (the interval *is* that endpoint's), and idle endpoints are left out.
+    Files written before per-endpoint intervals existed have none: for a run of
+    several endpoints that is None (not known), never a guess.
+    """
+    given = interval.get("endpoints")
+    if given is None:
+        if len(names) != 1:
+            return None
+        given = {names[0]: {key: interval.get(key) for key in
+                            ("requests", "successes", "failures", "rps", "latency_ms")}}
+    idle: IntervalEndpoint = {"requests": 0, "successes": 0, "failures": 0, "rps": 0.0,
+                              "latency_ms": {"p50": None, "p90": None, "p99": None,
+                                             "max": None}}
+    return {name: cast(IntervalEndpoint, given.get(name) or idle) for name in names}
 
 
 def read_document(path: str) -> dict[str, Any]:

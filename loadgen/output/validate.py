@@ -147,6 +147,26 @@ def _interval_problem(interval: dict[str, Any]) -> str | None:
         return "'partial' is not true or false"
     if interval.get("start") is not None and not isinstance(interval["start"], str):
         return "'start' is not a string"
+    return _interval_endpoints_problem(interval.get("endpoints"))
+
+
+#: Numbers of an interval's per-endpoint figures (``endpoints``: absent from older files).
+NUMERIC_INTERVAL_ENDPOINT_KEYS = ("requests", "successes", "failures", "rps")
+
+
+def _interval_endpoints_problem(endpoints: Any) -> str | None:
+    if endpoints is None:
+        return None
+    if not isinstance(endpoints, dict):
+        return "'endpoints' is not an object"
+    for name, figures in endpoints.items():
+        if not isinstance(figures, dict):
+            return f"endpoints[{name!r}] is not an object"
+        for key in NUMERIC_INTERVAL_ENDPOINT_KEYS:
+            if figures.get(key) is not None and not _is_number(figures[key]):
+                return f"endpoints[{name!r}] {key!r} is not a number"
+        if not _numbers_or_null(figures.get("latency_ms") or {}):
+            return f"endpoints[{name!r}] 'latency_ms' holds a non-number"
     return None
 
 

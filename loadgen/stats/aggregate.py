@@ -20,6 +20,7 @@ from loadgen.schema import (
     INTERVAL_LATENCY_KEYS,
     Block,
     Interval,
+    IntervalEndpoint,
     IntervalLatencyMs,
     Journey,
     LagMs,
@@ -69,13 +70,38 @@ class WorkerState:
 
 @dataclass
 class _Second:
-    """What every worker recorded in one second, until the second is complete."""
+    """What every worker recorded in one second, until the second is complete.
 
-    totals: Totals = field(default_factory=Totals)
+    ``endpoints``: each endpoint's totals of the second, by endpoint index, only for the
+    endpoints that had requests in it.  The second's own totals are their merge
+    (``merged``), so each worker delta is decoded once for the second, as before the
+    per-endpoint series existed.
+    """
+
+    endpoints: dict[int, Totals] = field(default_factory=dict)
     length: float = 0.0
     lag: HdrHistogram = field(default_factory=new_histogram)
     users: float | None = None   # --user-stage: the workers' mean active users, summed
     iterations: int | None = None   # journeys: iterations completed (ok + failed) in the second
+
+    @property
+    def requests(self) -> int:
+        return sum(t.requests for t in self.endpoints.values())
+
+    def merged(self) -> Totals:
+        """Every endpoint's figures of the second together (exact: an HDR merge)."""
+        totals = Totals()
+        for one in self.endpoints.values():
+            totals.merge(one)
+        return totals
+
+    def merge(self, other: _Second) -> None:
+        """Take in ``other``'s endpoint figures (a last sliver joining the second before it)."""
+        for i, totals in other.endpoints.items():
+            if i in self.endpoints:
+                self.endpoints[i].merge(totals)
+            else:
+                self.endpoints[i] = totals
 
 
 @dataclass
@@ -142,9 +168,13 @@ class Aggregate:
         if message.get("loop_lag"):
             self.loop_lag.decode_and_add(message["loop_lag"])
         self.phases.add_wire(message.get("phases"))   # absent from older workers' messages
-        for totals, wire in zip(self.totals, message["endpoints"]):
+        for i, (totals, wire) in enumerate(zip(self.totals, message["endpoints"])):
             totals.add_wire(wire)
-            second.totals.add_wire(wire, totals.expect)
+            if wire["codes"] or wire["errors"]:   # an idle endpoint has nothing in the second
+                one = second.endpoints.get(i)
+                if one is None:
+                    one = second.endpoints[i] = Totals(expect=totals.expect)
+                one.add_wire(wire)
         if self.journeys is not None:   # every second of a journey run counts its iterations
             second.iterations = (second.iterations or 0) + sum(
                 iterations.add_wire(wire)
@@ -171,7 +201,7 @@ class Aggregate:
         final = max(self._pending, default=0)
         for k in sorted(self._pending):
             second = self._pending[k]
-            if k == final and second.length < 1.0 and not second.totals.requests:
+            if k == final and second.length < 1.0 and not second.requests:
                 del self._pending[k]   # a last partial second with nothing in it
             elif k == final and second.length < SLIVER_S and self._can_fold(k):
                 del self._pending[k]
@@ -186,7 +216,7 @@ class Aggregate:
     def _fold_into_last(self, sliver: _Second) -> None:
         assert self._last is not None
         k, merged = self._last
-        merged.totals.merge(sliver.totals)
+        merged.merge(sliver)
         if sliver.lag.get_total_count():
             merged.lag.add(sliver.lag)
         if sliver.users is not None and merged.users is not None:   # time-weighted
@@ -209,7 +239,7 @@ class Aggregate:
 
     def _reduce(self, k: int) -> None:
         second = self._pending.pop(k)
-        if second.length <= 0 and second.totals.requests == 0:
+        if second.length <= 0 and second.requests == 0:
             return  # a final message sent just after a second boundary it had nothing for
         if second.length >= 1.0 and second.lag.get_total_count():
             self.lag_p50_by_second.append(percentiles_us(second.lag, [50.0])[0] / 1000.0)
@@ -218,8 +248,7 @@ class Aggregate:
 
     def _interval(self, k: int, second: _Second) -> Interval:
         """Second ``k`` (1-based) of the run: it starts k-1 seconds after the start."""
-        totals, length = second.totals, second.length
-        lat = cast(dict[str, float | None], latency_ms(totals.hist))
+        totals, length = second.merged(), second.length
         entry: Interval = {
             "t": round(k - 1 + length, 3),
             "start": _iso(self.wall_start + k - 1) if self.wall_start is not None else None,
@@ -229,8 +258,12 @@ class Aggregate:
             "successes": totals.successes,
             "failures": totals.requests - totals.successes,
             "rps": totals.requests / length if length > 0 else 0.0,
-            "latency_ms": cast(IntervalLatencyMs, {key: lat[key] for key in INTERVAL_LATENCY_KEYS}),
+            "latency_ms": _interval_latency(totals),
         }
+        if len(self.endpoint_names) > 1:   # one endpoint: the interval is that endpoint's
+            entry["endpoints"] = {
+                self.endpoint_names[i]: _endpoint_second(second.endpoints[i], length)
+                for i in sorted(second.endpoints)}
         if second.users is not None:
             entry["users"] = round(second.users, 2)
         if second.iterations is not None:
@@ -301,6 +334,20 @@ class Aggregate:
 
 # A final interval shorter than this joins the second before it (see Aggregate.finish).
 SLIVER_S = 0.1
+
+
+def _interval_latency(totals: Totals) -> IntervalLatencyMs:
+    lat = cast(dict[str, float | None], latency_ms(totals.hist))
+    return cast(IntervalLatencyMs, {key: lat[key] for key in INTERVAL_LATENCY_KEYS})
+
+
+def _endpoint_second(totals: Totals, length: float) -> IntervalEndpoint:
+    """One endpoint's figures in one second: the interval's few keys, nothing more (a long
+    run with many endpoints has one of these per endpoint and second)."""
+    return {"requests": totals.requests, "successes": totals.successes,
+            "failures": totals.requests - totals.successes,
+            "rps": totals.requests / length if length > 0 else 0.0,
+            "latency_ms": _interval_latency(totals)}
 
 
 def _lag_figures(hist: HdrHistogram) -> LagMs | None:
