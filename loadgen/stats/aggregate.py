@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from loadgen.config.journey import Journeys
 from loadgen.schema import (
-    INTERVAL_LATENCY_KEYS,
     Block,
     Interval,
     IntervalEndpoint,
@@ -69,16 +68,45 @@ class WorkerState:
 
 
 @dataclass
+class _Tally:
+    """One endpoint's second: every request's latency and the counts an interval shows.
+
+    Lighter than ``Totals`` on purpose: a second needs no success-only histogram, status
+    or byte counts, and each worker delta is decoded straight into ``hist``.  Every
+    reduced second pays for it once per endpoint that had requests in it.
+    """
+
+    hist: HdrHistogram = field(default_factory=new_histogram)
+    requests: int = 0
+    successes: int = 0
+
+    def add_wire(self, wire: dict[str, Any], expect: frozenset[int]) -> None:
+        for key in ("hist", "failed"):
+            if wire.get(key):
+                self.hist.decode_and_add(wire[key])
+        codes: dict[str, int] = wire["codes"]
+        self.requests += sum(codes.values()) + sum(wire["errors"].values())
+        # as ``Totals``: a status counts when its endpoint's success set has it
+        self.successes += sum(n for code, n in codes.items()
+                              if code.isascii() and code.isdigit() and int(code) in expect)
+
+    def merge(self, other: _Tally) -> None:
+        if other.hist.get_total_count():   # an empty one's minimum of 0 would be merged
+            self.hist.add(other.hist)
+        self.requests += other.requests
+        self.successes += other.successes
+
+
+@dataclass
 class _Second:
     """What every worker recorded in one second, until the second is complete.
 
-    ``endpoints``: each endpoint's totals of the second, by endpoint index, only for the
-    endpoints that had requests in it.  The second's own totals are their merge
-    (``merged``), so each worker delta is decoded once for the second, as before the
-    per-endpoint series existed.
+    ``endpoints``: each endpoint's tally of the second, by endpoint index, only for the
+    endpoints that had requests in it.  The second's own figures are their merge
+    (``merged``): each worker delta is decoded once for the second, as it always was.
     """
 
-    endpoints: dict[int, Totals] = field(default_factory=dict)
+    endpoints: dict[int, _Tally] = field(default_factory=dict)
     length: float = 0.0
     lag: HdrHistogram = field(default_factory=new_histogram)
     users: float | None = None   # --user-stage: the workers' mean active users, summed
@@ -88,20 +116,22 @@ class _Second:
     def requests(self) -> int:
         return sum(t.requests for t in self.endpoints.values())
 
-    def merged(self) -> Totals:
+    def merged(self) -> _Tally:
         """Every endpoint's figures of the second together (exact: an HDR merge)."""
-        totals = Totals()
+        if len(self.endpoints) == 1:
+            return next(iter(self.endpoints.values()))
+        total = _Tally()
         for one in self.endpoints.values():
-            totals.merge(one)
-        return totals
+            total.merge(one)
+        return total
 
     def merge(self, other: _Second) -> None:
         """Take in ``other``'s endpoint figures (a last sliver joining the second before it)."""
-        for i, totals in other.endpoints.items():
+        for i, tally in other.endpoints.items():
             if i in self.endpoints:
-                self.endpoints[i].merge(totals)
+                self.endpoints[i].merge(tally)
             else:
-                self.endpoints[i] = totals
+                self.endpoints[i] = tally
 
 
 @dataclass
@@ -173,8 +203,8 @@ class Aggregate:
             if wire["codes"] or wire["errors"]:   # an idle endpoint has nothing in the second
                 one = second.endpoints.get(i)
                 if one is None:
-                    one = second.endpoints[i] = Totals(expect=totals.expect)
-                one.add_wire(wire)
+                    one = second.endpoints[i] = _Tally()
+                one.add_wire(wire, totals.expect)
         if self.journeys is not None:   # every second of a journey run counts its iterations
             second.iterations = (second.iterations or 0) + sum(
                 iterations.add_wire(wire)
@@ -336,12 +366,19 @@ class Aggregate:
 SLIVER_S = 0.1
 
 
-def _interval_latency(totals: Totals) -> IntervalLatencyMs:
-    lat = cast(dict[str, float | None], latency_ms(totals.hist))
-    return cast(IntervalLatencyMs, {key: lat[key] for key in INTERVAL_LATENCY_KEYS})
+def _interval_latency(tally: _Tally) -> IntervalLatencyMs:
+    """p50, p90, p99 and max (``INTERVAL_LATENCY_KEYS``) alone: the whole ``latency_ms``
+    (mean, six percentiles) once per endpoint and second would cost the coordinator more
+    than merging the deltas does."""
+    hist = tally.hist
+    if not hist.get_total_count():
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    p50, p90, p99 = percentiles_us(hist, [50.0, 90.0, 99.0])
+    return {"p50": p50 / 1000.0, "p90": p90 / 1000.0, "p99": p99 / 1000.0,
+            "max": hist.get_max_value() / 1000.0}
 
 
-def _endpoint_second(totals: Totals, length: float) -> IntervalEndpoint:
+def _endpoint_second(totals: _Tally, length: float) -> IntervalEndpoint:
     """One endpoint's figures in one second: the interval's few keys, nothing more (a long
     run with many endpoints has one of these per endpoint and second)."""
     return {"requests": totals.requests, "successes": totals.successes,
