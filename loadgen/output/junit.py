@@ -73,13 +73,12 @@ def render(doc: Document) -> bytes:
         suites = _capacity_suites(doc)
     else:
         suites = _run_suites(doc, "loadgen run")
-    time_s = _duration(doc)
     totals = {"tests": 0, "failures": 0}
-    for name, cases in suites:
+    for name, cases, source in suites:
         failed = sum(c.failure is not None for c in cases)
         suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(cases)),
                               failures=str(failed), errors="0", skipped="0",
-                              time=_seconds(time_s), timestamp=_timestamp(doc))
+                              time=_seconds(_duration(source)), timestamp=_timestamp(source))
         for case in cases:
             element = ET.SubElement(suite, "testcase", name=case.name,
                                     classname=case.classname, time="0")
@@ -94,7 +93,7 @@ def render(doc: Document) -> bytes:
     root.set("tests", str(totals["tests"]))
     root.set("failures", str(totals["failures"]))
     root.set("errors", "0")
-    root.set("time", _seconds(time_s))
+    root.set("time", _seconds(_duration(doc)))
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
@@ -103,10 +102,14 @@ def _is_capacity(doc: Document) -> bool:
     return "steps" in doc and "summary" not in doc
 
 
-def _run_suites(doc: Document, name: str) -> list[tuple[str, list[Case]]]:
+#: A test suite: its name, its cases, and the document its time and timestamp come from.
+Suite = tuple[str, list[Case], Document]
+
+
+def _run_suites(doc: Document, name: str) -> list[Suite]:
     """A run's suite: its status, its thresholds, its endpoints' checks."""
     cases = [_status_case(doc), *_threshold_cases(doc), *_check_cases(doc)]
-    return [(name, cases)]
+    return [(name, cases, doc)]
 
 
 def _status_case(doc: Document) -> Case:
@@ -171,7 +174,7 @@ def _check_cases(doc: Document) -> list[Case]:
     return cases
 
 
-def _capacity_suites(doc: Document) -> list[tuple[str, list[Case]]]:
+def _capacity_suites(doc: Document) -> list[Suite]:
     """The search's verdict, then the step it stands on judged as a run against the SLOs."""
     steps: Sequence[Mapping[str, Any]] = doc.get("steps") or []
     capacity = doc.get("capacity_rps")
@@ -185,7 +188,7 @@ def _capacity_suites(doc: Document) -> list[tuple[str, list[Case]]]:
         and not doc.get("generator_limited")
     search = Case("capacity found", "loadgen.capacity", None if found else verdict,
                   details=f"{verdict}\n{lines}", output=f"{verdict}\n{lines}")
-    suites: list[tuple[str, list[Case]]] = [("loadgen capacity", [search])]
+    suites: list[Suite] = [("loadgen capacity", [search], doc)]
     held = [s for s in steps if s.get("passed")]
     chosen = max(held, key=lambda s: s.get("rate") or 0) if held else (steps[0] if steps else None)
     if chosen is not None:
