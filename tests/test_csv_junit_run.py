@@ -83,3 +83,45 @@ def test_a_bad_prefix_stops_the_run_before_any_load(target_server, tmp_path: Pat
                   "--junit", str(tmp_path))
     assert "--junit" in one_line_error(run)
     assert target_server.stats().get("requests", 0) == 0
+
+
+def test_checks_are_junit_cases_with_their_counts(target_server, tmp_path: Path) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f'url = "{target_server.url}"\n' + """
+[[endpoints]]
+path = "/api/health"
+name = "good"
+expect = { body_contains = "ok" }
+[[endpoints]]
+path = "/api/health"
+name = "missing"
+expect = { body_contains = ["ok", "nope"] }
+""")
+    junit = tmp_path / "checks.xml"
+    run = loadgen("run", "--config", str(scenario), "--requests", "20", "--workers", "1",
+                  "--concurrency", "2", "--quiet", "--junit", str(junit),
+                  save=tmp_path / "r.json")
+    assert run.status == 0, run.stderr
+    found = {case.name: case for suite in junitparser.JUnitXml.fromfile(str(junit))
+             for case in suite}
+    assert found["good: expect checks"].is_passed
+    (failure,) = found["missing: expect checks"].result
+    assert failure.message == ('10 responses checked, 10 failed a check: '
+                               'body_contains "nope" (10)')
+
+
+def test_a_capacity_search_writes_both(target_server, tmp_path: Path) -> None:
+    prefix, junit = tmp_path / "cap", tmp_path / "cap.xml"
+    run = loadgen("capacity", "--url", target_server.url, "--slo", "p99<5s", "--start-rate",
+                  "20", "--max-rate", "20", "--step-duration", "1s", "--concurrency", "2",
+                  "--quiet", "--csv", str(prefix), "--junit", str(junit))
+    assert run.status == 0, run.stderr
+    stats = rows(Path(f"{prefix}_stats.csv"))
+    assert [(r["step"], r["rate"], r["row"]) for r in stats] == [
+        ("1", "20", "total"), ("1", "20", "endpoint")]
+    seconds = rows(Path(f"{prefix}_intervals.csv"))
+    assert sum(int(r["requests"]) for r in seconds if r["row"] == "total") \
+        == int(stats[0]["requests"]) > 0
+    found = {case.name: case for suite in junitparser.JUnitXml.fromfile(str(junit))
+             for case in suite}
+    assert found["capacity found"].is_passed and found["p99<5s"].is_passed
