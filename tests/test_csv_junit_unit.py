@@ -119,6 +119,11 @@ def test_validate_reads_old_files_and_refuses_damaged_endpoints() -> None:
     bad["intervals"][0]["endpoints"] = []
     with pytest.raises(ResultsError, match="'endpoints' is not an object"):
         check_document(bad, "bad.json", charts=False)
+    judged = two_endpoint_run(("p99<50ms",))
+    check_document(judged, "judged.json", charts=False)
+    judged["thresholds"][0]["passed"] = "yes"   # --junit reads them: refused, never a traceback
+    with pytest.raises(ResultsError, match=r"thresholds\[0\] is not a threshold"):
+        check_document(judged, "judged.json", charts=False)
 
 
 # -- CSV -------------------------------------------------------------------------------------

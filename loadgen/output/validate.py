@@ -75,7 +75,22 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         if problem:
             return f"intervals[{i}]: {problem}"
     return (_config_problem(doc.get("config") or {}) or _generator_problem(doc.get("generator"))
-            or _auth_problem(doc.get("auth")) or _journeys_problem(doc.get("journeys")))
+            or _auth_problem(doc.get("auth")) or _journeys_problem(doc.get("journeys"))
+            or _thresholds_problem(doc.get("thresholds")))
+
+
+def _thresholds_problem(thresholds: Any) -> str | None:
+    """``thresholds`` (runs with --threshold only), which ``--junit`` turns into test cases."""
+    if thresholds is None:
+        return None
+    if not isinstance(thresholds, list):
+        return "'thresholds' is not a list"
+    for i, result in enumerate(thresholds):
+        if not (isinstance(result, dict) and isinstance(result.get("threshold"), str)
+                and isinstance(result.get("passed"), bool)
+                and (result.get("actual") is None or _is_number(result["actual"]))):
+            return f"thresholds[{i}] is not a threshold, its actual figure and whether it passed"
+    return None
 
 
 def _journeys_problem(journeys: list[Any] | None) -> str | None:
