@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import junitparser  # the test extra has it: a missing one fails the tests, never skips them
 import pytest
 from helpers import one_line_error, run_in_process
 from synthetic import WALL_START, iso, journey_run, message, new_aggregate, synthetic_run, tally
@@ -30,8 +31,6 @@ from loadgen.output.results import ResultsError, build_document, interval_endpoi
 from loadgen.output.validate import check_document
 from loadgen.stats.metrics import latency_ms, new_histogram
 from loadgen.stats.thresholds import parse_thresholds
-
-junitparser = pytest.importorskip("junitparser")
 
 
 def two_endpoint_run(thresholds: tuple[str, ...] = ()) -> dict[str, Any]:
