@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import io
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,8 @@ def parsed(doc: dict[str, Any]) -> Any:
         assert int(suite.get("tests", "")) == len(suite.findall("testcase"))
         assert int(suite.get("failures", "")) == len(suite.findall("testcase/failure"))
         float(suite.get("time", ""))
+        # the JUnit XSD's timestamp: ISO 8601 without a zone or fraction
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", suite.get("timestamp", ""))
         for case in suite:
             assert case.tag == "testcase"
             assert {"name", "classname", "time"} <= set(case.attrib)
@@ -327,3 +330,23 @@ def test_capacity_search_as_junit() -> None:
         step["passed"] = False
     (failure,) = cases(parsed(failed))["capacity found"].result
     assert failure.message == "no rate held the SLOs"
+
+
+def test_files_that_cannot_be_written_at_the_end(tmp_path: Path, capsys: Any) -> None:
+    """The folder went away during the run: one line, exit 3 (run, capacity); from
+    ``report`` the same is bad input (exit 2)."""
+    from loadgen import errors
+    from loadgen.errors import InputError
+    from loadgen.output.csvfiles import CsvSink
+    from loadgen.output.junit import JunitSink
+
+    doc, said = two_endpoint_run(), []
+    gone = tmp_path / "gone"
+    for sink in (CsvSink(str(gone / "run"), said.append), JunitSink(str(gone / "j.xml"),
+                                                                    said.append)):
+        assert sink.on_finish(doc) == errors.BROKEN
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("loadgen: cannot write ") for line in lines)
+    assert said == [] and not gone.exists()
+    with pytest.raises(InputError, match="cannot write JUnit XML"):
+        JunitSink(str(gone / "j.xml"), said.append, input_error=True).on_finish(doc)
