@@ -74,6 +74,12 @@ TARGET_OPTIONS = _options(
                  help="Where --visualize writes its PNG."),
     click.option("--html", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Write a self-contained HTML report (tables and charts) to FILE."),
+    click.option("--csv", default=None, metavar="PREFIX",
+                 help="Write PREFIX_stats.csv (one row per endpoint and the total) and "
+                      "PREFIX_intervals.csv (per second and endpoint, wall-clock times)."),
+    click.option("--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Write JUnit XML for CI: one test case per threshold and per "
+                      "endpoint's expect checks, failures with the actual value."),
     click.option("--workers", type=click.IntRange(min=1), default=None,
                  help="Worker processes [default: CPU count, at most the concurrency]."),
     click.option("--method", default=None, help="HTTP method [default: GET, or POST with a body]."),
@@ -297,12 +303,17 @@ def _run_defaults() -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
 @click.option("--html", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write the run's self-contained HTML report to FILE.")
+@click.option("--csv", default=None, metavar="PREFIX",
+              help="Write PREFIX_stats.csv and PREFIX_intervals.csv.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the thresholds and checks as JUnit XML.")
 def report(file: str, visualize: bool, output_image: str | None, as_json: bool,
-           html: str | None) -> None:
-    """Re-render the table, JSON, charts and HTML report of a saved run."""
+           html: str | None, csv: str | None, junit: str | None) -> None:
+    """Re-render the table, JSON, charts, HTML report, CSV and JUnit XML of a saved run."""
     from loadgen.commands.report import report_command
 
-    sys.exit(report_command(file, visualize, output_image, as_json, html=html))
+    sys.exit(report_command(file, visualize, output_image, as_json, html=html, csv=csv,
+                            junit=junit))
 
 
 def main() -> None:

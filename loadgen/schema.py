@@ -87,6 +87,16 @@ class _IntervalRequired(TypedDict):
     t: float                  # seconds from the run's start to the END of the interval
 
 
+class IntervalEndpoint(TypedDict):
+    """One endpoint's figures in one interval (``Interval.endpoints``)."""
+
+    requests: int
+    successes: int
+    failures: int
+    rps: float                # requests / the interval's length_s
+    latency_ms: IntervalLatencyMs
+
+
 class Interval(_IntervalRequired, total=False):
     """One second of the run, merged across workers (old files: t, requests, errors, rps,
     latency_ms)."""
@@ -102,6 +112,9 @@ class Interval(_IntervalRequired, total=False):
     send_lag_ms: SendLagMs    # open model only
     users: float              # --user-stage only: mean active users over the second (time-weighted)
     iterations: int           # journeys only: iterations completed in the second (ok + failed)
+    # runs of two endpoints or more: each endpoint that had requests in the second, by name, in
+    # the run's endpoint order (absent: none); older files lack it (see interval_endpoints)
+    endpoints: dict[str, IntervalEndpoint]
     server: ServerSample      # --monitor-pid / --monitor-url only: the server in that second
 
 

@@ -19,6 +19,8 @@ from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
 from loadgen.engine.monitor import open_monitor
 from loadgen.errors import one_line
+from loadgen.output.csvfiles import CsvSink
+from loadgen.output.junit import JunitSink
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
     ChartSink,
@@ -82,6 +84,10 @@ def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
         from loadgen.output.html import HtmlSink
 
         sinks.append(HtmlSink(outputs.html, say))
+    if outputs.csv:
+        sinks.append(CsvSink(outputs.csv, say))
+    if outputs.junit:
+        sinks.append(JunitSink(outputs.junit, say))
 
     started = dt.datetime.now(dt.UTC)
     slos = ", ".join(t.text for t in config.thresholds)

@@ -16,9 +16,11 @@ from typing import Any
 import orjson
 
 from loadgen import errors
-from loadgen.config.guards import check_output
+from loadgen.config.guards import check_csv_prefix, check_output
 from loadgen.errors import InputError
+from loadgen.output.csvfiles import CsvSink
 from loadgen.output.files import STDOUT
+from loadgen.output.junit import JunitSink
 from loadgen.output.results import read_document
 from loadgen.output.sinks import ChartSink, Sink, TextSink, draw_summary, finish
 from loadgen.output.table import render_table
@@ -26,7 +28,8 @@ from loadgen.output.validate import check_document
 
 
 def report_command(path: str, visualize: bool, output_image: str | None,
-                   as_json: bool, html: str | None = None) -> int:
+                   as_json: bool, *, html: str | None = None, csv: str | None = None,
+                   junit: str | None = None) -> int:
     """Print the saved run's table (or the document as JSON) and optionally draw its charts.
 
     The chart message goes to stderr with ``--json`` so that stdout stays one
@@ -35,6 +38,8 @@ def report_command(path: str, visualize: bool, output_image: str | None,
     if output_image == STDOUT:   # the table is on stdout: the PNG cannot share it
         raise InputError("--output-image: '-' (stdout) is not supported here: name a file")
     check_output(html, "--html", stdout_ok=False)   # before anything is printed
+    check_csv_prefix(csv)   # before the file is read: the same line as run's
+    check_output(junit, "--junit", stdout_ok=False)
     # a bad file raises ResultsError: one line, exit 2 (loadgen.cli)
     doc = read_document(path)
     charts = visualize or output_image is not None
@@ -43,10 +48,15 @@ def report_command(path: str, visualize: bool, output_image: str | None,
     if charts:
         sinks.append(ChartSink(draw_summary, output_image, lambda _: default_image_path(path),
                                _print_err if as_json else _print, input_error=True))
+    say = _print_err if as_json else _print
     if html is not None:
         from loadgen.output.html import HtmlSink
 
-        sinks.append(HtmlSink(html, _print_err if as_json else _print, input_error=True))
+        sinks.append(HtmlSink(html, say, input_error=True))
+    if csv is not None:
+        sinks.append(CsvSink(csv, say, input_error=True))
+    if junit is not None:
+        sinks.append(JunitSink(junit, say, input_error=True))
     finish(sinks, doc)
     return errors.OK
 

@@ -22,6 +22,8 @@ from loadgen.engine.coordinator import Coordinator
 from loadgen.engine.monitor import Monitor, Sampler, open_monitor
 from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
 from loadgen.engine.renewal import Renewal
+from loadgen.output.csvfiles import CsvSink
+from loadgen.output.junit import JunitSink
 from loadgen.output.progress import Progress
 from loadgen.output.results import build_document
 from loadgen.output.sinks import (
@@ -213,6 +215,10 @@ def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink,
         from loadgen.output.html import HtmlSink
 
         sinks.append(HtmlSink(outputs.html, say))
+    if outputs.csv:
+        sinks.append(CsvSink(outputs.csv, say))
+    if outputs.junit:
+        sinks.append(JunitSink(outputs.junit, say))
     return sinks
 
 

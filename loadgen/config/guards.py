@@ -71,6 +71,22 @@ def check_outputs(save: str | None, image: str | None) -> None:
                           "the JSON and the PNG cannot share it")
 
 
+def check_csv_prefix(prefix: str | None, option: str = "--csv") -> None:
+    """``--csv PREFIX``: both files it writes can be written, and each is (or will be) a
+    regular file -- a CSV goes to a file a spreadsheet opens, never to a FIFO or device."""
+    from loadgen.output.csvfiles import csv_paths
+    from loadgen.output.files import replaceable
+
+    if prefix is None:
+        return
+    if not prefix.strip():
+        raise ConfigError(f"{option}: empty prefix")
+    for path in csv_paths(prefix):
+        check_output(path, option, stdout_ok=False)
+        if not replaceable(path):
+            raise ConfigError(f"{option}: {path} is not a regular file")
+
+
 def read_body_file(path: str, option: str) -> bytes:
     """A request body from a regular file of at most MAX_BODY_BYTES."""
     try:

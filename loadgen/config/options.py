@@ -16,7 +16,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from loadgen.config.guards import ask_password, check_output, check_outputs, read_body_file
+from loadgen.config.guards import (
+    ask_password,
+    check_csv_prefix,
+    check_output,
+    check_outputs,
+    read_body_file,
+)
 from loadgen.config.journey import Journeys
 from loadgen.config.model import (
     DEFAULT_EXPECT_STATUS,
@@ -65,6 +71,8 @@ class Outputs:
     html: str | None = None     # --html FILE: the self-contained HTML report
     monitor_pid: int | None = None
     monitor_url: str | None = None
+    csv: str | None = None       # --csv PREFIX: PREFIX_stats.csv and PREFIX_intervals.csv
+    junit: str | None = None     # --junit FILE: JUnit XML of the thresholds and checks
 
     @property
     def charts(self) -> bool:
@@ -169,7 +177,8 @@ def _outputs(given: _Layers) -> Outputs:
                    image=given.get("output_image"), quiet=bool(given.get("quiet")),
                    metrics_port=port, metrics_host=host.strip() if host else "127.0.0.1",
                    html=given.get("html"),
-                   monitor_pid=given.get("monitor_pid"), monitor_url=given.get("monitor_url"))
+                   monitor_pid=given.get("monitor_pid"), monitor_url=given.get("monitor_url"),
+                   csv=given.get("csv"), junit=given.get("junit"))
 
 
 def _credentials(given: _Layers) -> Credentials:
@@ -202,6 +211,8 @@ def _build(given: _Layers) -> RunConfig:
     save, image = given.get("save"), given.get("output_image")
     check_outputs(save, image)   # before the run, not after it
     check_output(given.get("html"), "--html", stdout_ok=False)
+    check_csv_prefix(given.get("csv"))
+    check_output(given.get("junit"), "--junit", stdout_ok=False)
     duration = given.get("duration", lambda text: parse_duration(text, "--duration") if text
                          else None)
     requests = given.get("requests")

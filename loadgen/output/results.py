@@ -22,6 +22,7 @@ from loadgen.schema import (
     AuthSummary,
     Generator,
     Interval,
+    IntervalEndpoint,
     Node,
     ResultsDocument,
     ServerSample,
@@ -183,6 +184,28 @@ def save_final(path: str, doc: Mapping[str, Any], announce: Callable[[str], None
     if not to_stdout:
         announce(f"Results saved to {path}")
     return True
+
+
+def interval_endpoints(interval: Mapping[str, Any], names: Sequence[str]
+                       ) -> dict[str, IntervalEndpoint] | None:
+    """Each endpoint's figures in one interval, by name (every one of ``names``, in order;
+    zero requests and null latencies for an endpoint idle in that second).
+
+    The document keeps them small: a run of one endpoint has no ``endpoints`` in its
+    intervals (the interval *is* that endpoint's), and idle endpoints are left out.
+    Files written before per-endpoint intervals existed have none: for a run of
+    several endpoints that is None (not known), never a guess.
+    """
+    given = interval.get("endpoints")
+    if given is None:
+        if len(names) != 1:
+            return None
+        given = {names[0]: {key: interval.get(key) for key in
+                            ("requests", "successes", "failures", "rps", "latency_ms")}}
+    idle: IntervalEndpoint = {"requests": 0, "successes": 0, "failures": 0, "rps": 0.0,
+                              "latency_ms": {"p50": None, "p90": None, "p99": None,
+                                             "max": None}}
+    return {name: cast(IntervalEndpoint, given.get(name) or idle) for name in names}
 
 
 def read_document(path: str) -> dict[str, Any]:

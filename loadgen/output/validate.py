@@ -77,7 +77,22 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
             return f"intervals[{i}]: {problem}"
     return (_config_problem(doc.get("config") or {}) or _generator_problem(doc.get("generator"))
             or _auth_problem(doc.get("auth")) or _journeys_problem(doc.get("journeys"))
-            or summary_problem(doc.get("server")))
+            or summary_problem(doc.get("server"))
+            or _thresholds_problem(doc.get("thresholds")))
+
+
+def _thresholds_problem(thresholds: Any) -> str | None:
+    """``thresholds`` (runs with --threshold only), which ``--junit`` turns into test cases."""
+    if thresholds is None:
+        return None
+    if not isinstance(thresholds, list):
+        return "'thresholds' is not a list"
+    for i, result in enumerate(thresholds):
+        if not (isinstance(result, dict) and isinstance(result.get("threshold"), str)
+                and isinstance(result.get("passed"), bool)
+                and (result.get("actual") is None or _is_number(result["actual"]))):
+            return f"thresholds[{i}] is not a threshold, its actual figure and whether it passed"
+    return None
 
 
 def _journeys_problem(journeys: list[Any] | None) -> str | None:
@@ -150,7 +165,29 @@ def _interval_problem(interval: dict[str, Any]) -> str | None:
     if interval.get("start") is not None and not isinstance(interval["start"], str):
         return "'start' is not a string"
     if "server" in interval:   # --monitor-* only
-        return sample_problem(interval["server"])
+        problem = sample_problem(interval["server"])
+        if problem:
+            return problem
+    return _interval_endpoints_problem(interval.get("endpoints"))
+
+
+#: Numbers of an interval's per-endpoint figures (``endpoints``: absent from older files).
+NUMERIC_INTERVAL_ENDPOINT_KEYS = ("requests", "successes", "failures", "rps")
+
+
+def _interval_endpoints_problem(endpoints: Any) -> str | None:
+    if endpoints is None:
+        return None
+    if not isinstance(endpoints, dict):
+        return "'endpoints' is not an object"
+    for name, figures in endpoints.items():
+        if not isinstance(figures, dict):
+            return f"endpoints[{name!r}] is not an object"
+        for key in NUMERIC_INTERVAL_ENDPOINT_KEYS:
+            if figures.get(key) is not None and not _is_number(figures[key]):
+                return f"endpoints[{name!r}] {key!r} is not a number"
+        if not _numbers_or_null(figures.get("latency_ms") or {}):
+            return f"endpoints[{name!r}] 'latency_ms' holds a non-number"
     return None
 
 

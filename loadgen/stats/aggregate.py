@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from loadgen.config.journey import Journeys
 from loadgen.schema import (
-    INTERVAL_LATENCY_KEYS,
     Block,
     Interval,
+    IntervalEndpoint,
     IntervalLatencyMs,
     Journey,
     LagMs,
@@ -68,14 +68,70 @@ class WorkerState:
 
 
 @dataclass
-class _Second:
-    """What every worker recorded in one second, until the second is complete."""
+class _Tally:
+    """One endpoint's second: every request's latency and the counts an interval shows.
 
-    totals: Totals = field(default_factory=Totals)
+    Lighter than ``Totals`` on purpose: a second needs no success-only histogram, status
+    or byte counts, and each worker delta is decoded straight into ``hist``.  Every
+    reduced second pays for it once per endpoint that had requests in it.
+    """
+
+    hist: HdrHistogram = field(default_factory=new_histogram)
+    requests: int = 0
+    successes: int = 0
+
+    def add_wire(self, wire: dict[str, Any], expect: frozenset[int]) -> None:
+        for key in ("hist", "failed"):
+            if wire.get(key):
+                self.hist.decode_and_add(wire[key])
+        codes: dict[str, int] = wire["codes"]
+        self.requests += sum(codes.values()) + sum(wire["errors"].values())
+        # as ``Totals``: a status counts when its endpoint's success set has it
+        self.successes += sum(n for code, n in codes.items()
+                              if code.isascii() and code.isdigit() and int(code) in expect)
+
+    def merge(self, other: _Tally) -> None:
+        if other.hist.get_total_count():   # an empty one's minimum of 0 would be merged
+            self.hist.add(other.hist)
+        self.requests += other.requests
+        self.successes += other.successes
+
+
+@dataclass
+class _Second:
+    """What every worker recorded in one second, until the second is complete.
+
+    ``endpoints``: each endpoint's tally of the second, by endpoint index, only for the
+    endpoints that had requests in it.  The second's own figures are their merge
+    (``merged``): each worker delta is decoded once for the second, as it always was.
+    """
+
+    endpoints: dict[int, _Tally] = field(default_factory=dict)
     length: float = 0.0
     lag: HdrHistogram = field(default_factory=new_histogram)
     users: float | None = None   # --user-stage: the workers' mean active users, summed
     iterations: int | None = None   # journeys: iterations completed (ok + failed) in the second
+
+    @property
+    def requests(self) -> int:
+        return sum(t.requests for t in self.endpoints.values())
+
+    def merged(self) -> _Tally:
+        """Every endpoint's figures of the second together (exact: an HDR merge)."""
+        if len(self.endpoints) == 1:
+            return next(iter(self.endpoints.values()))
+        total = _Tally()
+        for one in self.endpoints.values():
+            total.merge(one)
+        return total
+
+    def merge(self, other: _Second) -> None:
+        """Take in ``other``'s endpoint figures (a last sliver joining the second before it)."""
+        for i, tally in other.endpoints.items():
+            if i in self.endpoints:
+                self.endpoints[i].merge(tally)
+            else:
+                self.endpoints[i] = tally
 
 
 @dataclass
@@ -142,9 +198,13 @@ class Aggregate:
         if message.get("loop_lag"):
             self.loop_lag.decode_and_add(message["loop_lag"])
         self.phases.add_wire(message.get("phases"))   # absent from older workers' messages
-        for totals, wire in zip(self.totals, message["endpoints"]):
+        for i, (totals, wire) in enumerate(zip(self.totals, message["endpoints"])):
             totals.add_wire(wire)
-            second.totals.add_wire(wire, totals.expect)
+            if wire["codes"] or wire["errors"]:   # an idle endpoint has nothing in the second
+                one = second.endpoints.get(i)
+                if one is None:
+                    one = second.endpoints[i] = _Tally()
+                one.add_wire(wire, totals.expect)
         if self.journeys is not None:   # every second of a journey run counts its iterations
             second.iterations = (second.iterations or 0) + sum(
                 iterations.add_wire(wire)
@@ -171,7 +231,7 @@ class Aggregate:
         final = max(self._pending, default=0)
         for k in sorted(self._pending):
             second = self._pending[k]
-            if k == final and second.length < 1.0 and not second.totals.requests:
+            if k == final and second.length < 1.0 and not second.requests:
                 del self._pending[k]   # a last partial second with nothing in it
             elif k == final and second.length < SLIVER_S and self._can_fold(k):
                 del self._pending[k]
@@ -186,7 +246,7 @@ class Aggregate:
     def _fold_into_last(self, sliver: _Second) -> None:
         assert self._last is not None
         k, merged = self._last
-        merged.totals.merge(sliver.totals)
+        merged.merge(sliver)
         if sliver.lag.get_total_count():
             merged.lag.add(sliver.lag)
         if sliver.users is not None and merged.users is not None:   # time-weighted
@@ -209,7 +269,7 @@ class Aggregate:
 
     def _reduce(self, k: int) -> None:
         second = self._pending.pop(k)
-        if second.length <= 0 and second.totals.requests == 0:
+        if second.length <= 0 and second.requests == 0:
             return  # a final message sent just after a second boundary it had nothing for
         if second.length >= 1.0 and second.lag.get_total_count():
             self.lag_p50_by_second.append(percentiles_us(second.lag, [50.0])[0] / 1000.0)
@@ -218,8 +278,7 @@ class Aggregate:
 
     def _interval(self, k: int, second: _Second) -> Interval:
         """Second ``k`` (1-based) of the run: it starts k-1 seconds after the start."""
-        totals, length = second.totals, second.length
-        lat = cast(dict[str, float | None], latency_ms(totals.hist))
+        totals, length = second.merged(), second.length
         entry: Interval = {
             "t": round(k - 1 + length, 3),
             "start": _iso(self.wall_start + k - 1) if self.wall_start is not None else None,
@@ -229,8 +288,12 @@ class Aggregate:
             "successes": totals.successes,
             "failures": totals.requests - totals.successes,
             "rps": totals.requests / length if length > 0 else 0.0,
-            "latency_ms": cast(IntervalLatencyMs, {key: lat[key] for key in INTERVAL_LATENCY_KEYS}),
+            "latency_ms": _interval_latency(totals),
         }
+        if len(self.endpoint_names) > 1:   # one endpoint: the interval is that endpoint's
+            entry["endpoints"] = {
+                self.endpoint_names[i]: _endpoint_second(second.endpoints[i], length)
+                for i in sorted(second.endpoints)}
         if second.users is not None:
             entry["users"] = round(second.users, 2)
         if second.iterations is not None:
@@ -301,6 +364,27 @@ class Aggregate:
 
 # A final interval shorter than this joins the second before it (see Aggregate.finish).
 SLIVER_S = 0.1
+
+
+def _interval_latency(tally: _Tally) -> IntervalLatencyMs:
+    """p50, p90, p99 and max (``INTERVAL_LATENCY_KEYS``) alone: the whole ``latency_ms``
+    (mean, six percentiles) once per endpoint and second would cost the coordinator more
+    than merging the deltas does."""
+    hist = tally.hist
+    if not hist.get_total_count():
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    p50, p90, p99 = percentiles_us(hist, [50.0, 90.0, 99.0])
+    return {"p50": p50 / 1000.0, "p90": p90 / 1000.0, "p99": p99 / 1000.0,
+            "max": hist.get_max_value() / 1000.0}
+
+
+def _endpoint_second(totals: _Tally, length: float) -> IntervalEndpoint:
+    """One endpoint's figures in one second: the interval's few keys, nothing more (a long
+    run with many endpoints has one of these per endpoint and second)."""
+    return {"requests": totals.requests, "successes": totals.successes,
+            "failures": totals.requests - totals.successes,
+            "rps": totals.requests / length if length > 0 else 0.0,
+            "latency_ms": _interval_latency(totals)}
 
 
 def _lag_figures(hist: HdrHistogram) -> LagMs | None:
