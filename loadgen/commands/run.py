@@ -27,13 +27,14 @@ from loadgen.output.sinks import (
     ChartSink,
     JsonFileSink,
     ProblemsSink,
-    ProgressSink,
     Sink,
     Snapshot,
     TextSink,
     draw_summary,
     echo,
+    end_progress,
     finish,
+    live_or_plain,
     started_name,
     stdout_taken,
     update,
@@ -108,10 +109,13 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
         # thresholds included, on the numbers so far (provisional: status "running")
         update(sinks, Snapshot(agg.intervals, lambda: build_document(
             config.public(), agg, "running", [], started, thresholds=config.thresholds,
-            auth=auth.summary() if auth is not None else None)))
+            auth=auth.summary() if auth is not None else None), aggregate=agg))
 
     try:
         doc = execute(config, auth, every_second, cluster, config.thresholds)
+    except BaseException:
+        end_progress(sinks)   # a live view must give the terminal back (its cursor)
+        raise
     finally:
         if cluster is not None:
             cluster.close()
@@ -126,15 +130,15 @@ def run_session(config: RunConfig, credentials: Credentials, outputs: Outputs) -
 
 
 def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink) -> list[Sink]:
-    """A run's outputs, in the order they appear: the live line, the table, the
-    thresholds, the problems, the JSON file, the chart.
+    """A run's outputs, in the order they appear: the live view (a table on a terminal,
+    else a plain line), the table, the thresholds, the problems, the JSON file, the chart.
 
     ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr.
     """
     say = echo(stdout_taken(outputs.save))
     iterations = config.journeys.iterations if config.journeys is not None else None
-    sinks: list[Sink] = [ProgressSink(Progress(outputs.quiet, config.requests, config.duration_s,
-                                               iterations=iterations)),
+    progress = Progress(outputs.quiet, config.requests, config.duration_s, iterations=iterations)
+    sinks: list[Sink] = [live_or_plain(progress, config.public()),
                          TextSink(render_table, say), thresholds, ProblemsSink()]
     if outputs.save:
         sinks.append(JsonFileSink(outputs.save, say))

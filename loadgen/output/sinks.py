@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -26,6 +26,9 @@ from loadgen.output.progress import Progress
 from loadgen.output.results import save_final, write_document
 from loadgen.schema import Interval
 
+if TYPE_CHECKING:
+    from loadgen.stats.aggregate import Aggregate
+
 Document = Mapping[str, Any]   # a ResultsDocument, a CapacityDocument, or an old file
 Say = Callable[[str], None]
 
@@ -35,12 +38,15 @@ class Snapshot:
 
     Building a document costs a merge of every histogram; it is built at most
     once per update, and only when a sink asks for it (a run without
-    ``--save`` never builds one until the end).
+    ``--save`` never builds one until the end).  ``aggregate``: the run's merged
+    figures themselves, for the live view's per-endpoint rows (None: a capacity step).
     """
 
-    def __init__(self, intervals: Sequence[Interval], build: Callable[[], Document]) -> None:
+    def __init__(self, intervals: Sequence[Interval], build: Callable[[], Document],
+                 aggregate: Aggregate | None = None) -> None:
         self.intervals = intervals
         self._build = build
+        self.aggregate = aggregate
         self._doc: Document | None = None
 
     def document(self) -> Document:
@@ -104,6 +110,26 @@ class ProgressSink:
             self.progress.erase()
         else:
             self.progress.close()
+
+
+def live_or_plain(progress: Progress, config: Mapping[str, Any]) -> Sink:
+    """A run's progress: on a terminal the live table (``output.liveview``, rich imported
+    only then), else the plain line; ``--quiet``: the plain one, silent.  ``config``: the
+    run's public config (its length, schedule and users)."""
+    if progress.quiet or not progress.tty:
+        return ProgressSink(progress)
+    from loadgen.output.liveview import LivePlan, LiveSink, LiveView
+
+    return LiveSink(LiveView(LivePlan.from_config(config), progress.stream))
+
+
+def end_progress(sinks: Iterable[Sink]) -> None:
+    """Take a live view or line off the terminal when the run ended without a document
+    (a second Ctrl-C, an error): a live view left running would hide the cursor."""
+    for sink in sinks:
+        end = getattr(sink, "end", None)
+        if end is not None:
+            end()
 
 
 class TextSink:

@@ -76,6 +76,7 @@ class _Second:
     lag: HdrHistogram = field(default_factory=new_histogram)
     users: float | None = None   # --user-stage: the workers' mean active users, summed
     iterations: int | None = None   # journeys: iterations completed (ok + failed) in the second
+    endpoints: list[Totals] = field(default_factory=list)   # the same second, endpoint by endpoint
 
 
 @dataclass
@@ -110,6 +111,9 @@ class Aggregate:
         # by worker index: a cluster node aggregates only its own share of the global indices
         self._by_index = {w.index: w for w in self.workers}
         self._last: tuple[int, _Second] | None = None   # the newest reduced second
+        # the newest whole second endpoint by endpoint (the live view's rows), and its length
+        self.last_endpoints: list[Totals] = []
+        self.last_length = 0.0
 
     def add(self, message: dict[str, Any]) -> None:
         """Merge one interval or final message from a worker."""
@@ -142,9 +146,12 @@ class Aggregate:
         if message.get("loop_lag"):
             self.loop_lag.decode_and_add(message["loop_lag"])
         self.phases.add_wire(message.get("phases"))   # absent from older workers' messages
-        for totals, wire in zip(self.totals, message["endpoints"]):
+        if not second.endpoints:
+            second.endpoints = [Totals(expect=t.expect) for t in self.totals]
+        for totals, wire, alone in zip(self.totals, message["endpoints"], second.endpoints):
             totals.add_wire(wire)
             second.totals.add_wire(wire, totals.expect)
+            alone.add_wire(wire)
         if self.journeys is not None:   # every second of a journey run counts its iterations
             second.iterations = (second.iterations or 0) + sum(
                 iterations.add_wire(wire)
@@ -215,6 +222,8 @@ class Aggregate:
             self.lag_p50_by_second.append(percentiles_us(second.lag, [50.0])[0] / 1000.0)
         self.intervals.append(self._interval(k, second))
         self._last = (k, second)
+        if second.endpoints:
+            self.last_endpoints, self.last_length = second.endpoints, second.length
 
     def _interval(self, k: int, second: _Second) -> Interval:
         """Second ``k`` (1-based) of the run: it starts k-1 seconds after the start."""
