@@ -292,7 +292,9 @@ class LiveView:
         from rich.console import Console
 
         self.plan = plan
-        self.console = console or Console(file=stream, force_terminal=True)
+        # plain cells: no markup, emoji or number highlighting to parse in every redraw
+        self.console = console or Console(file=stream, force_terminal=True, markup=False,
+                                          emoji=False, highlight=False)
         self.live: Live | None = None
         self.frames = 0
 
