@@ -11,6 +11,7 @@ from rich.console import Console
 from synthetic import message, new_aggregate, tally
 
 from loadgen.output.liveview import (
+    MAX_ROWS,
     Frame,
     LivePlan,
     LiveSink,
@@ -129,12 +130,28 @@ def test_a_journey_run_shows_iterations_and_a_count_bound_run_its_share() -> Non
     assert "10.0 users" in text and "50 iterations (17.0/s)" in text
 
 
-def test_generator_status_names_a_backlog_and_a_busy_worker() -> None:
-    assert generator_status({"send_lag_ms": {"p50": 0.4, "p99": 1.2}}, 50.0).startswith("ok")
-    late = generator_status({"send_lag_ms": {"p50": 25.0, "p99": 3012.0}}, 50.0)
-    assert late == "behind schedule (send lag p99 3,012 ms)"
-    assert generator_status({}, 97.0) == "busy (worker CPU peak 97%)"
-    assert generator_status({}, 12.0) == "ok (worker CPU peak 12%)"
+def test_generator_status_follows_the_verdicts_rules_on_what_is_known_so_far() -> None:
+    quiet = {"send_lag_ms": {"p50": 0.4, "p99": 1.2}, "latency_ms": {"p99": 5.0}}
+    assert generator_status(quiet, 50.0, 2.0) == "ok (send lag p99 1.20 ms, worker CPU peak 50%)"
+    backlog = {"send_lag_ms": {"p50": 25.0, "p99": 3012.0}, "latency_ms": {"p99": 3100.0}}
+    assert generator_status(backlog, 50.0, 0.0) == (
+        "behind schedule (send lag p99 3,012 ms, worker CPU peak 50%)")
+    late = {"send_lag_ms": {"p50": 1.0, "p99": 68.9}, "latency_ms": {"p99": 134.0}}
+    assert generator_status(late, 12.0, 55.0) == (
+        "sending late, starved of CPU (send lag p99 68.9 ms, worker CPU peak 12%, "
+        "waited to run 55%)")
+    assert generator_status({}, 97.0, 0.0) == "CPU-bound (worker CPU peak 97%)"
+    assert generator_status({}, 12.0, 0.0) == "ok (worker CPU peak 12%)"
+
+
+def test_a_long_list_keeps_its_busiest_endpoints_in_the_runs_order() -> None:
+    names = tuple(f"GET /e{i}" for i in range(MAX_ROWS + 3))
+    agg = new_aggregate(workers=1, endpoints=names)
+    # the first three endpoints are the quietest
+    agg.add(message(0, 1.0004, [tally(ok=1 if i < 3 else 10 + i) for i in range(len(names))]))
+    frame = frame_of(agg, LivePlan())
+    assert frame is not None and frame.hidden_rows == 3
+    assert [r.name for r in frame.rows] == list(names[3:])
 
 
 def test_the_sink_draws_each_update_and_leaves_nothing_behind() -> None:

@@ -7,7 +7,7 @@ is a terminal, ``run`` shows (with ``rich``, on stderr: stdout carries the
 report):
 
     loadgen  12s / 30s  ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━  40%
-    target 300 req/s | achieved 297 req/s | 24 connections | generator ok (send lag p99 1.2 ms)
+    target 300 req/s | achieved 297 req/s | 24 connections | generator ok (send lag p99 1.2 ms, ...)
      endpoint                   req/s   success   p50 ms   p99 ms   failures
      GET /api/health              99.0    100.0%    0.412    1.234
      GET /api/dataset/summary     98.0     99.2%    1.020    3,012   503: 12, timeout: 3
@@ -34,7 +34,13 @@ from loadgen.output.progress import seconds_text
 from loadgen.output.table import format_number, format_percent
 from loadgen.stats.failures import interval_counts
 from loadgen.stats.metrics import Totals, percentiles_us
-from loadgen.stats.verdict import DEMAND_LIMIT, LAG_FLOOR_MS
+from loadgen.stats.verdict import (
+    DEMAND_LIMIT,
+    LAG_FLOOR_MS,
+    STARVED_LIMIT,
+    STARVED_WAIT,
+    lag_limit_ms,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -142,19 +148,32 @@ def _percentiles(totals: Totals | None) -> tuple[float | None, float | None]:
     return p50 / 1000.0, p99 / 1000.0
 
 
-def generator_status(interval: Mapping[str, Any], cpu_percent_max: float) -> str:
+def generator_status(interval: Mapping[str, Any], cpu_peak: float, wait_peak: float) -> str:
     """A live hint of whether loadgen keeps up (the full verdict comes with the report).
 
-    Open model: the last second's send lag (intended send time -> bytes written); a
-    median above ``LAG_FLOOR_MS`` is a backlog, as ``stats.verdict`` calls it.  Closed
-    model: the busiest worker's CPU so far, against the verdict's ``DEMAND_LIMIT``.
+    The same rules as ``stats.verdict``, on what is known so far: open model, the last
+    second's send lag (intended send time -> bytes written), a backlog when its median
+    is above ``LAG_FLOOR_MS``, late when its p99 is above ``lag_limit_ms`` of the
+    second's latency p99; both models, the workers' worst second of CPU (``cpu_peak``)
+    and of waiting to run (``wait_peak``: starved by other processes) since the start.
     """
     lag = interval.get("send_lag_ms")
+    words, figures = [], []
     if lag:
-        word = "behind schedule" if (lag.get("p50") or 0.0) > LAG_FLOOR_MS else "ok"
-        return f"{word} (send lag p99 {format_number(lag.get('p99'), thousands=True)} ms)"
-    word = "busy" if cpu_percent_max >= DEMAND_LIMIT else "ok"
-    return f"{word} (worker CPU peak {cpu_percent_max:,.0f}%)"
+        p99 = lag.get("p99") or 0.0
+        if (lag.get("p50") or 0.0) > LAG_FLOOR_MS:
+            words.append("behind schedule")
+        elif p99 > lag_limit_ms(interval.get("latency_ms", {}).get("p99")):
+            words.append("sending late")
+        figures.append(f"send lag p99 {format_number(p99, thousands=True)} ms")
+    if wait_peak >= STARVED_LIMIT:
+        words.append("starved of CPU")
+    elif cpu_peak >= DEMAND_LIMIT:
+        words.append("CPU-bound")
+    figures.append(f"worker CPU peak {cpu_peak:,.0f}%")
+    if wait_peak >= STARVED_WAIT:
+        figures.append(f"waited to run {wait_peak:,.0f}%")
+    return f"{', '.join(words) or 'ok'} ({', '.join(figures)})"
 
 
 def frame_of(agg: Aggregate, plan: LivePlan) -> Frame | None:
@@ -169,8 +188,10 @@ def frame_of(agg: Aggregate, plan: LivePlan) -> Frame | None:
         p50, p99 = _percentiles(second)
         rows.append(Row(name, (second.requests / length) if second and length > 0 else 0.0,
                         totals.requests, totals.successes, p50, p99, _causes(totals)))
-    rows.sort(key=lambda r: -r.requests)   # the busiest first, as a long list is cut
-    shown = rows[:MAX_ROWS]
+    # in the run's order, which stays put from one second to the next; a long list keeps
+    # its busiest endpoints
+    busiest = set(sorted(range(len(rows)), key=lambda i: -rows[i].requests)[:MAX_ROWS])
+    shown = [row for i, row in enumerate(rows) if i in busiest]
     done = sum(i["requests"] for i in agg.intervals)
     ok = sum(interval_counts(i)[0] for i in agg.intervals)
     causes: dict[str, int] = {}
@@ -192,8 +213,9 @@ def frame_of(agg: Aggregate, plan: LivePlan) -> Frame | None:
         iterations=iterations,
         iterations_rps=(last.get("iterations", 0) / length
                         if iterations is not None and length > 0 else None),
-        generator=generator_status(last, max((w.cpu_percent_max for w in agg.workers),
-                                             default=0.0)),
+        generator=generator_status(
+            last, max((w.cpu_percent_max for w in agg.workers), default=0.0),
+            max((w.wait_percent_max for w in agg.workers), default=0.0)),
         hidden_rows=len(rows) - len(shown))
 
 
