@@ -60,7 +60,7 @@ def test_a_run_on_a_terminal_shows_the_live_table_then_the_report(
     assert "━" in screen and "req/s" in screen and "p99 ms" in screen
     assert "GET /api/health" in screen and "GET /status/503" in screen
     assert "All endpoints" in screen and "503: " in screen
-    assert "target 40.0 req/s | achieved " in screen and "generator " in screen
+    assert "target 40.0 req/s | achieved " in screen and "generator: " in screen
     # redrawn in place each second (a busy machine may merge a second late: at least two
     # of the three whole seconds), then taken away: the cursor is back, the lines erased
     assert len(set(re.findall(r"loadgen  ([123])s / 4s", screen))) >= 2

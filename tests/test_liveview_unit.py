@@ -109,7 +109,7 @@ def test_the_view_shows_endpoints_rates_the_bar_and_plain_numbers() -> None:
     text = console.export_text()
     assert "loadgen  12s / 30s" in text and "40%" in text and "━" in text   # the bar
     assert "target 300 req/s | achieved 1,234,666 req/s | 24 connections" in text
-    assert "generator ok (send lag p99 1.2 ms)" in text
+    assert "generator: ok (send lag p99 1.2 ms)" in text
     health = next(line for line in text.splitlines() if "GET /api/health" in line)
     assert health.split() == ["GET", "/api/health", "99.0", "100.0%", "0.412", "1.23"]
     summary = next(line for line in text.splitlines() if "dataset/summary" in line)

@@ -6,12 +6,14 @@ rate it was asked for, and whether loadgen itself is the limit.  So when stderr
 is a terminal, ``run`` shows (with ``rich``, on stderr: stdout carries the
 report):
 
-    loadgen  12s / 30s  ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━  40%
-    target 300 req/s | achieved 297 req/s | 24 connections | generator ok (send lag p99 1.2 ms, ...)
-     endpoint                   req/s   success   p50 ms   p99 ms   failures
-     GET /api/health              99.0    100.0%    0.412    1.234
-     GET /api/dataset/summary     98.0     99.2%    1.020    3,012   503: 12, timeout: 3
-     All endpoints               297.0     99.7%    0.610    2,950   503: 12, timeout: 3
+    loadgen  4s / 9s ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╺━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 44%
+    target 400 req/s | achieved 400 req/s | 20 connections
+    generator: ok (send lag p99 1.92 ms, worker CPU peak 13%)
+    endpoint                     req/s   success   p50 ms   p99 ms   failures
+    ─────────────────────────────────────────────────────────────────────────
+    GET /api/health                134    100.0%     1.72     27.6
+    GET /api/dataset/summary       133     99.2%     1.82     3,012   503: 12, timeout: 3
+    All endpoints                  267     99.6%     1.74     3,012   503: 12, timeout: 3
 
 Rates and latencies are the last whole second's (what is happening now);
 success and failures are counted since the start (what the report will say).
@@ -252,7 +254,7 @@ def _progress(frame: Frame) -> tuple[str, float | None]:
 
 
 def status_line(frame: Frame) -> str:
-    """Target vs achieved rate, users or connections, iterations, the generator."""
+    """Target vs achieved rate, users or connections, iterations."""
     parts = []
     if frame.target_rps is not None:
         parts.append(f"target {_num(frame.target_rps)} req/s")
@@ -263,8 +265,6 @@ def status_line(frame: Frame) -> str:
         parts.append(f"{frame.connections:,} connections")
     if frame.iterations is not None:
         parts.append(f"{frame.iterations:,} iterations ({_num(frame.iterations_rps)}/s)")
-    if frame.generator:
-        parts.append(f"generator {frame.generator}")
     return " | ".join(parts)
 
 
@@ -300,7 +300,11 @@ def render(frame: Frame) -> RenderableType:
     table.add_row(total.name, _num(total.rps), _success(total), _num(total.p50_ms),
                   _num(total.p99_ms), _failures_text(total.failures),
                   style="bold", end_section=True)
-    return Group(head, Text(status_line(frame), style="dim"), table)
+    lines: list[RenderableType] = [head, Text(status_line(frame))]
+    if frame.generator:
+        lines.append(Text(f"generator: {frame.generator}",
+                          style="" if frame.generator.startswith("ok") else "yellow"))
+    return Group(*lines, table)
 
 
 class LiveView:
