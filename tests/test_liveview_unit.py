@@ -140,6 +140,12 @@ def test_generator_status_follows_the_verdicts_rules_on_what_is_known_so_far() -
     assert generator_status(late, 12.0, 55.0) == (
         "sending late, starved of CPU (send lag p99 68.9 ms, worker CPU peak 12%, "
         "waited to run 55%)")
+    # late because every connection was busy: the verdict blames the pool or the server
+    assert generator_status(backlog, 17.0, 0.0, waited_share=0.36) == (
+        "sends wait for a free connection (36% of sends waited for a connection, send lag "
+        "p99 3,012 ms, worker CPU peak 17%)")
+    assert generator_status(quiet, 17.0, 0.0, waited_share=0.36) == (
+        "ok (36% of sends waited for a connection, send lag p99 1.20 ms, worker CPU peak 17%)")
     assert generator_status({}, 97.0, 0.0) == "CPU-bound (worker CPU peak 97%)"
     assert generator_status({}, 12.0, 0.0) == "ok (worker CPU peak 12%)"
 

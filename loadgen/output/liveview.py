@@ -6,14 +6,16 @@ rate it was asked for, and whether loadgen itself is the limit.  So when stderr
 is a terminal, ``run`` shows (with ``rich``, on stderr: stdout carries the
 report):
 
-    loadgen  4s / 9s ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╺━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 44%
-    target 400 req/s | achieved 400 req/s | 20 connections
-    generator: ok (send lag p99 1.92 ms, worker CPU peak 13%)
-    endpoint                     req/s   success   p50 ms   p99 ms   failures
-    ─────────────────────────────────────────────────────────────────────────
-    GET /api/health                134    100.0%     1.72     27.6
-    GET /api/dataset/summary       133     99.2%     1.82     3,012   503: 12, timeout: 3
-    All endpoints                  267     99.6%     1.74     3,012   503: 12, timeout: 3
+    loadgen  5s / 6s ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╸━━━━━━━━━━━ 83%
+    target 300 req/s | achieved 299 req/s | 105 connections
+    generator: ok (40% of sends waited for a connection, send lag p99 678 ms, ...)
+    endpoint                   req/s   success   p50 ms   p99 ms   failures
+    ──────────────────────────────────────────────────────────────────────────────
+    GET /api/health             75.0    100.0%     1.66     4.15
+    GET /api/dataset/summary    74.0    100.0%      677      693
+    GET /status/503             75.0      0.0%     2.84     7.12   503: 300
+    GET /delay/3000             75.0      0.0%    2,002    2,004   timeout: 150
+    All endpoints                299     55.0%     9.75    2,003   503: 300, timeout: 150
 
 Rates and latencies are the last whole second's (what is happening now);
 success and failures are counted since the start (what the report will say).
@@ -39,6 +41,7 @@ from loadgen.stats.metrics import Totals, percentiles_us
 from loadgen.stats.verdict import (
     DEMAND_LIMIT,
     LAG_FLOOR_MS,
+    POOL_SHARE,
     STARVED_LIMIT,
     STARVED_WAIT,
     lag_limit_ms,
@@ -150,22 +153,31 @@ def _percentiles(totals: Totals | None) -> tuple[float | None, float | None]:
     return p50 / 1000.0, p99 / 1000.0
 
 
-def generator_status(interval: Mapping[str, Any], cpu_peak: float, wait_peak: float) -> str:
+def generator_status(interval: Mapping[str, Any], cpu_peak: float, wait_peak: float,
+                     waited_share: float = 0.0) -> str:
     """A live hint of whether loadgen keeps up (the full verdict comes with the report).
 
     The same rules as ``stats.verdict``, on what is known so far: open model, the last
     second's send lag (intended send time -> bytes written), a backlog when its median
     is above ``LAG_FLOOR_MS``, late when its p99 is above ``lag_limit_ms`` of the
-    second's latency p99; both models, the workers' worst second of CPU (``cpu_peak``)
+    second's latency p99; lag with material connection waits (``waited_share`` of the
+    sends so far) is named as such, as the verdict then blames the pool or the server's
+    stall, not the sender; both models, the workers' worst second of CPU (``cpu_peak``)
     and of waiting to run (``wait_peak``: starved by other processes) since the start.
     """
     lag = interval.get("send_lag_ms")
     words, figures = [], []
     if lag:
         p99 = lag.get("p99") or 0.0
-        if (lag.get("p50") or 0.0) > LAG_FLOOR_MS:
+        late = ((lag.get("p50") or 0.0) > LAG_FLOOR_MS
+                or p99 > lag_limit_ms(interval.get("latency_ms", {}).get("p99")))
+        if waited_share >= POOL_SHARE:
+            figures.append(f"{waited_share:.0%} of sends waited for a connection")
+        if late and waited_share >= POOL_SHARE:
+            words.append("sends wait for a free connection")
+        elif (lag.get("p50") or 0.0) > LAG_FLOOR_MS:
             words.append("behind schedule")
-        elif p99 > lag_limit_ms(interval.get("latency_ms", {}).get("p99")):
+        elif late:
             words.append("sending late")
         figures.append(f"send lag p99 {format_number(p99, thousands=True)} ms")
     if wait_peak >= STARVED_LIMIT:
@@ -217,7 +229,8 @@ def frame_of(agg: Aggregate, plan: LivePlan) -> Frame | None:
                         if iterations is not None and length > 0 else None),
         generator=generator_status(
             last, max((w.cpu_percent_max for w in agg.workers), default=0.0),
-            max((w.wait_percent_max for w in agg.workers), default=0.0)),
+            max((w.wait_percent_max for w in agg.workers), default=0.0),
+            sum(w.waited for w in agg.workers) / done if done else 0.0),
         hidden_rows=len(rows) - len(shown))
 
 
