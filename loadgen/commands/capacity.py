@@ -22,12 +22,12 @@ from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
     ChartSink,
     JsonFileSink,
-    ProgressSink,
     Sink,
     Snapshot,
     draw_capacity,
     echo,
     finish,
+    live_or_plain,
     started_name,
     stdout_taken,
     update,
@@ -64,10 +64,11 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
     steps: list[Step] = []
 
     def run_step(step_config: RunConfig) -> Mapping[str, Any]:
-        progress = ProgressSink(Progress(outputs.quiet, None, step_config.duration_s), erase=True)
+        progress = live_or_plain(Progress(outputs.quiet, None, step_config.duration_s),
+                                 step_config.public(), erase=True)
         try:
-            return execute(step_config, auth,
-                           lambda agg, _: progress.on_update(Snapshot(agg.intervals, dict)))
+            return execute(step_config, auth, lambda agg, _: progress.on_update(
+                Snapshot(agg.intervals, dict, aggregate=agg)))
         finally:
             progress.end()   # the step's line takes the live line's place
 

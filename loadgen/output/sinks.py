@@ -27,6 +27,7 @@ from loadgen.output.results import save_final, write_document
 from loadgen.schema import Interval
 
 if TYPE_CHECKING:
+    from loadgen.output.liveview import LiveSink
     from loadgen.stats.aggregate import Aggregate
 
 Document = Mapping[str, Any]   # a ResultsDocument, a CapacityDocument, or an old file
@@ -112,12 +113,14 @@ class ProgressSink:
             self.progress.close()
 
 
-def live_or_plain(progress: Progress, config: Mapping[str, Any]) -> Sink:
+def live_or_plain(progress: Progress, config: Mapping[str, Any],
+                  erase: bool = False) -> ProgressSink | LiveSink:
     """A run's progress: on a terminal the live table (``output.liveview``, rich imported
     only then), else the plain line; ``--quiet``: the plain one, silent.  ``config``: the
-    run's public config (its length, schedule and users)."""
+    run's public config (its length, schedule and users).  ``erase``: see ``ProgressSink``
+    (the live view always goes away at the end)."""
     if progress.quiet or not progress.tty:
-        return ProgressSink(progress)
+        return ProgressSink(progress, erase=erase)
     from loadgen.output.liveview import LivePlan, LiveSink, LiveView
 
     return LiveSink(LiveView(LivePlan.from_config(config), progress.stream))
