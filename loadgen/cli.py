@@ -72,6 +72,8 @@ TARGET_OPTIONS = _options(
     click.option("--visualize", is_flag=True, help="Draw the charts (PNG)."),
     click.option("--output-image", type=click.Path(dir_okay=False), default=None,
                  help="Where --visualize writes its PNG."),
+    click.option("--html", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Write a self-contained HTML report (tables and charts) to FILE."),
     click.option("--workers", type=click.IntRange(min=1), default=None,
                  help="Worker processes [default: CPU count, at most the concurrency]."),
     click.option("--method", default=None, help="HTTP method [default: GET, or POST with a body]."),
@@ -100,6 +102,18 @@ TARGET_OPTIONS = _options(
                  help="Ignore the proxy environment variables (HTTP_PROXY, HTTPS_PROXY, "
                       "NO_PROXY): connect directly unless --proxy says otherwise."),
     click.option("--quiet", "-q", is_flag=True, help="No live progress on stderr."),
+    click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+                 help="Serve Prometheus/OpenMetrics metrics at http://HOST:PORT/metrics while "
+                      "the run goes (0 picks a free port, printed on stderr)."),
+    click.option("--metrics-host", default=None, metavar="HOST",
+                 help="Address of this machine the metrics endpoint listens on "
+                      "[default: 127.0.0.1]."),
+    click.option("--monitor-pid", type=click.IntRange(min=1), default=None, metavar="PID",
+                 help="Sample this local server process and its children every second (CPU, "
+                      "memory, threads, open files, connections) beside the latency."),
+    click.option("--monitor-url", default=None, metavar="URL",
+                 help="Sample a Prometheus node-exporter /metrics page every second (CPU, "
+                      "memory, load, network) beside the latency."),
 )
 
 #: TLS trust and client certificates (run and capacity); files are checked before any load.
@@ -220,6 +234,8 @@ REGRESSION_METRICS = ("p50", "p99", "rps", "any")
 @click.option("--output-image", type=click.Path(dir_okay=False), default=None,
               help="Where the comparison chart goes [default: compare.png].")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--html", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the comparison and each run side by side as one HTML file.")
 @click.option("--fail-on-regression", "fail_on", multiple=True, metavar="METRIC",
               type=click.Choice(REGRESSION_METRICS, case_sensitive=False),
               help="Exit 1 when a later run is significantly worse on METRIC "
@@ -228,13 +244,13 @@ REGRESSION_METRICS = ("p50", "p99", "rps", "any")
               help="Noise floor: a change below PCT % of the first run is never significant "
                    "[default: p50 5%, p99 20%, rps 10%; latency also below 0.5 ms / 2 ms].")
 def compare(files: tuple[str, ...], labels: tuple[str, ...], visualize: bool,
-            output_image: str | None, as_json: bool, fail_on: tuple[str, ...],
+            output_image: str | None, as_json: bool, html: str | None, fail_on: tuple[str, ...],
             floor_pct: float | None) -> None:
     """Compare saved runs: each metric side by side, with significance tests."""
     from loadgen.commands.compare import compare_command
 
     sys.exit(compare_command(list(files), list(labels), visualize, output_image, as_json,
-                             fail_on=[m.lower() for m in fail_on], floor=floor_pct))
+                             fail_on=[m.lower() for m in fail_on], floor=floor_pct, html=html))
 
 
 @cli.command()
@@ -287,11 +303,14 @@ def _run_defaults() -> dict[str, Any]:
 @click.option("--output-image", type=click.Path(dir_okay=False), default=None,
               help="Where the chart goes [default: FILE with .png].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
-def report(file: str, visualize: bool, output_image: str | None, as_json: bool) -> None:
-    """Re-render the table, JSON and charts of a saved run."""
+@click.option("--html", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the run's self-contained HTML report to FILE.")
+def report(file: str, visualize: bool, output_image: str | None, as_json: bool,
+           html: str | None) -> None:
+    """Re-render the table, JSON, charts and HTML report of a saved run."""
     from loadgen.commands.report import report_command
 
-    sys.exit(report_command(file, visualize, output_image, as_json))
+    sys.exit(report_command(file, visualize, output_image, as_json, html=html))
 
 
 def main() -> None:

@@ -102,6 +102,75 @@ class Interval(_IntervalRequired, total=False):
     send_lag_ms: SendLagMs    # open model only
     users: float              # --user-stage only: mean active users over the second (time-weighted)
     iterations: int           # journeys only: iterations completed in the second (ok + failed)
+    server: ServerSample      # --monitor-pid / --monitor-url only: the server in that second
+
+
+class ProcessSample(TypedDict):
+    """``--monitor-pid``: the process tree in one second (None when its sample failed)."""
+
+    cpu_percent: float | None     # CPU time / wall time, summed over the tree: 100 = one core
+    rss_bytes: int                # summed over the tree (forked workers' shared pages count twice)
+    threads: int
+    fds: int                      # open file descriptors (files, sockets, pipes)
+    connections: int              # inet sockets
+    processes: int                # the process and its children
+
+
+class HostSample(TypedDict):
+    """``--monitor-url``: a node exporter's host in one second (None when its sample failed)."""
+
+    cpu_percent: float | None     # busy share of every CPU (not idle, not iowait): 100 = all
+    cpus: int
+    memory_used_bytes: int | None     # MemTotal - MemAvailable
+    memory_used_percent: float | None
+    load1: float | None
+    net_rx_bytes_per_s: float | None  # every device but lo
+    net_tx_bytes_per_s: float | None
+
+
+class ServerSample(TypedDict, total=False):
+    """An interval's ``server``: one key per monitored source; None: that sample failed."""
+
+    process: ProcessSample | None
+    host: HostSample | None
+
+
+class _SourceCounts(TypedDict):
+    samples: int                  # seconds sampled
+    failed: int                   # seconds whose sample failed
+    failures: dict[str, int]      # why, by reason (at most five reasons)
+
+
+class ProcessSummary(_SourceCounts):
+    pid: int
+    name: str
+    cpu_count: int                # the machine's cores: cpu_percent can reach 100 x this
+    cpu_percent_max: float | None
+    cpu_percent_mean: float | None
+    rss_bytes_max: int | None
+    threads_max: int | None
+    fds_max: int | None
+    connections_max: int | None
+    processes_max: int | None
+
+
+class HostSummary(_SourceCounts):
+    url: str                      # without user, password or query
+    cpus: int | None
+    cpu_percent_max: float | None
+    cpu_percent_mean: float | None
+    memory_used_bytes_max: int | None
+    memory_used_percent_max: float | None
+    load1_max: float | None
+    net_rx_bytes_per_s_max: float | None
+    net_tx_bytes_per_s_max: float | None
+
+
+class ServerSummary(TypedDict, total=False):
+    """The document's ``server`` (only with ``--monitor-*``): each source's peaks and counts."""
+
+    process: ProcessSummary
+    host: HostSummary
 
 
 class Generator(TypedDict, total=False):
@@ -230,6 +299,7 @@ class ResultsDocument(_DocumentRequired, total=False):
     thresholds: list[ThresholdResult]     # only when --threshold was given
     nodes: list[Node]                     # --cluster only
     auth: AuthSummary                     # --auth only
+    server: ServerSummary                 # --monitor-pid / --monitor-url only
     journeys: list[Journey]               # journey runs ([[users]]) only, in their kinds' order
     journey_histograms: dict[str, str]    # ... the successful iterations' times, by kind name
     # combined repeats (bench/compare-configs, loadgen.stats.combine)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from tlscerts import Missing, Pki, make_pki
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 for _name in [name for name in os.environ if name.lower() in PROXY_VARIABLES]:
     del os.environ[_name]
+# No deadline on hypothesis examples: a deadline is a timing assertion, and the suite runs
+# its tests in parallel (pytest-xdist) on a 2-core machine, where an example may wait for CPU.
+settings.register_profile("loadgen", deadline=None)
+settings.load_profile("loadgen")
+
 TARGET_READY_PREFIX = "loadgen target listening on "
 TARGET_START_TIMEOUT_S = 15.0
 

@@ -186,6 +186,7 @@ def stats(server: TargetServer) -> dict[str, Any]:
         return json.loads(r.read())
 
 
+@pytest.mark.serial
 def test_a_run_longer_than_the_tokens_live_gets_no_expiry_401(short_tokens: TargetServer,
                                                               tmp_path: Path) -> None:
     """6 s of load with 2 s tokens: every request succeeds; the server issued exactly the

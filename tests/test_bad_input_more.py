@@ -137,7 +137,7 @@ def test_unreadable_data_file(refusing, tmp_path: Path, make, needle: str) -> No
     assert "--data-file" in line and needle in line, line
 
 
-@pytest.mark.parametrize("option", ["--save", "--output-image"])
+@pytest.mark.parametrize("option", ["--save", "--output-image", "--html"])
 @pytest.mark.parametrize("make,needle", [
     (lambda d: str(d / "no" / "such" / "folder" / "r.out"), "does not exist"),
     (lambda d: str(d), "is a directory"),
@@ -345,7 +345,7 @@ OPTION_VALUES = {
     | _junk,
 }
 FLAGS = ["--auth", "--insecure", "--quiet", "--visualize", "--ask-password"]
-FILE_OPTIONS = ["--data-file", "--save", "--output-image", "--config"]
+FILE_OPTIONS = ["--data-file", "--save", "--output-image", "--html", "--config"]
 
 
 @st.composite

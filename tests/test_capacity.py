@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from helpers import loadgen, one_line_error, run_in_process
 from rawservers import RawServer, limited
 
 
+@pytest.mark.serial
 def test_finds_known_capacity_within_15_percent(tmp_path: Path) -> None:
     slots, service_ms = 4, 20.0
     truth = slots / service_ms * 1000  # 200 req/s

@@ -26,6 +26,9 @@ import pytest
 from conftest import start_target_server, stop_target_server
 from helpers import REPO, loadgen, one_line_error, wait_for_status
 
+#: timing-sensitive (verdicts, stalls, rates): run alone, after the parallel tests
+pytestmark = pytest.mark.serial
+
 HAVE_DASK = importlib.util.find_spec("distributed") is not None
 needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="needs loadgen[cluster] (distributed)")
 START_TIMEOUT_S = 60.0
@@ -249,6 +252,60 @@ def test_nodes_use_the_proxy_of_the_plan(dask_cluster, target_server, tmp_path: 
     assert lines == [f"GET {target_server.url}/api/health HTTP/1.1"] * 401
     assert target_server.stats()["requests"] == 401
     assert run.doc["config"]["proxy"]["source"] == "HTTP_PROXY"
+
+
+@needs_dask
+def test_journeys_and_feeders_are_exact_across_nodes(dask_cluster, target_server,
+                                                     tmp_path: Path) -> None:
+    """A shop journey on 2 nodes: the per-user feeder travels with the plan (each of the 4
+    users logs in as its own row, once), exactly 30 iterations, every extracted item ordered;
+    then a sequential feeder with checks on a plain endpoint: row k mod 10 for request k,
+    whichever node sent it."""
+    users = tmp_path / "shoppers.csv"
+    users.write_text("username,password\n" + "".join(
+        f"shopper{i},shopper{i}-pass\n" for i in range(1, 11)))
+    journey = tmp_path / "journey.toml"
+    journey.write_text(f"""url = "{target_server.url}"
+[[users]]
+name = "shopper"
+data = {{ file = "{users}", mode = "per-user" }}
+[[users.on_start]]
+method = "POST"
+path = "/api/auth/login"
+body = '{{"username": "{{{{ username }}}}", "password": "{{{{ password }}}}"}}'
+extract = {{ token = "json:access_token" }}
+[[users.steps]]
+path = "/shop/items"
+headers = {{ Authorization = "Bearer {{{{ token }}}}" }}
+extract = {{ item = "json:items[0].id" }}
+[[users.steps]]
+method = "POST"
+path = "/shop/orders"
+headers = {{ Authorization = "Bearer {{{{ token }}}}" }}
+body = '{{"item": "{{{{ item }}}}"}}'
+expect = {{ status = [201] }}
+""")
+    target_server.reset()
+    run = loadgen("run", "--config", str(journey), "--cluster", dask_cluster.address,
+                  "--workers-per-node", "1", "--iterations", "30", "--concurrency", "4",
+                  "--quiet", save=tmp_path / "j.json")
+    assert run.status == 0, run.stderr
+    stats = target_server.stats()
+    assert stats["logins_by_user"] == {f"shopper{i}": 1 for i in range(1, 5)}
+    assert stats["orders"]["created"] == 30 and stats["orders"]["refused"] == 0
+    (kind,) = run.doc["journeys"]
+    assert (kind["iterations"]["total"], kind["iterations"]["successes"]) == (30, 30)
+    assert [n["requests"] for n in run.doc["nodes"]] == [2 + 2 * 15, 2 + 2 * 15]
+    assert b"-pass" not in (tmp_path / "j.json").read_bytes()
+
+    target_server.reset()
+    run = loadgen("run", "--url", target_server.url, "--cluster", dask_cluster.address,
+                  "--workers-per-node", "1", "--requests", "40", "--concurrency", "4",
+                  "--endpoint", "/api/items/{{ id }}", "--feeder",
+                  str(REPO / "configs" / "items.csv"), "--quiet", save=tmp_path / "f.json")
+    assert run.status == 0, run.stderr
+    assert target_server.stats()["ids_seen"] == {f"item-{i:03d}": 4 for i in range(1, 11)}
+    assert [n["requests"] for n in run.doc["nodes"]] == [20, 20]
 
 
 @needs_dask

@@ -24,6 +24,9 @@ from test_compare import make_doc
 
 from loadgen.stats.compare import METHOD_BOOTSTRAP, full_intervals
 
+#: timing-sensitive (verdicts, stalls, rates): run alone, after the parallel tests
+pytestmark = pytest.mark.serial
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: The per-second-tested metrics and their rows in the table.
 TESTED_ROWS = {"rps": "rps (req/s)", "p50": "latency p50 (ms)", "p99": "latency p99 (ms)"}

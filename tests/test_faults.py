@@ -45,6 +45,9 @@ from rawservers import (
     truncated,
 )
 
+#: timing-sensitive (verdicts, stalls, rates): run alone, after the parallel tests
+pytestmark = pytest.mark.serial
+
 DURATION_S, TIMEOUT_S = 1.5, 0.5
 TIMED = ("--duration", f"{DURATION_S}s", "--timeout", f"{TIMEOUT_S * 1000:.0f}ms",
          "--concurrency", "4")

@@ -68,6 +68,7 @@ def test_low_soft_limit_is_raised_to_the_hard_one(target_server) -> None:
     assert target_server.stats()["requests"] == 3000
 
 
+@pytest.mark.serial
 def test_ten_thousand_connections(tmp_path: Path) -> None:
     """--concurrency 10000 over two workers against a server that holds them all at once."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

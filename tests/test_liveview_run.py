@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 from helpers import REPO
 
 
@@ -35,6 +36,7 @@ def read_until_exit(proc: subprocess.Popen[bytes], master: int, limit_s: float) 
     return seen
 
 
+@pytest.mark.serial   # counts the frames drawn in a 4 s run: alone, not beside other loads
 def test_a_run_on_a_terminal_shows_the_live_table_then_the_report(
         target_server: object, tmp_path: Path) -> None:
     url = target_server.url   # type: ignore[attr-defined]

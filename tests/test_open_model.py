@@ -74,6 +74,7 @@ def test_bad_open_model_input(target_server, args: list[str], needle: str) -> No
     assert target_server.stats()["requests"] == 0
 
 
+@pytest.mark.serial
 def test_achieved_rate_within_one_percent(target_server, tmp_path: Path) -> None:
     target_server.reset()
     run = loadgen("run", "--url", target_server.url, "--rate", "400", "--duration", "3s",
@@ -101,6 +102,7 @@ def test_requests_bound_an_open_run_exactly(target_server, tmp_path: Path) -> No
     assert [e["requests"] for e in run.doc["endpoints"]] == [167, 166]
 
 
+@pytest.mark.serial
 def test_stages_shape_the_rate(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--stage", "1s:200", "--stage", "1s:200",
                   "--stage", "1s:0", save=tmp_path / "r.json")
@@ -110,6 +112,7 @@ def test_stages_shape_the_rate(target_server, tmp_path: Path) -> None:
     assert per_second == [100, 200, 100], run.doc["intervals"]
 
 
+@pytest.mark.serial
 def test_connections_grow_up_to_max_when_all_are_busy(target_server, tmp_path: Path) -> None:
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/delay/50", "--rate", "100",
                   "--duration", "1s", "--concurrency", "1", "--max-connections", "20",
@@ -119,6 +122,7 @@ def test_connections_grow_up_to_max_when_all_are_busy(target_server, tmp_path: P
     assert doc["summary"]["latency_ms"]["p99"] < 200  # no long queue once connections grew
 
 
+@pytest.mark.serial
 def test_stall_shows_in_corrected_latency_not_in_service_time(target_server, tmp_path: Path) -> None:
     """A 1 s server pause during a 1000 req/s run: users would have waited ~1 s."""
     stalled = subprocess.Popen([sys.executable, "-m", "loadgen.target.server", "--host",

@@ -97,6 +97,7 @@ def test_keepalive_connects_once_per_connection(tmp_path: Path) -> None:
     assert_ttfb_within_latency(run.doc)
 
 
+@pytest.mark.serial
 def test_open_model_without_keepalive(tmp_path: Path) -> None:
     """The send lag leaves out the connect made for the request (it is the server's
     kernel's time), so a new connection per request does not make loadgen look late."""

@@ -25,6 +25,7 @@ def expected_users(second: int) -> float:
     return sum(schedule.users_at(second + (j + 0.5) / steps) for j in range(steps)) / steps
 
 
+@pytest.mark.serial
 def test_ramp_up_hold_down(target_server: TargetServer, tmp_path: Path) -> None:
     # Connections of earlier tests may still be closing on the server's side: the peak
     # restarts from the connections open at the reset (this query's own one among them).

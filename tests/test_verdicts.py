@@ -32,6 +32,9 @@ from rawservers import ManyServer, RawServer, silent
 
 from loadgen.stats.metrics import decode_histogram
 
+#: timing-sensitive (verdicts, stalls, rates): run alone, after the parallel tests
+pytestmark = pytest.mark.serial
+
 #: A timeout is recorded when the deadline watchdog fires: a few ms after the deadline
 #: on a busy 2-core machine, never before it.
 DEADLINE_SLACK_MS = 30.0

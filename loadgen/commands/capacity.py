@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadgen import __version__, errors
-from loadgen.commands.run import execute, prepare
+from loadgen.commands.run import announce, execute, open_metrics, prepare
 from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
+from loadgen.engine.monitor import open_monitor
 from loadgen.errors import one_line
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
@@ -38,6 +39,9 @@ from loadgen.stats.capacity import Search, Step, search
 from loadgen.stats.failures import percent_text
 from loadgen.stats.thresholds import evaluate, format_actual
 
+if TYPE_CHECKING:
+    from loadgen.output.metrics_endpoint import MetricsSink
+
 
 class _Interrupted(Exception):
     """Ctrl-C ended a step: stop the search here, whatever its rules would do next."""
@@ -45,16 +49,39 @@ class _Interrupted(Exception):
 
 def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outputs,
                      settings: CapacitySettings) -> int:
-    """Pre-flight, the search step by step, then the verdict and each chosen output."""
+    """Pre-flight, the search step by step, then the verdict and each chosen output.
+
+    ``--metrics-port`` serves the whole search (its counters carry on from step to
+    step) and stops when the command is over.
+    """
+    # a bad --monitor-pid / --monitor-url: exit 2 before anything else
+    monitor = open_monitor(outputs.monitor_pid, outputs.monitor_url)
+    metrics = open_metrics(outputs, config)
+    try:
+        return _capacity(config, credentials, outputs, settings, metrics, monitor)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
+              settings: CapacitySettings, metrics: MetricsSink | None, monitor: Any) -> int:
     auth = prepare(config, credentials.password)
+    announce(metrics)
     # ``--save -`` (or /dev/stdout): stdout carries only the JSON, the rest goes to stderr
     say = echo(stdout_taken(outputs.save))
     sinks: list[Sink] = []
+    if metrics is not None:   # silent; its final totals first
+        sinks.append(metrics)
     if outputs.save:   # a FIFO or device gets one document at the end, not one per step
         sinks.append(JsonFileSink(outputs.save, say))
     if outputs.charts:
         sinks.append(ChartSink(draw_capacity, outputs.image, started_name("loadgen-capacity"),
                                say))
+    if outputs.html:
+        from loadgen.output.html import HtmlSink
+
+        sinks.append(HtmlSink(outputs.html, say))
 
     started = dt.datetime.now(dt.UTC)
     slos = ", ".join(t.text for t in config.thresholds)
@@ -66,9 +93,15 @@ def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outpu
     def run_step(step_config: RunConfig) -> Mapping[str, Any]:
         progress = live_or_plain(Progress(outputs.quiet, None, step_config.duration_s),
                                  step_config.public(), erase=True)
+        live: list[Sink] = [progress]
+        if metrics is not None:   # this step's rate is the target now
+            metrics.stages = step_config.schedule.describe() if step_config.schedule else None
+            live.append(metrics)
         try:
-            return execute(step_config, auth, lambda agg, _: progress.on_update(
-                Snapshot(agg.intervals, dict, aggregate=agg)))
+            return execute(step_config, auth,
+                           lambda agg, *_: update(live, Snapshot(agg.intervals, dict,
+                                                                 aggregate=agg)),
+                           monitor=monitor)
         finally:
             progress.end()   # the step's line takes the live line's place
 

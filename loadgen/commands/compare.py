@@ -9,6 +9,7 @@ import click
 import orjson
 
 from loadgen import errors
+from loadgen.config.guards import check_output
 from loadgen.errors import InputError
 from loadgen.output.files import STDOUT
 from loadgen.output.validate import check_document
@@ -24,7 +25,7 @@ from loadgen.stats.compare import (
 
 def compare_command(files: list[str], labels: list[str], visualize: bool,
                     output_image: str | None, as_json: bool, fail_on: Sequence[str] = (),
-                    floor: float | None = None) -> int:
+                    floor: float | None = None, html: str | None = None) -> int:
     """The comparison on stdout (and charts); exit 1 when ``fail_on`` names a metric on
     which a later run is significantly worse -- a CI job's regression gate."""
     unknown = [m for m in fail_on if m not in (*TESTED_METRICS, "any")]
@@ -39,6 +40,7 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
         raise InputError(f"{len(labels)} --label for {len(files)} files: give one per file or none")
     if output_image == STDOUT:   # the table (or JSON) is on stdout: the PNG cannot share it
         raise InputError("--output-image: '-' (stdout) is not supported here: name a file")
+    check_output(html, "--html", stdout_ok=False)   # before anything is printed
     draw = visualize or output_image is not None
     # a bad file raises ResultsError: one line, exit 2 (loadgen.cli)
     docs = load_for_compare(files)
@@ -59,6 +61,14 @@ def compare_command(files: list[str], labels: list[str], visualize: bool,
         except OSError as exc:
             raise InputError(f"cannot write chart to {path}: {exc.strerror or exc}")
         click.echo(f"Chart saved to {path}", err=as_json)
+    if html is not None:
+        from loadgen.output.html import render_comparison_html, write_html
+
+        try:
+            write_html(html, render_comparison_html(docs, names, comparison))
+        except OSError as exc:
+            raise InputError(f"cannot write HTML report to {html}: {exc.strerror or exc}")
+        click.echo(f"HTML report saved to {html}", err=as_json)
     found = regressions(comparison, fail_on) if fail_on else []
     for line in found:
         click.echo(f"REGRESSION {line}", err=True)

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from loadgen import errors
+from loadgen.config.guards import check_output
 from loadgen.errors import InputError
 from loadgen.output.files import STDOUT
 from loadgen.output.results import read_document
@@ -25,7 +26,7 @@ from loadgen.output.validate import check_document
 
 
 def report_command(path: str, visualize: bool, output_image: str | None,
-                   as_json: bool) -> int:
+                   as_json: bool, html: str | None = None) -> int:
     """Print the saved run's table (or the document as JSON) and optionally draw its charts.
 
     The chart message goes to stderr with ``--json`` so that stdout stays one
@@ -33,6 +34,7 @@ def report_command(path: str, visualize: bool, output_image: str | None,
     """
     if output_image == STDOUT:   # the table is on stdout: the PNG cannot share it
         raise InputError("--output-image: '-' (stdout) is not supported here: name a file")
+    check_output(html, "--html", stdout_ok=False)   # before anything is printed
     # a bad file raises ResultsError: one line, exit 2 (loadgen.cli)
     doc = read_document(path)
     charts = visualize or output_image is not None
@@ -41,6 +43,10 @@ def report_command(path: str, visualize: bool, output_image: str | None,
     if charts:
         sinks.append(ChartSink(draw_summary, output_image, lambda _: default_image_path(path),
                                _print_err if as_json else _print, input_error=True))
+    if html is not None:
+        from loadgen.output.html import HtmlSink
+
+        sinks.append(HtmlSink(html, _print_err if as_json else _print, input_error=True))
     finish(sinks, doc)
     return errors.OK
 

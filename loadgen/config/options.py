@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from loadgen.config.guards import ask_password, check_outputs, read_body_file
+from loadgen.config.guards import ask_password, check_output, check_outputs, read_body_file
 from loadgen.config.journey import Journeys
 from loadgen.config.model import (
     DEFAULT_EXPECT_STATUS,
@@ -52,12 +52,19 @@ CLUSTER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's network protocol
 @dataclass(frozen=True)
 class Outputs:
     """Where a run's results go, decided once from ``--save``, ``--visualize``,
-    ``--output-image`` and ``--quiet`` (the commands never see Click's values)."""
+    ``--output-image`` and ``--quiet`` (the commands never see Click's values);
+    ``--monitor-pid`` / ``--monitor-url``: the server's resources to sample beside them
+    (``engine.monitor`` checks them before any load)."""
 
     save: str | None = None
     visualize: bool = False
     image: str | None = None
     quiet: bool = False
+    metrics_port: int | None = None      # --metrics-port: serve Prometheus metrics (0: any port)
+    metrics_host: str = "127.0.0.1"      # --metrics-host: where that endpoint listens
+    html: str | None = None     # --html FILE: the self-contained HTML report
+    monitor_pid: int | None = None
+    monitor_url: str | None = None
 
     @property
     def charts(self) -> bool:
@@ -153,8 +160,16 @@ def outputs(opts: Mapping[str, Any]) -> Outputs:
 
 
 def _outputs(given: _Layers) -> Outputs:
+    port, host = given.get("metrics_port"), given.get("metrics_host")
+    if host is not None and port is None:
+        raise ConfigError("--metrics-host needs --metrics-port")
+    if host is not None and not host.strip():
+        raise ConfigError("--metrics-host: empty host")
     return Outputs(save=given.get("save"), visualize=bool(given.get("visualize")),
-                   image=given.get("output_image"), quiet=bool(given.get("quiet")))
+                   image=given.get("output_image"), quiet=bool(given.get("quiet")),
+                   metrics_port=port, metrics_host=host.strip() if host else "127.0.0.1",
+                   html=given.get("html"),
+                   monitor_pid=given.get("monitor_pid"), monitor_url=given.get("monitor_url"))
 
 
 def _credentials(given: _Layers) -> Credentials:
@@ -186,6 +201,7 @@ def _build(given: _Layers) -> RunConfig:
     target = Target.parse(url)
     save, image = given.get("save"), given.get("output_image")
     check_outputs(save, image)   # before the run, not after it
+    check_output(given.get("html"), "--html", stdout_ok=False)
     duration = given.get("duration", lambda text: parse_duration(text, "--duration") if text
                          else None)
     requests = given.get("requests")

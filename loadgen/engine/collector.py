@@ -113,6 +113,9 @@ class Collector(ABC):
         self.interrupts = 0
         self.hard_stop = False
         self.problems: list[str] = []
+        # told the run's start (``time.time()`` clock) once the workers were given it:
+        # ``engine.monitor`` samples the server on the run's own seconds
+        self.on_start: Callable[[float], None] | None = None
 
     def stop(self) -> None:
         """Stop as a first Ctrl-C does: in-flight requests finish and are counted."""
@@ -129,6 +132,8 @@ class Collector(ABC):
         try:
             if self._await_ready(agg):
                 started = self._start(agg)
+                if started and self.on_start is not None and agg.wall_start is not None:
+                    self.on_start(agg.wall_start)
                 if started:
                     self._collect(agg)
             else:

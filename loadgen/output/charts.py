@@ -22,11 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from loadgen.output.server import cpu_series, format_bytes, has_server
 from loadgen.output.table import format_percent, is_open_model
 from loadgen.stats.failures import interval_counts
 
 FIGSIZE = (11.0, 5.0)  # bars only: documents with neither intervals nor histograms
 GRID_FIGSIZE = (13.0, 9.0)  # 2x2: bars on top, time series and spectrum below
+SERVER_FIGSIZE = (13.0, 12.5)  # ... and the server's CPU beside throughput and p99 (--monitor-*)
+PROCESS_CPU_COLOR = "#C44E52"
+HOST_CPU_COLOR = "#DD8452"
 COMPARISON_FIGSIZE = (13.0, 5.0)
 DPI = 100
 LONG_LABEL = 20  # characters; longer endpoint names get rotated tick labels
@@ -64,8 +68,16 @@ def draw_summary(doc: Mapping[str, Any], path: str) -> str:
     intervals = plotted_intervals(doc)
     spectra = _endpoint_spectra(doc)
     grid = bool(intervals or spectra)
-    fig = Figure(figsize=GRID_FIGSIZE if grid else FIGSIZE, dpi=DPI, layout="constrained")
-    axes = fig.subplots(2, 2) if grid else [fig.subplots(1, 2)]
+    server = has_server(intervals)
+    fig = Figure(figsize=SERVER_FIGSIZE if server else GRID_FIGSIZE if grid else FIGSIZE,
+                 dpi=DPI, layout="constrained")
+    if server:   # a third row, full width: the server's CPU under the latency over time
+        panels = fig.subplot_mosaic([["latency", "success"], ["time", "spectrum"],
+                                     ["server", "server"]])
+        axes = [[panels["latency"], panels["success"]], [panels["time"], panels["spectrum"]]]
+        _draw_server(panels["server"], intervals, doc.get("server") or {})
+    else:
+        axes = fig.subplots(2, 2) if grid else [fig.subplots(1, 2)]
     latency_ax, success_ax = axes[0]
     _draw_latency(latency_ax, endpoints)
     _draw_success(success_ax, endpoints)
@@ -95,6 +107,12 @@ def draw_comparison(docs: Sequence[Mapping[str, Any]], labels: list[str], path: 
     if not docs:
         raise ValueError("nothing to compare: no documents")
     fig = Figure(figsize=COMPARISON_FIGSIZE, dpi=DPI, layout="constrained")
+    comparison_figure(docs, labels, fig)
+    return _save(fig, path)
+
+
+def comparison_figure(docs: Sequence[Mapping[str, Any]], labels: list[str], fig: Any) -> None:
+    """Draw ``draw_comparison``'s panels into ``fig`` (the PNG, or the HTML report's SVG)."""
     time_ax, spectrum_ax = fig.subplots(1, 2)
     colors = _colors(len(docs))
     time_ax.set_title("P99 latency over time")
@@ -127,7 +145,6 @@ def draw_comparison(docs: Sequence[Mapping[str, Any]], labels: list[str], path: 
     if limited:
         title += " | GENERATOR LIMITED: " + ", ".join(limited)
     fig.suptitle(title, color=LIMITED_COLOR if limited else "black")
-    return _save(fig, path)
 
 
 def _save(fig: Any, path: str) -> str:
@@ -284,6 +301,55 @@ def _draw_iterations(ax: Any, times: list[float], rates: list[float]) -> None:
     xs = [max(0.0, times[0] - 1.0), *times]
     ax.step(xs, [rates[0], *rates], where="pre", color=ITERATION_COLOR, linewidth=1.2,
             label="Iterations/s")
+
+
+def _draw_server(ax: Any, intervals: Sequence[Mapping[str, Any]],
+                 summary: Mapping[str, Any]) -> None:
+    """The server's CPU % per second (``--monitor-pid``: the process tree, 100 = one core;
+    ``--monitor-url``: the host's busy share of all CPUs) with the run's throughput and
+    p99 on a second axis, so a reader sees whether p99 rose when the CPU saturated."""
+    times = [i["t"] for i in intervals]
+    marker = "o" if len(times) <= MARKERS_UP_TO else None
+    rate_ax = ax.twinx()
+    _draw_throughput(rate_ax, times, [float(i.get("rps") or 0.0) for i in intervals])
+    ax.set_zorder(rate_ax.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    p99_ax = ax.twinx()
+    p99_ax.spines["right"].set_position(("axes", 1.07))
+    p99 = [_ms(i, "p99") for i in intervals]
+    p99_ax.plot(times, p99, color=TIME_LINES[-1][2], linestyle="--", linewidth=1.2,
+                label="P99 (ms)")
+    p99_ax.set_ylabel("P99 latency (ms)")
+    top = max((v for v in p99 if not math.isnan(v)), default=0.0)
+    p99_ax.set_ylim(0, top * HEADROOM if top > 0 else 1.0)
+    tallest = 0.0
+    notes = []
+    process, host = summary.get("process") or {}, summary.get("host") or {}
+    for source, label, color in (("process", "Server CPU % (process tree)", PROCESS_CPU_COLOR),
+                                 ("host", "Host CPU % (all cores)", HOST_CPU_COLOR)):
+        values = cpu_series(intervals, source)
+        if all(math.isnan(v) for v in values):
+            continue
+        tallest = max([tallest, *(v for v in values if not math.isnan(v))])
+        ax.plot(times, values, color=color, label=label, marker=marker, markersize=3,
+                linewidth=1.8)
+    if process:
+        notes.append(f"process: 100% = one core of {process.get('cpu_count', '?')}, "
+                     f"RSS peak {format_bytes(process.get('rss_bytes_max'))}")
+    if host:
+        notes.append(f"host: memory peak {format_bytes(host.get('memory_used_bytes_max'))}")
+    ax.set_title("Server CPU beside throughput and P99" + (f" ({'; '.join(notes)})"
+                                                          if notes else ""))
+    ax.set_xlabel("Time since start (s)")
+    ax.set_ylabel("CPU (%)")
+    ax.set_ylim(0, max(100.0, tallest * 1.1))
+    ax.set_xlim(0, max(times) * 1.02)
+    handles, names = [], []
+    for each in (ax, rate_ax, p99_ax):
+        h, n = each.get_legend_handles_labels()
+        handles += h
+        names += n
+    ax.legend(handles, names, loc="upper left", ncols=4, fontsize=8, frameon=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,8 +569,14 @@ def draw_capacity(doc: Mapping[str, Any], path: str) -> str:
     """
     from matplotlib.figure import Figure
 
-    steps = sorted(doc.get("steps") or [], key=lambda s: s["rate"])
     fig = Figure(figsize=(11, 5), dpi=DPI, layout="constrained")
+    capacity_figure(doc, fig)
+    return _save(fig, path)
+
+
+def capacity_figure(doc: Mapping[str, Any], fig: Any) -> None:
+    """Draw ``draw_capacity``'s panels into ``fig`` (the PNG, or the HTML report's SVG)."""
+    steps = sorted(doc.get("steps") or [], key=lambda s: s["rate"])
     p99_ax, err_ax = fig.subplots(1, 2)
     rates = [s["rate"] for s in steps]
     colors = ["#55a868" if s["passed"] else LIMITED_COLOR for s in steps]
@@ -529,7 +601,6 @@ def draw_capacity(doc: Mapping[str, Any], path: str) -> str:
     url = (doc.get("config") or {}).get("url", "?")
     fig.suptitle(f"loadgen capacity: {url} | SLOs {', '.join(doc.get('slos') or [])}",
                  color=LIMITED_COLOR if doc.get("generator_limited") else "black")
-    return _save(fig, path)
 
 
 def failure_share(step: Mapping[str, Any]) -> float:

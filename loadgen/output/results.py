@@ -17,7 +17,17 @@ import orjson
 from loadgen import __version__
 from loadgen.errors import InputError, error_line
 from loadgen.output.files import STDOUT, is_stdout, write_bytes
-from loadgen.schema import SCHEMA, AuthSummary, Generator, Node, ResultsDocument, ThresholdResult
+from loadgen.schema import (
+    SCHEMA,
+    AuthSummary,
+    Generator,
+    Interval,
+    Node,
+    ResultsDocument,
+    ServerSample,
+    ServerSummary,
+    ThresholdResult,
+)
 from loadgen.stats.aggregate import Aggregate
 from loadgen.stats.metrics import encode_histogram
 from loadgen.stats.thresholds import Threshold, evaluate
@@ -32,7 +42,9 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
                    problems: list[str], started_at: dt.datetime, *,
                    nodes: list[Node] | None = None,
                    thresholds: Sequence[Threshold] = (),
-                   auth: AuthSummary | None = None) -> ResultsDocument:
+                   auth: AuthSummary | None = None,
+                   server: tuple[Mapping[int, ServerSample], ServerSummary] | None = None,
+                   ) -> ResultsDocument:
     """The whole results document, complete as it is built: nothing is added afterwards.
 
     Called at the end of a run and for every per-second save of a run in
@@ -41,7 +53,8 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
     say how the run stands so far (provisional, as the status says), at the end
     they are the verdict.  ``nodes``: what each node of a ``--cluster`` run did;
     ``auth``: the ``--auth`` logins (``engine.renewal``; a capacity step's counts are
-    the search's so far, since one login serves the whole search).
+    the search's so far, since one login serves the whole search); ``server``: the
+    ``--monitor-*`` samples by second (``engine.monitor``) and their summary.
     """
     summary, endpoints = agg.summaries()
     for entry, share in zip(endpoints, _endpoint_concurrency(config, len(endpoints))):
@@ -89,9 +102,31 @@ def build_document(config: dict[str, Any], agg: Aggregate, status: str,
         doc["nodes"] = nodes
     if auth is not None:
         doc["auth"] = auth
+    if server is not None:   # --monitor-*: each second's sample in its interval, the peaks apart
+        samples, server_summary = server
+        doc["intervals"] = with_server(doc["intervals"], samples)
+        doc["server"] = server_summary
     if thresholds:
         doc["thresholds"] = threshold_results(evaluate(thresholds, doc))
     return doc
+
+
+def with_server(intervals: Sequence[Interval],
+                samples: Mapping[int, ServerSample]) -> list[Interval]:
+    """The intervals, each with its second's ``server`` sample (new dicts: the aggregate's
+    own intervals stay as they are, a later save adds the samples again).
+
+    An interval starts ``k - 1`` seconds after the run's start (``t - length_s``, a last
+    sliver folded in included) and sample ``k`` covers that second; a second without a
+    sample (missed, or after the monitor stopped) gets none.
+    """
+    out: list[Interval] = []
+    for interval in intervals:
+        start = interval["t"] - interval.get("length_s", 1.0)
+        sample = samples.get(round(start) + 1)
+        out.append(cast(Interval, {**interval, "server": sample}) if sample is not None
+                   else interval)
+    return out
 
 
 def _insert_after(doc: Mapping[str, Any], key: str, new: str, value: Any) -> dict[str, Any]:

@@ -39,15 +39,16 @@ class Snapshot:
 
     Building a document costs a merge of every histogram; it is built at most
     once per update, and only when a sink asks for it (a run without
-    ``--save`` never builds one until the end).  ``aggregate``: the run's merged
-    figures themselves, for the live view's per-endpoint rows (None: a capacity step).
+    ``--save`` never builds one until the end).  ``aggregate``: the merged totals
+    themselves, for a sink that reads them as they are (``--metrics-port``, the live
+    view's per-endpoint rows).
     """
 
     def __init__(self, intervals: Sequence[Interval], build: Callable[[], Document],
                  aggregate: Aggregate | None = None) -> None:
         self.intervals = intervals
-        self._build = build
         self.aggregate = aggregate
+        self._build = build
         self._doc: Document | None = None
 
     def document(self) -> Document:

@@ -126,6 +126,9 @@ def render_table(doc: Mapping[str, Any]) -> str:
     lines += checks_lines(doc)
     lines += auth_lines(doc.get("auth"))
     lines += _nodes_lines(doc)
+    from loadgen.output.server import server_lines  # it formats with this module's helpers
+
+    lines += server_lines(doc.get("server"))
     return "\n".join(lines) + "\n"
 
 

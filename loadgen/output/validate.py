@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from loadgen.output.results import ResultsError
+from loadgen.output.server import sample_problem, summary_problem
 
 #: Keys of an S block the renderers read as numbers (or null).
 NUMERIC_BLOCK_KEYS = ("requests", "successes", "failures", "rps", "duration_s", "success_rate",
@@ -75,7 +76,8 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         if problem:
             return f"intervals[{i}]: {problem}"
     return (_config_problem(doc.get("config") or {}) or _generator_problem(doc.get("generator"))
-            or _auth_problem(doc.get("auth")) or _journeys_problem(doc.get("journeys")))
+            or _auth_problem(doc.get("auth")) or _journeys_problem(doc.get("journeys"))
+            or summary_problem(doc.get("server")))
 
 
 def _journeys_problem(journeys: list[Any] | None) -> str | None:
@@ -147,6 +149,8 @@ def _interval_problem(interval: dict[str, Any]) -> str | None:
         return "'partial' is not true or false"
     if interval.get("start") is not None and not isinstance(interval["start"], str):
         return "'start' is not a string"
+    if "server" in interval:   # --monitor-* only
+        return sample_problem(interval["server"])
     return None
 
 
