@@ -127,7 +127,13 @@ def test_a_journey_run_shows_iterations_and_a_count_bound_run_its_share() -> Non
     console.print(render(frame))
     text = console.export_text()
     assert "3s | 50 / 200 iterations" in text and "25%" in text
-    assert "10.0 users" in text and "50 iterations (17.0/s)" in text
+    assert "achieved 17.0 iterations/s (50 done), 17.0 req/s | 10.0 users" in text
+    open_model = Frame(elapsed_s=3.0, plan=LivePlan(), target_rps=20.0, iterations=50,
+                       iterations_rps=17.0, rows=[], total=Row("All endpoints", 34.0, 90, 90,
+                                                               1.0, 2.0))
+    console.print(render(open_model))   # its schedule counts iterations, not requests
+    assert "target 20.0 iterations/s | achieved 17.0 iterations/s (50 done), 34.0 req/s" in (
+        console.export_text())
 
 
 def test_generator_status_follows_the_verdicts_rules_on_what_is_known_so_far() -> None:

@@ -267,17 +267,25 @@ def _progress(frame: Frame) -> tuple[str, float | None]:
 
 
 def status_line(frame: Frame) -> str:
-    """Target vs achieved rate, users or connections, iterations."""
+    """Target vs achieved rate, users or connections, iterations.
+
+    A journey run's schedule (open model) counts arrivals of iterations, not requests:
+    its target is set against the iterations completed in the second.
+    """
     parts = []
-    if frame.target_rps is not None:
-        parts.append(f"target {_num(frame.target_rps)} req/s")
-    parts.append(f"achieved {_num(frame.total.rps)} req/s")
+    if frame.iterations is not None:
+        if frame.target_rps is not None:
+            parts.append(f"target {_num(frame.target_rps)} iterations/s")
+        parts.append(f"achieved {_num(frame.iterations_rps)} iterations/s "
+                     f"({frame.iterations:,} done), {_num(frame.total.rps)} req/s")
+    else:
+        if frame.target_rps is not None:
+            parts.append(f"target {_num(frame.target_rps)} req/s")
+        parts.append(f"achieved {_num(frame.total.rps)} req/s")
     if frame.users is not None:
         parts.append(f"{_num(frame.users)} users")
     if frame.connections is not None:
         parts.append(f"{frame.connections:,} connections")
-    if frame.iterations is not None:
-        parts.append(f"{frame.iterations:,} iterations ({_num(frame.iterations_rps)}/s)")
     return " | ".join(parts)
 
 
