@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from synthetic import message, new_aggregate, tally
+from synthetic import JOURNEY_ROWS, iterations, journey_kinds, message, new_aggregate, tally
 
 from loadgen.output.liveview import (
     MAX_ROWS,
@@ -24,6 +24,7 @@ from loadgen.output.liveview import (
 )
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import ProgressSink, Snapshot, live_or_plain
+from loadgen.stats.aggregate import Aggregate, WorkerState
 
 ENDPOINTS = ("GET /api/health", "POST /api/orders")
 
@@ -93,6 +94,20 @@ def test_a_frame_has_each_endpoints_last_second_and_counts_since_the_start() -> 
     assert frame.connections == 10 and frame.users == 20 and frame.target_rps is None
     assert frame.iterations is None
     assert frame_of(new_aggregate(), LivePlan()) is None   # nothing merged yet
+
+
+def test_a_journey_runs_frame_counts_completed_iterations() -> None:
+    agg = Aggregate(list(JOURNEY_ROWS), [WorkerState(0)], journeys=journey_kinds())
+    for k in (1, 2):
+        rows = [tally(ok=1 if k == 1 else 0), tally(ok=10), tally(ok=9, status_500=1),
+                tally(ok=5)]
+        kinds = [iterations([30_000] * 9, [(2, 12_000)], cut=k - 1), iterations([4_000] * 5)]
+        agg.add(message(0, k + 0.0004, rows, journeys=kinds))
+    frame = frame_of(agg, LivePlan(iterations=100))
+    assert frame is not None
+    assert frame.iterations == 2 * (10 + 5)          # successes and failures; cut ones are not
+    assert frame.iterations_rps == pytest.approx(15.0)
+    assert frame.total.requests == 1 + 2 * 25 and frame.total.failures == {"500": 2}
 
 
 def test_the_view_shows_endpoints_rates_the_bar_and_plain_numbers() -> None:

@@ -36,7 +36,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 from loadgen.output.progress import seconds_text
 from loadgen.output.table import format_number, format_percent
-from loadgen.stats.failures import interval_counts
 from loadgen.stats.metrics import Totals, percentiles_us
 from loadgen.stats.verdict import (
     DEMAND_LIMIT,
@@ -206,8 +205,9 @@ def frame_of(agg: Aggregate, plan: LivePlan) -> Frame | None:
     # its busiest endpoints
     busiest = set(sorted(range(len(rows)), key=lambda i: -rows[i].requests)[:MAX_ROWS])
     shown = [row for i, row in enumerate(rows) if i in busiest]
-    done = sum(i["requests"] for i in agg.intervals)
-    ok = sum(interval_counts(i)[0] for i in agg.intervals)
+    # from the running totals, not by summing every interval: a day-long run has 86,400
+    done = sum(row.requests for row in rows)
+    ok = sum(row.successes for row in rows)
     causes: dict[str, int] = {}
     for row in rows:
         for cause, n in row.failures.items():
@@ -216,8 +216,9 @@ def frame_of(agg: Aggregate, plan: LivePlan) -> Frame | None:
                 last["latency_ms"].get("p50"), last["latency_ms"].get("p99"), causes)
     elapsed = float(last["t"])
     iterations = None
-    if any("iterations" in i for i in agg.intervals):
-        iterations = sum(i.get("iterations", 0) for i in agg.intervals)
+    if agg.journeys is not None:   # completed: successes and failures (cut ones are neither)
+        iterations = sum(t.hist.get_total_count() + sum(t.failed_at.values())
+                         for t in agg.iterations)
     users = last.get("users")
     return Frame(
         elapsed_s=elapsed, rows=shown, total=total, plan=plan,
