@@ -276,17 +276,25 @@ def serve(host: str, port: int, token_ttl: int) -> None:
 
 
 @cli.command()
-@click.option("--requests", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=1, max=600), default=9.0,
+              show_default=True, metavar="SECONDS",
+              help="The run's length: a ramp up over its first third, then a hold.")
+@click.option("--rate", type=click.FloatRange(min=1, max=100_000), default=400.0,
+              show_default=True, help="The rate the ramp reaches, requests per second.")
+@click.option("--requests", type=click.IntRange(min=1), default=None,
+              help="Stop after this many requests (default: when the ramp and hold end).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--save", type=click.Path(dir_okay=False), default="loadgen-demo.json",
               show_default=True)
 @click.option("--output-image", type=click.Path(dir_okay=False), default="loadgen-demo.png",
               show_default=True)
-def demo(requests: int, concurrency: int, save: str, output_image: str) -> None:
+def demo(duration: float, rate: float, requests: int | None, concurrency: int, save: str,
+         output_image: str) -> None:
     """Start the built-in target on a free port and load-test the seed's endpoints."""
     from loadgen.commands.demo import demo_command
 
-    sys.exit(demo_command(_run_defaults(), requests, concurrency, save, output_image))
+    sys.exit(demo_command(_run_defaults(), requests, concurrency, save, output_image,
+                          duration_s=duration, rate=rate))
 
 
 def _run_defaults() -> dict[str, Any]:

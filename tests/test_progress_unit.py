@@ -99,3 +99,22 @@ def test_an_endpoint_run_says_nothing_of_iterations() -> None:
     out = Terminal()
     Progress(quiet=False, requests=None, duration_s=60, stream=out).update([second(1.0, 30, 0)])
     assert "iteration" not in out.getvalue()
+
+
+def test_huge_values_print_in_plain_notation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never ``3e+03``: big latencies, rates and lengths keep every digit, with separators."""
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    out = io.StringIO()   # not a terminal: the plain line
+    live = Progress(quiet=False, requests=None, duration_s=1_000_000, stream=out)
+    live.update([second(1234.0, 1_234_567, 4_321, p99=3012.4, rps=1_234_567.0)])
+    line = out.getvalue()
+    assert line.startswith("[1,234s/1,000,000s] 1,234,567 requests | 1,234,567 req/s | ")
+    assert "p99 3,012 ms (last second)" in line
+    assert f"{100 * (1_234_567 - 4_321) / 1_234_567:.1f}% success" in line
+    assert line.endswith("| 4,321 failures\n")
+    assert "e+" not in line
+
+
+def test_seconds_text_is_plain() -> None:
+    assert [progress.seconds_text(s) for s in (60.0, 1.5, 0.25, 1e6, 90061.0)] == [
+        "60", "1.5", "0.25", "1,000,000", "90,061"]

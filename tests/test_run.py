@@ -282,11 +282,17 @@ def test_chart_is_a_real_png(auth_run: AuthRun) -> None:
 
 
 def test_demo_runs_against_the_builtin_target(tmp_path: Path) -> None:
-    run = loadgen("demo", "--requests", "60", "--save", str(tmp_path / "d.json"),
+    # the demo's ramp then hold, made short (its default is 9 s at up to 400 req/s)
+    run = loadgen("demo", "--duration", "1.5", "--rate", "40", "--save", str(tmp_path / "d.json"),
                   "--output-image", str(tmp_path / "d.png"))
     assert run.status == 0, run.stderr
     assert "All endpoints" in run.stdout
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
     import orjson
     doc = orjson.loads((tmp_path / "d.json").read_bytes())
-    assert doc["summary"]["requests"] == 60 and doc["summary"]["successes"] == 60
+    assert doc["config"]["model"] == "open"
+    assert doc["config"]["schedule"] == [
+        {"duration_s": 0.5, "start_rate": 0.0, "end_rate": 40.0},
+        {"duration_s": 1.0, "start_rate": 40.0, "end_rate": 40.0}]
+    # every request the schedule made due: 10 on the ramp, 40 in the hold
+    assert doc["summary"]["requests"] == 50 and doc["summary"]["successes"] == 50

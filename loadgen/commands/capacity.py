@@ -25,12 +25,12 @@ from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
     ChartSink,
     JsonFileSink,
-    ProgressSink,
     Sink,
     Snapshot,
     draw_capacity,
     echo,
     finish,
+    live_or_plain,
     started_name,
     stdout_taken,
     update,
@@ -97,7 +97,8 @@ def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
     steps: list[Step] = []
 
     def run_step(step_config: RunConfig) -> Mapping[str, Any]:
-        progress = ProgressSink(Progress(outputs.quiet, None, step_config.duration_s), erase=True)
+        progress = live_or_plain(Progress(outputs.quiet, None, step_config.duration_s),
+                                 step_config.public(), erase=True)
         live: list[Sink] = [progress]
         if metrics is not None:   # this step's rate is the target now
             metrics.stages = step_config.schedule.describe() if step_config.schedule else None

@@ -30,13 +30,14 @@ from loadgen.output.sinks import (
     ChartSink,
     JsonFileSink,
     ProblemsSink,
-    ProgressSink,
     Sink,
     Snapshot,
     TextSink,
     draw_summary,
     echo,
+    end_progress,
     finish,
+    live_or_plain,
     started_name,
     stdout_taken,
     update,
@@ -179,6 +180,9 @@ def _run_session(config: RunConfig, credentials: Credentials, outputs: Outputs,
 
     try:
         doc = execute(config, auth, every_second, cluster, config.thresholds, monitor)
+    except BaseException:
+        end_progress(sinks)   # a live view must give the terminal back (its cursor)
+        raise
     finally:
         if cluster is not None:
             cluster.close()
@@ -194,16 +198,17 @@ def _run_session(config: RunConfig, credentials: Credentials, outputs: Outputs,
 
 def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink,
               metrics: Sink | None = None) -> list[Sink]:
-    """A run's outputs, in the order they appear: the live line, the table, the
-    thresholds, the problems, the JSON file, the chart.  ``metrics`` (``--metrics-port``,
-    silent) goes first: its final values are served while the others write.
+    """A run's outputs, in the order they appear: the live view (a table on a terminal,
+    else a plain line), the table, the thresholds, the problems, the JSON file, the chart.
+    ``metrics`` (``--metrics-port``, silent) goes first: its final values are served while
+    the others write.
 
     ``--save -`` (or /dev/stdout): stdout carries only the JSON, the report goes to stderr.
     """
     say = echo(stdout_taken(outputs.save))
     iterations = config.journeys.iterations if config.journeys is not None else None
-    sinks: list[Sink] = [ProgressSink(Progress(outputs.quiet, config.requests, config.duration_s,
-                                               iterations=iterations)),
+    progress = Progress(outputs.quiet, config.requests, config.duration_s, iterations=iterations)
+    sinks: list[Sink] = [live_or_plain(progress, config.public()),
                          TextSink(render_table, say), thresholds, ProblemsSink()]
     if metrics is not None:
         sinks.insert(0, metrics)

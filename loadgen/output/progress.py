@@ -28,6 +28,12 @@ from loadgen.stats.failures import interval_counts
 PLAIN_EVERY_S = 5.0
 
 
+def seconds_text(seconds: float) -> str:
+    """A length in seconds in plain notation: ``60``, ``1.5``, ``1,000,000`` (``:g`` would
+    print ``1e+06``)."""
+    return f"{seconds:,.3f}".rstrip("0").rstrip(".")
+
+
 class Progress:
     def __init__(self, quiet: bool, requests: int | None, duration_s: float | None,
                  stream: TextIO | None = None, iterations: int | None = None) -> None:
@@ -63,7 +69,8 @@ class Progress:
         self.stream.flush()
 
     def _line(self, last: Mapping[str, Any]) -> str:
-        elapsed = f"{last['t']:.0f}s" + (f"/{self.duration_s:g}s" if self.duration_s else "")
+        elapsed = (f"{last['t']:,.0f}s"
+                   + (f"/{seconds_text(self.duration_s)}s" if self.duration_s else ""))
         done = f"{self.done:,}" + (f"/{self.requests:,}" if self.requests else "")
         p99 = last["latency_ms"]["p99"]
         p99_text = f"{format_number(p99, thousands=True)} ms" if p99 is not None else "-"

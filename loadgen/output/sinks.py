@@ -27,6 +27,7 @@ from loadgen.output.results import save_final, write_document
 from loadgen.schema import Interval
 
 if TYPE_CHECKING:
+    from loadgen.output.liveview import LiveSink
     from loadgen.stats.aggregate import Aggregate
 
 Document = Mapping[str, Any]   # a ResultsDocument, a CapacityDocument, or an old file
@@ -39,7 +40,8 @@ class Snapshot:
     Building a document costs a merge of every histogram; it is built at most
     once per update, and only when a sink asks for it (a run without
     ``--save`` never builds one until the end).  ``aggregate``: the merged totals
-    themselves, for a sink that reads them as they are (``--metrics-port``).
+    themselves, for a sink that reads them as they are (``--metrics-port``, the live
+    view's per-endpoint rows).
     """
 
     def __init__(self, intervals: Sequence[Interval], build: Callable[[], Document],
@@ -110,6 +112,28 @@ class ProgressSink:
             self.progress.erase()
         else:
             self.progress.close()
+
+
+def live_or_plain(progress: Progress, config: Mapping[str, Any],
+                  erase: bool = False) -> ProgressSink | LiveSink:
+    """A run's progress: on a terminal the live table (``output.liveview``, rich imported
+    only then), else the plain line; ``--quiet``: the plain one, silent.  ``config``: the
+    run's public config (its length, schedule and users).  ``erase``: see ``ProgressSink``
+    (the live view always goes away at the end)."""
+    if progress.quiet or not progress.tty:
+        return ProgressSink(progress, erase=erase)
+    from loadgen.output.liveview import LivePlan, LiveSink, LiveView
+
+    return LiveSink(LiveView(LivePlan.from_config(config), progress.stream))
+
+
+def end_progress(sinks: Iterable[Sink]) -> None:
+    """Take a live view or line off the terminal when the run ended without a document
+    (a second Ctrl-C, an error): a live view left running would hide the cursor."""
+    for sink in sinks:
+        end = getattr(sink, "end", None)
+        if end is not None:
+            end()
 
 
 class TextSink:

@@ -68,7 +68,7 @@ class WorkerState:
 
 
 @dataclass
-class _Tally:
+class SecondTally:
     """One endpoint's second: every request's latency and the counts an interval shows.
 
     Lighter than ``Totals`` on purpose: a second needs no success-only histogram, status
@@ -90,7 +90,7 @@ class _Tally:
         self.successes += sum(n for code, n in codes.items()
                               if code.isascii() and code.isdigit() and int(code) in expect)
 
-    def merge(self, other: _Tally) -> None:
+    def merge(self, other: SecondTally) -> None:
         if other.hist.get_total_count():   # an empty one's minimum of 0 would be merged
             self.hist.add(other.hist)
         self.requests += other.requests
@@ -106,7 +106,7 @@ class _Second:
     (``merged``): each worker delta is decoded once for the second, as it always was.
     """
 
-    endpoints: dict[int, _Tally] = field(default_factory=dict)
+    endpoints: dict[int, SecondTally] = field(default_factory=dict)
     length: float = 0.0
     lag: HdrHistogram = field(default_factory=new_histogram)
     users: float | None = None   # --user-stage: the workers' mean active users, summed
@@ -116,11 +116,11 @@ class _Second:
     def requests(self) -> int:
         return sum(t.requests for t in self.endpoints.values())
 
-    def merged(self) -> _Tally:
+    def merged(self) -> SecondTally:
         """Every endpoint's figures of the second together (exact: an HDR merge)."""
         if len(self.endpoints) == 1:
             return next(iter(self.endpoints.values()))
-        total = _Tally()
+        total = SecondTally()
         for one in self.endpoints.values():
             total.merge(one)
         return total
@@ -165,7 +165,11 @@ class Aggregate:
         self.lag_p50_by_second: list[float] = []   # send lag median of each whole second
         # by worker index: a cluster node aggregates only its own share of the global indices
         self._by_index = {w.index: w for w in self.workers}
-        self._last: tuple[int, _Second] | None = None   # the newest reduced second
+        self._last: tuple[int, _Second] | None = None
+        # the newest whole second endpoint by endpoint (the live view's rows; None: idle in
+        # it), and its length
+        self.last_endpoints: list[SecondTally | None] = []
+        self.last_length = 0.0   # the newest reduced second
 
     def add(self, message: dict[str, Any]) -> None:
         """Merge one interval or final message from a worker."""
@@ -203,7 +207,7 @@ class Aggregate:
             if wire["codes"] or wire["errors"]:   # an idle endpoint has nothing in the second
                 one = second.endpoints.get(i)
                 if one is None:
-                    one = second.endpoints[i] = _Tally()
+                    one = second.endpoints[i] = SecondTally()
                 one.add_wire(wire, totals.expect)
         if self.journeys is not None:   # every second of a journey run counts its iterations
             second.iterations = (second.iterations or 0) + sum(
@@ -275,6 +279,8 @@ class Aggregate:
             self.lag_p50_by_second.append(percentiles_us(second.lag, [50.0])[0] / 1000.0)
         self.intervals.append(self._interval(k, second))
         self._last = (k, second)
+        self.last_endpoints = [second.endpoints.get(i) for i in range(len(self.endpoint_names))]
+        self.last_length = second.length
 
     def _interval(self, k: int, second: _Second) -> Interval:
         """Second ``k`` (1-based) of the run: it starts k-1 seconds after the start."""
@@ -366,7 +372,7 @@ class Aggregate:
 SLIVER_S = 0.1
 
 
-def _interval_latency(tally: _Tally) -> IntervalLatencyMs:
+def _interval_latency(tally: SecondTally) -> IntervalLatencyMs:
     """p50, p90, p99 and max (``INTERVAL_LATENCY_KEYS``) alone: the whole ``latency_ms``
     (mean, six percentiles) once per endpoint and second would cost the coordinator more
     than merging the deltas does."""
@@ -378,7 +384,7 @@ def _interval_latency(tally: _Tally) -> IntervalLatencyMs:
             "max": hist.get_max_value() / 1000.0}
 
 
-def _endpoint_second(totals: _Tally, length: float) -> IntervalEndpoint:
+def _endpoint_second(totals: SecondTally, length: float) -> IntervalEndpoint:
     """One endpoint's figures in one second: the interval's few keys, nothing more (a long
     run with many endpoints has one of these per endpoint and second)."""
     return {"requests": totals.requests, "successes": totals.successes,
