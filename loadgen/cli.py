@@ -288,13 +288,15 @@ def serve(host: str, port: int, token_ttl: int) -> None:
               show_default=True)
 @click.option("--output-image", type=click.Path(dir_okay=False), default="loadgen-demo.png",
               show_default=True)
+@click.option("--html", type=click.Path(dir_okay=False), default="loadgen-demo.html",
+              show_default=True, help="The self-contained HTML report.")
 def demo(duration: float, rate: float, requests: int | None, concurrency: int, save: str,
-         output_image: str) -> None:
+         output_image: str, html: str) -> None:
     """Start the built-in target on a free port and load-test the seed's endpoints."""
     from loadgen.commands.demo import demo_command
 
-    sys.exit(demo_command(_run_defaults(), requests, concurrency, save, output_image,
-                          duration_s=duration, rate=rate))
+    sys.exit(demo_command({**_run_defaults(), "html": html}, requests, concurrency, save,
+                          output_image, duration_s=duration, rate=rate))
 
 
 def _run_defaults() -> dict[str, Any]:

@@ -284,10 +284,12 @@ def test_chart_is_a_real_png(auth_run: AuthRun) -> None:
 def test_demo_runs_against_the_builtin_target(tmp_path: Path) -> None:
     # the demo's ramp then hold, made short (its default is 9 s at up to 400 req/s)
     run = loadgen("demo", "--duration", "1.5", "--rate", "40", "--save", str(tmp_path / "d.json"),
-                  "--output-image", str(tmp_path / "d.png"))
+                  "--output-image", str(tmp_path / "d.png"), "--html", str(tmp_path / "d.html"))
     assert run.status == 0, run.stderr
     assert "All endpoints" in run.stdout
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "d.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "/api/dataset/summary" in page
     import orjson
     doc = orjson.loads((tmp_path / "d.json").read_bytes())
     assert doc["config"]["model"] == "open"

@@ -45,7 +45,8 @@ def demo_command(run_defaults: Mapping[str, Any], requests: int | None, concurre
                  rate: float = DEMO_RATE) -> int:
     """A ``loadgen run`` (every option at its default, ``run_defaults``) of the seed's
     endpoints against the built-in target, ramping up to ``rate``; its exit status.
-    ``requests``: stop after that many (None: when the stages end)."""
+    ``requests``: stop after that many (None: when the stages end).  ``run_defaults``
+    carries ``html``: the demo writes its HTML report too."""
     from loadgen.commands.run import run_session
 
     with builtin_target() as url:
