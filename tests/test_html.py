@@ -249,6 +249,10 @@ def test_one_endpoint_and_old_files_draw_no_endpoint_lines() -> None:
         del interval["endpoints"]   # written before intervals were split by endpoint
     text = render_html(old)
     assert "chart-endpoint" not in text and "endpoint-series" not in text
+    odd = endpoints_run(["GET /a", "POST /b"])   # hand-edited: what is not figures is idle
+    odd["intervals"][0]["endpoints"] = {"GET /a": 5, "POST /b": {"rps": 2.0, "latency_ms": [1]}}
+    odd["intervals"][1]["endpoints"] = ["GET /a"]
+    assert list(series_rows(render_html(odd))) == ["GET /a", "POST /b"]
 
 
 def test_a_monitored_run_shows_the_server_lines_and_its_chart() -> None:

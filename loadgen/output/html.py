@@ -571,10 +571,12 @@ def endpoint_lines(doc: Document, intervals: Sequence[Mapping[str, Any]]
         return []
     seconds = []
     for interval in intervals:
-        # a new file leaves ``endpoints`` out of a second without requests: all idle
-        figures = interval_endpoints(interval, names) or interval_endpoints(
-            {"endpoints": {}}, names)
-        assert figures is not None
+        # a new file leaves ``endpoints`` out of a second without requests (all idle); a
+        # hand-edited one may hold anything: what is not an endpoint's figures counts as idle
+        given = {name: figures for name, figures in _dict(interval.get("endpoints")).items()
+                 if isinstance(figures, dict)}
+        figures = interval_endpoints({"endpoints": given}, names)
+        assert figures is not None   # given ``endpoints``, never None
         seconds.append(figures)
     totals = {n: sum(_int(s[n].get("requests")) for s in seconds) for n in names}
     if len(names) > MAX_ENDPOINT_LINES:
@@ -585,7 +587,7 @@ def endpoint_lines(doc: Document, intervals: Sequence[Mapping[str, Any]]
         kept, folded = names, ()
 
     def ms(figures: Mapping[str, Any], key: str) -> float:
-        value = _num((figures.get("latency_ms") or {}).get(key))
+        value = _num(_dict(figures.get("latency_ms")).get(key))
         return math.nan if value is None else value
 
     groups: list[tuple[str, tuple[str, ...]]] = [(n, (n,)) for n in kept]
