@@ -21,11 +21,15 @@ from typing import Any
 import orjson
 import pytest
 from helpers import RefusingPort, loadgen, one_line_error, run_in_process
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from synthetic import endpoints_run, journey_run, monitored, synthetic_run
 
 from loadgen.output.charts import plotted_intervals
 from loadgen.output.html import MAX_ENDPOINT_LINES, HtmlSink, render_comparison_html, render_html
+from loadgen.output.results import ResultsError
 from loadgen.output.table import format_number
+from loadgen.output.validate import check_document
 from loadgen.schema import CAPACITY_SCHEMA
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser")
@@ -286,6 +290,50 @@ def test_server_names_from_the_document_are_escaped() -> None:
     text = render_html(doc)
     assert "<script" not in text
     assert Page(text).joined().count(NASTY) == 3
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place inside ``value`` (dict keys and list indexes), itself included."""
+    found = [prefix]
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, inner in items:
+        found += _paths(inner, (*prefix, key))
+    return found
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_damaged_endpoint_and_server_blocks_that_validate_still_render(data: Any) -> None:
+    """A hand-edited file that ``validate`` lets through must render, not raise: the new
+    blocks (intervals' ``endpoints`` and ``server``, the ``server`` summary) replaced by
+    arbitrary JSON here and there."""
+    doc = monitored(endpoints_run(["GET /a", "POST /b"]))
+    places = [p for i in range(len(doc["intervals"])) for key in ("endpoints", "server")
+              for p in _paths(doc["intervals"][i].get(key), ("intervals", i, key))]
+    places += _paths(doc["server"], ("server",))
+    for _ in range(data.draw(st.integers(1, 3))):
+        *parents, last = data.draw(st.sampled_from(places))
+        holder: Any = doc
+        try:
+            for key in parents:
+                holder = holder[key]
+            holder[last] = data.draw(JSON_VALUES)
+        except (KeyError, IndexError, TypeError):   # an earlier change removed that place
+            continue
+    try:
+        check_document(doc, "edited.json", charts=True)
+    except ResultsError:
+        return
+    assert "<svg" in render_html(doc)
 
 
 def test_strings_from_the_document_are_escaped() -> None:
