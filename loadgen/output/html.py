@@ -805,7 +805,9 @@ def run_figures(doc: Document) -> list[str]:
                          ENDPOINT_PANEL_SIZE)),
             _figure("endpoint-latency", "P99 (solid) and P50 (dashed) per endpoint, each second"
                     + ("; others: the highest of the rest" if len(lines[-1].names) > 1 else ""),
-                    _svg("endpoint-latency", lambda fig: _endpoint_latency(fig, intervals, lines),
+                    _svg("endpoint-latency",
+                         lambda fig: _endpoint_latency(fig, intervals, lines,
+                                                       is_open_model(doc)),
                          ENDPOINT_PANEL_SIZE))]
     if has_server(intervals):
         figures.append(_figure(
@@ -910,12 +912,14 @@ def _endpoint_throughput(fig: Any, intervals: Sequence[Mapping[str, Any]],
 
 
 def _endpoint_latency(fig: Any, intervals: Sequence[Mapping[str, Any]],
-                      lines: Sequence[EndpointLine]) -> None:
-    """P99 solid and P50 dashed in the endpoint's colour: one legend entry per endpoint."""
+                      lines: Sequence[EndpointLine], corrected: bool) -> None:
+    """P99 solid and P50 dashed in the endpoint's colour: one legend entry per endpoint.
+    ``corrected``: the open model's figures run from the intended send time, as the run's."""
     from loadgen.output.charts import HEADROOM, MARKERS_UP_TO, _shorten
 
     ax = fig.subplots()
-    ax.set_title("Latency per endpoint: P99 solid, P50 dashed")
+    ax.set_title("Latency per endpoint" + (" (corrected)" if corrected else "")
+                 + ": P99 solid, P50 dashed")
     ax.set_xlabel("Time since start (s)")
     ax.set_ylabel("Latency (ms)")
     times = [float(i["t"]) for i in intervals]
