@@ -557,8 +557,9 @@ def endpoint_lines(doc: Document, intervals: Sequence[Mapping[str, Any]]
                    ) -> list[EndpointLine]:
     """Each endpoint's throughput and latency per second, at most ``MAX_ENDPOINT_LINES``.
 
-    None for a run of one endpoint (the run's own lines are that endpoint's) and for
-    files written before intervals were split by endpoint (never a guess).  Past the
+    None (an empty list) for a run of one endpoint (the run's own lines are that
+    endpoint's) and for files written before intervals were split by endpoint (never a
+    guess).  Past the
     limit the busiest endpoints keep their lines and the rest become "others": their
     requests per second add up exactly, but percentiles do not, so its latency is the
     highest of the folded endpoints' in each second (the figures' captions say so).
