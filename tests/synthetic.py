@@ -163,3 +163,55 @@ def journey_run(seconds: int = 2, open_model: bool = False) -> dict[str, Any]:
                               "url": "http://127.0.0.1:8080"}
     started = dt.datetime.fromtimestamp(WALL_START, dt.UTC)
     return build_document(config, agg, "complete", [], started)
+
+
+def endpoints_run(names: Sequence[str], seconds: int = 3) -> dict[str, Any]:
+    """A one-worker run of several endpoints: endpoint ``i`` sends ``5 * (i + 1)`` 2xx per
+    whole second at ``1 + i`` ms (the last one ``k`` times slower in second ``k``), then a
+    half second in which only the first is busy (the others idle: left out of it)."""
+    agg = new_aggregate(workers=1, endpoints=tuple(names))
+    last = len(names) - 1
+    for k in range(1, seconds + 1):
+        agg.add(message(0, k + 0.0004, [
+            tally(ok=5 * (i + 1), ok_us=1_000 * (i + 1) * (k if i == last else 1))
+            for i in range(len(names))]))
+    agg.add(message(0, seconds + 0.5, [tally(ok=2 if i == 0 else 0) for i in range(len(names))],
+                    final=True))
+    agg.finish()
+    started = dt.datetime.fromtimestamp(WALL_START, dt.UTC)
+    return build_document({"model": "closed", "concurrency": 4, "url": "http://127.0.0.1:8080",
+                           "endpoints": list(names)}, agg, "complete", [], started)
+
+
+def monitored(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` as ``--monitor-pid`` and ``--monitor-url`` leave it: the process tree's CPU
+    climbs to 100% (one core) in the last whole second, the host's second sample failed."""
+    from loadgen.output.results import with_server
+
+    whole = [i for i in doc["intervals"] if not i.get("partial")]
+    samples: dict[int, Any] = {}
+    for k in range(1, len(whole) + 1):
+        cpu = 100.0 * k / len(whole)
+        samples[k] = {
+            "process": {"cpu_percent": cpu, "rss_bytes": (40 + 10 * k) * 2**20, "threads": 4,
+                        "fds": 12, "connections": 5, "processes": 2},
+            "host": None if k == 2 else {
+                "cpu_percent": cpu / 4, "cpus": 4, "memory_used_bytes": 3 * 2**30,
+                "memory_used_percent": 37.5, "load1": 1.5, "net_rx_bytes_per_s": 2048.0,
+                "net_tx_bytes_per_s": 1024.0}}
+    doc["intervals"] = with_server(doc["intervals"], samples)
+    n = len(samples)
+    doc["server"] = {
+        "process": {"pid": 4321, "name": "gunicorn", "cpu_count": 2, "samples": n, "failed": 0,
+                    "failures": {}, "cpu_percent_max": 100.0,
+                    "cpu_percent_mean": 100.0 * (n + 1) / (2 * n),
+                    "rss_bytes_max": (40 + 10 * n) * 2**20, "threads_max": 4, "fds_max": 12,
+                    "connections_max": 5, "processes_max": 2},
+        "host": {"url": "http://10.0.0.5:9100/metrics", "cpus": 4, "samples": n - 1, "failed": 1,
+                 "failures": {"cannot read the metrics URL: timed out": 1},
+                 "cpu_percent_max": 25.0, "cpu_percent_mean": 20.0,
+                 "memory_used_bytes_max": 3 * 2**30, "memory_used_percent_max": 37.5,
+                 "load1_max": 1.5, "net_rx_bytes_per_s_max": 2048.0,
+                 "net_tx_bytes_per_s_max": 1024.0},
+    }
+    return doc

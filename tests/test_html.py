@@ -9,6 +9,7 @@ Chromium, network off) opens it, and its DOM must hold the JSON's figures.
 from __future__ import annotations
 
 import copy
+import html
 import os
 import re
 import shutil
@@ -20,10 +21,15 @@ from typing import Any
 import orjson
 import pytest
 from helpers import RefusingPort, loadgen, one_line_error, run_in_process
-from synthetic import journey_run, synthetic_run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from synthetic import endpoints_run, journey_run, monitored, synthetic_run
 
-from loadgen.output.html import HtmlSink, render_comparison_html, render_html
+from loadgen.output.charts import plotted_intervals
+from loadgen.output.html import MAX_ENDPOINT_LINES, HtmlSink, render_comparison_html, render_html
+from loadgen.output.results import ResultsError
 from loadgen.output.table import format_number
+from loadgen.output.validate import check_document
 from loadgen.schema import CAPACITY_SCHEMA
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser")
@@ -70,6 +76,24 @@ def assert_self_contained(text: str) -> None:
             assert value is None or value.startswith("#"), (name, value)
     assert "@import" not in text
     assert re.findall(r"url\(\s*([^)]*)\)", text) == re.findall(r"url\((#[^)]*)\)", text)
+
+
+def figure_svg(text: str, chart: str) -> str:
+    """The ``<figure>`` of one chart, as text (its SVG and caption)."""
+    return text.split(f'id="chart-{chart}"', 1)[1].split("</figure>", 1)[0]
+
+
+def series_rows(text: str) -> dict[str, list[str]]:
+    """The per-endpoint series table, by row label: its other cells' text (peak req/s,
+    when, highest p50, when, highest p99, when)."""
+    table = text.split('<table id="endpoint-series">', 1)[1].split("</table>", 1)[0]
+    body = table.split("<tbody>", 1)[1]
+    rows: dict[str, list[str]] = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", body, flags=re.DOTALL):
+        cells = [html.unescape(re.sub(r"<[^>]*>", "", cell))
+                 for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.DOTALL)]
+        rows[cells[0]] = cells[1:]
+    return rows
 
 
 def figures_of(doc: dict[str, Any]) -> list[str]:
@@ -174,6 +198,142 @@ def test_a_journey_run_shows_its_iterations() -> None:
     assert "Where iterations failed" in words and "shopper: POST /shop/orders" in words
     for figure in figures_of(doc):
         assert figure in words
+
+
+def test_a_journey_run_draws_iterations_per_second() -> None:
+    """Iterations per second on the over-time chart, and each step row over time."""
+    doc = journey_run()
+    assert any(i.get("iterations") for i in doc["intervals"])
+    text = render_html(doc)
+    assert "<!-- Iterations/s -->" in figure_svg(text, "over-time")
+    legend = figure_svg(text, "endpoint-throughput")
+    for row in doc["endpoints"]:
+        assert f"<!-- {row['endpoint']} -->" in legend
+
+
+# --- each endpoint over time, the server -------------------------------------------------------
+
+
+def test_each_endpoint_has_its_throughput_and_latency_over_time() -> None:
+    doc = endpoints_run(["GET /a", "POST /b"])
+    text = render_html(doc)
+    for chart in ("endpoint-throughput", "endpoint-latency"):
+        figure = figure_svg(text, chart)
+        assert "<svg" in figure
+        assert "<!-- GET /a -->" in figure and "<!-- POST /b -->" in figure   # the legend
+    rows = series_rows(text)
+    assert list(rows) == ["GET /a", "POST /b"]
+    seconds = plotted_intervals(doc)
+    for name, cells in rows.items():
+        figures = [i["endpoints"][name] for i in seconds if name in i.get("endpoints", {})]
+        peak = max(f["rps"] for f in figures)
+        p99 = max(f["latency_ms"]["p99"] for f in figures)
+        assert cells[0] == format_number(peak, thousands=True), (name, cells)
+        assert cells[4] == format_number(p99), (name, cells)
+    # POST /b got slower each second: its highest p99 is in the last whole second
+    assert rows["POST /b"][5] == format_number(3.0)
+    assert_self_contained(text)
+
+
+def test_many_endpoints_keep_eight_lines_the_quietest_fold_into_others() -> None:
+    names = [f"GET /e{i}" for i in range(11)]   # e0 is the quietest, e10 the busiest
+    doc = endpoints_run(names)
+    text = render_html(doc)
+    rows = series_rows(text)
+    assert len(rows) == MAX_ENDPOINT_LINES
+    assert list(rows)[:-1] == names[4:] and list(rows)[-1] == "others (4 endpoints)"
+    assert rows["others (4 endpoints)"][0] == format_number(5.0 + 10 + 15 + 20, thousands=True)
+    assert "Others: GET /e0, GET /e1, GET /e2, GET /e3" in Page(text).joined()
+
+
+def test_one_endpoint_and_old_files_draw_no_endpoint_lines() -> None:
+    assert "chart-endpoint" not in render_html(synthetic_run())   # the run's lines are its own
+    old = endpoints_run(["GET /a", "POST /b"])
+    for interval in old["intervals"]:
+        del interval["endpoints"]   # written before intervals were split by endpoint
+    text = render_html(old)
+    assert "chart-endpoint" not in text and "endpoint-series" not in text
+    odd = endpoints_run(["GET /a", "POST /b"])   # hand-edited: what is not figures is idle
+    odd["intervals"][0]["endpoints"] = {"GET /a": 5, "POST /b": {"rps": 2.0, "latency_ms": [1]}}
+    odd["intervals"][1]["endpoints"] = ["GET /a"]
+    assert list(series_rows(render_html(odd))) == ["GET /a", "POST /b"]
+
+
+def test_a_monitored_run_shows_the_server_lines_and_its_chart() -> None:
+    doc = monitored(endpoints_run(["GET /a", "POST /b"]))
+    text = render_html(doc)
+    page = Page(text)
+    words = page.joined()
+    assert page.by_id("server") is not None
+    assert ("Server: CPU peak 100.0% (mean 66.7%; 100% = one core of 2), RSS peak 70.0 MiB, "
+            "4 threads, 5 connections (pid 4321 gunicorn, 2 processes)") in words
+    assert "Server host: CPU peak 25.0% of 4 CPUs (mean 20.0%), memory peak 3.00 GiB" in words
+    assert "Server samples (process): 3 of 3, 0 failed" in words
+    assert ("Server samples (host): 2 of 3, 1 failed: cannot read the metrics URL: "
+            "timed out × 1") in words
+    figure = figure_svg(text, "server")
+    assert page.by_id("chart-server")["class"] == "wide"
+    for label in ("Server CPU % (process tree)", "Host CPU % (all cores)", "P99 (ms)",
+                  "Throughput", "Server RSS, process tree (MiB)", "Host memory used (%)"):
+        assert f"<!-- {label} -->" in figure, label
+    assert render_html(copy.deepcopy(doc)) == text   # still the same bytes
+    assert_self_contained(text)
+    plain = render_html(endpoints_run(["GET /a", "POST /b"]))
+    assert "chart-server" not in plain and 'id="server"' not in plain
+
+
+def test_server_names_from_the_document_are_escaped() -> None:
+    doc = monitored(synthetic_run())
+    doc["server"]["process"]["name"] = NASTY
+    doc["server"]["host"]["url"] = NASTY
+    doc["server"]["host"]["failures"] = {NASTY: 1}
+    text = render_html(doc)
+    assert "<script" not in text
+    assert Page(text).joined().count(NASTY) == 3
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place inside ``value`` (dict keys and list indexes), itself included."""
+    found = [prefix]
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, inner in items:
+        found += _paths(inner, (*prefix, key))
+    return found
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_damaged_endpoint_and_server_blocks_that_validate_still_render(data: Any) -> None:
+    """A hand-edited file that ``validate`` lets through must render, not raise: the new
+    blocks (intervals' ``endpoints`` and ``server``, the ``server`` summary) replaced by
+    arbitrary JSON here and there."""
+    doc = monitored(endpoints_run(["GET /a", "POST /b"]))
+    places = [p for i in range(len(doc["intervals"])) for key in ("endpoints", "server")
+              for p in _paths(doc["intervals"][i].get(key), ("intervals", i, key))]
+    places += _paths(doc["server"], ("server",))
+    for _ in range(data.draw(st.integers(1, 3))):
+        *parents, last = data.draw(st.sampled_from(places))
+        holder: Any = doc
+        try:
+            for key in parents:
+                holder = holder[key]
+            holder[last] = data.draw(JSON_VALUES)
+        except (KeyError, IndexError, TypeError):   # an earlier change removed that place
+            continue
+    try:
+        check_document(doc, "edited.json", charts=True)
+    except ResultsError:
+        return
+    assert "<svg" in render_html(doc)
 
 
 def test_strings_from_the_document_are_escaped() -> None:
@@ -283,11 +443,13 @@ def test_compare_writes_a_page(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def real_page(target_server: Any, tmp_path_factory: pytest.TempPathFactory
               ) -> tuple[Path, dict[str, Any]]:
-    """One short open-model run with two endpoints (one all 503s) and a failing threshold."""
+    """One short open-model run with two endpoints (one all 503s) and a failing threshold,
+    the target's process monitored."""
     folder = tmp_path_factory.mktemp("html")
     page = folder / "run.html"
     run = loadgen("run", "--url", target_server.url, "--endpoint", "/api/health",
                   "--endpoint", "/status/503", "--rate", "40", "--duration", "1.5s", "--quiet",
+                  "--monitor-pid", str(target_server.proc.pid),
                   "--threshold", "failures<1%", "--header", f"X-Api-Key: {SECRET}",
                   "--html", str(page), save=folder / "run.json")
     assert run.status == 1, run.stderr   # the threshold fails: 503s are half the requests
@@ -309,6 +471,10 @@ def test_a_real_run_writes_the_page_and_report_renders_it_again(real_page, tmp_p
     run = run_in_process("report", str(page.with_suffix(".json")), "--html", str(again))
     assert run.status == 0, run.stderr
     assert again.read_bytes() == page.read_bytes()
+
+
+def target_server_pid(doc: dict[str, Any]) -> int:
+    return int(doc["server"]["process"]["pid"])
 
 
 def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -336,7 +502,12 @@ def test_a_browser_shows_the_figures_of_the_json(real_page, tmp_path) -> None:
         assert figure in words, figure
     assert rendered.by_id("summary-requests")["data-value"] == str(doc["summary"]["requests"])
     assert rendered.by_id("summary-p99")["data-value"] == str(doc["summary"]["latency_ms"]["p99"])
-    assert len(re.findall(r"<svg", dom.stdout)) >= 3   # the charts made it into the DOM
+    assert len(re.findall(r"<svg", dom.stdout)) >= 6   # the charts made it into the DOM
+    for chart in ("endpoint-throughput", "endpoint-latency", "server"):
+        assert "<svg" in figure_svg(dom.stdout, chart), chart
+    assert list(series_rows(dom.stdout)) == [e["endpoint"] for e in doc["endpoints"]]
+    pid = target_server_pid(doc)
+    assert f"(pid {pid} " in words and "Server samples (process):" in words
     shot = tmp_path / "page.png"
     taken = _chromium(f"--screenshot={shot}", url, cwd=tmp_path)
     assert taken.returncode == 0, taken.stderr[-2000:]

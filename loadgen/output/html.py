@@ -27,8 +27,10 @@ import datetime as dt
 import html
 import io
 import itertools
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -36,6 +38,15 @@ import click
 from loadgen import errors
 from loadgen.errors import InputError, error_line
 from loadgen.output.files import write_bytes
+from loadgen.output.results import interval_endpoints
+from loadgen.output.server import (
+    BYTE_UNITS,
+    format_bytes,
+    has_server,
+    sample_series,
+    samples_line,
+    server_lines,
+)
 from loadgen.output.table import (
     ALL_ENDPOINTS,
     HEADERS,
@@ -76,6 +87,9 @@ Say = Callable[[str], None]
 SVG_DPI = 72   # SVG sizes are in points: 72 per inch keeps the figure's inches as drawn
 PANEL_SIZE = (6.4, 3.6)   # inches: two side by side on a laptop screen
 BAR_SHARE = 0.9   # of its second a bar fills: a gap between seconds, so each reads alone
+ENDPOINT_PANEL_SIZE = (6.4, 4.6)   # inches: room under the axes for a legend of up to 8 names
+SERVER_PANEL_SIZE = (12.8, 6.4)   # the full width: CPU and memory under one time axis
+MAX_ENDPOINT_LINES = 8   # more lines than this blur into each other: the rest fold into "others"
 STYLE = """
 :root { --ok: #2e7d32; --bad: #c62828; --warn: #ef6c00; --muted: #666; --rule: #ddd; }
 * { box-sizing: border-box; }
@@ -108,6 +122,9 @@ dl.config dt { color: var(--muted); } dl.config dd { margin: 0; word-break: brea
 figure { margin: 0; border: 1px solid var(--rule); border-radius: 4px; padding: .5em; }
 figure svg { width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: .9em; }
+figure.wide { grid-column: 1 / -1; }
+.swatch { display: inline-block; width: .9em; height: .9em; margin-right: .4em;
+          border-radius: 2px; vertical-align: -.1em; }
 .side { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1.5em; }
 footer { margin-top: 3em; color: var(--muted); font-size: .85em; }
 """
@@ -174,8 +191,14 @@ def run_body(doc: Document, level: int = 2, charts: bool = True) -> str:
     more = _more(doc)
     if more:
         parts += [f"<{h}>Connections, logins, nodes</{h}>", more]
+    server = _server(doc)
+    if server:
+        parts += [f"<{h}>Server</{h}>", server]
     if charts:
         parts += [f"<{h}>Charts</{h}>", _charts(run_figures(doc))]
+        series = _endpoint_series(doc)
+        if series:
+            parts += [f"<h{level + 1}>Each endpoint over time</h{level + 1}>", series]
     return "\n".join(p for p in parts if p)
 
 
@@ -503,6 +526,121 @@ def _more(doc: Document) -> str:
     return "".join(f"<p>{_e(line)}</p>" for line in lines)
 
 
+def _server(doc: Document) -> str:
+    """``--monitor-*``: the terminal's Server lines, and each source's sample count (failed
+    samples said even when none failed: a reader should know the figures are complete)."""
+    server = doc.get("server")
+    if not isinstance(server, Mapping):
+        return ""
+    lines = [line for line in server_lines(server) if not line.startswith("Server samples")]
+    lines += [samples_line(name, server[name]) for name in ("process", "host")
+              if isinstance(server.get(name), Mapping)]
+    return f"<div id=\"server\">{''.join(f'<p>{_e(line)}</p>' for line in lines)}</div>"
+
+
+# --- each endpoint over time -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointLine:
+    """One endpoint's series over the plotted intervals (or "others": several folded)."""
+
+    label: str
+    names: tuple[str, ...]    # the endpoints it stands for (one, or the folded ones)
+    color: str
+    rps: list[float]
+    p50: list[float]          # NaN (a gap) in a second without responses
+    p99: list[float]
+
+
+def endpoint_lines(doc: Document, intervals: Sequence[Mapping[str, Any]]
+                   ) -> list[EndpointLine]:
+    """Each endpoint's throughput and latency per second, at most ``MAX_ENDPOINT_LINES``.
+
+    None (an empty list) for a run of one endpoint (the run's own lines are that
+    endpoint's) and for files written before intervals were split by endpoint (never a
+    guess).  Past the
+    limit the busiest endpoints keep their lines and the rest become "others": their
+    requests per second add up exactly, but percentiles do not, so its latency is the
+    highest of the folded endpoints' in each second (the figures' captions say so).
+    """
+    from loadgen.output.charts import _colors
+
+    names = [str(e.get("endpoint", "?")) for e in doc.get("endpoints") or []
+             if isinstance(e, dict)]
+    if len(names) < 2 or not any(isinstance(i.get("endpoints"), dict) for i in intervals):
+        return []
+    seconds = []
+    for interval in intervals:
+        # a new file leaves ``endpoints`` out of a second without requests (all idle); a
+        # hand-edited one may hold anything: what is not an endpoint's figures counts as idle
+        given = {name: figures for name, figures in _dict(interval.get("endpoints")).items()
+                 if isinstance(figures, dict)}
+        figures = interval_endpoints({"endpoints": given}, names)
+        assert figures is not None   # given ``endpoints``, never None
+        seconds.append(figures)
+    totals = {n: sum(_int(s[n].get("requests")) for s in seconds) for n in names}
+    if len(names) > MAX_ENDPOINT_LINES:
+        busiest = sorted(names, key=lambda n: -totals[n])[:MAX_ENDPOINT_LINES - 1]
+        kept = [n for n in names if n in busiest]
+        folded = tuple(n for n in names if n not in busiest)
+    else:
+        kept, folded = names, ()
+
+    def ms(figures: Mapping[str, Any], key: str) -> float:
+        value = _num(_dict(figures.get("latency_ms")).get(key))
+        return math.nan if value is None else value
+
+    groups: list[tuple[str, tuple[str, ...]]] = [(n, (n,)) for n in kept]
+    if folded:
+        groups.append((f"others ({len(folded)} endpoints)", folded))
+    lines = []
+    for (label, members), color in zip(groups, _colors(len(groups))):
+        rps: list[float] = []
+        p50: list[float] = []
+        p99: list[float] = []
+        for figures in seconds:
+            rps.append(sum(_num0(figures[n].get("rps")) for n in members))
+            for series, key in ((p50, "p50"), (p99, "p99")):
+                values = [v for v in (ms(figures[n], key) for n in members) if not math.isnan(v)]
+                series.append(max(values) if values else math.nan)
+        lines.append(EndpointLine(label, members, color, rps, p50, p99))
+    return lines
+
+
+def _endpoint_series(doc: Document) -> str:
+    """The per-endpoint charts' legend as a table: each line's colour, name and figures
+    (peak requests per second, highest p50 and p99 of a second, and when)."""
+    from loadgen.output.charts import plotted_intervals
+
+    intervals = plotted_intervals(doc)
+    lines = endpoint_lines(doc, intervals)
+    if not lines:
+        return ""
+    times = [float(i["t"]) for i in intervals]
+
+    def peak(values: list[float], unit: str) -> list[str]:
+        known = [(v, t) for v, t in zip(values, times) if not math.isnan(v)]
+        if not known:
+            return [_cell(MISSING), _cell(MISSING)]
+        value, when = max(known, key=lambda vt: vt[0])
+        return [_cell(format_number(value, thousands=unit == "rps"), key=unit),
+                _cell(format_number(when))]
+
+    rows = []
+    for line in lines:
+        name = (f"<td class=\"endpoint\"><span class=\"swatch\" style=\"background: "
+                f"{line.color}\"></span>{_e(line.label)}</td>")
+        rows.append([name, *peak(line.rps, "rps"), *peak(line.p50, "p50"),
+                     *peak(line.p99, "p99")])
+    table = _table(("Endpoint", "Peak req/s", "at (s)", "Highest P50 (ms)", "at (s)",
+                    "Highest P99 (ms)", "at (s)"), rows, table_id="endpoint-series")
+    folded = [n for line in lines if len(line.names) > 1 for n in line.names]
+    if folded:
+        table += f"<p id=\"endpoint-others\">Others: {_e(', '.join(folded))}</p>"
+    return table
+
+
 def _capacity_body(doc: Document) -> str:
     """A capacity search: verdict, the steps, the chart, and the search's settings."""
     status = str(doc.get("status", "unknown"))
@@ -590,8 +728,9 @@ def _charts(figures: list[str]) -> str:
     return f"<div class=\"charts\">{''.join(figures)}</div>" if figures else ""
 
 
-def _figure(name: str, caption: str, svg: str) -> str:
-    return (f"<figure id=\"chart-{name}\">{svg}<figcaption>{_e(caption)}</figcaption>"
+def _figure(name: str, caption: str, svg: str, klass: str = "") -> str:
+    attrs = f" class=\"{klass}\"" if klass else ""
+    return (f"<figure id=\"chart-{name}\"{attrs}>{svg}<figcaption>{_e(caption)}</figcaption>"
             "</figure>")
 
 
@@ -656,11 +795,31 @@ def run_figures(doc: Document) -> list[str]:
                 _svg("over-time", lambda fig: _over_time(fig, intervals, is_open_model(doc)))),
         _figure("failures", "Successes and failures per second",
                 _svg("failures", lambda fig: _failures_over_time(fig, intervals))),
-        _figure("spectrum", "Latency by percentile, from the saved histograms"
-                + (": corrected (solid) and service time (dashed)" if is_open_model(doc)
-                   else ""),
-                _svg("spectrum", lambda fig: _spectrum(fig, doc))),
     ]
+    lines = endpoint_lines(doc, intervals)
+    if lines:
+        figures += [
+            _figure("endpoint-throughput", "Throughput per endpoint, each second"
+                    + ("; others: the rest added up" if len(lines[-1].names) > 1 else ""),
+                    _svg("endpoint-throughput",
+                         lambda fig: _endpoint_throughput(fig, intervals, lines),
+                         ENDPOINT_PANEL_SIZE)),
+            _figure("endpoint-latency", "P99 (solid) and P50 (dashed) per endpoint, each second"
+                    + ("; others: the highest of the rest" if len(lines[-1].names) > 1 else ""),
+                    _svg("endpoint-latency",
+                         lambda fig: _endpoint_latency(fig, intervals, lines,
+                                                       is_open_model(doc)),
+                         ENDPOINT_PANEL_SIZE))]
+    if has_server(intervals):
+        figures.append(_figure(
+            "server", "The server's CPU beside the run's throughput (shaded) and P99 (dashed), "
+            "and its memory, each second; gaps are failed samples",
+            _svg("server", lambda fig: _server_chart(fig, intervals, _dict(doc.get("server"))),
+                 SERVER_PANEL_SIZE), "wide"))
+    figures.append(_figure("spectrum", "Latency by percentile, from the saved histograms"
+                           + (": corrected (solid) and service time (dashed)"
+                              if is_open_model(doc) else ""),
+                           _svg("spectrum", lambda fig: _spectrum(fig, doc))))
     if any(isinstance(i.get("users"), (int, float)) for i in intervals):
         figures.append(_figure("users", "Active users per second (mean over the second)",
                                _svg("users", lambda fig: _users(fig, intervals))))
@@ -730,6 +889,101 @@ def _failures_over_time(fig: Any, intervals: list[dict[str, Any]]) -> None:
         ax.text(0.5, 0.92, "no failures", ha="center", va="top", color="gray",
                 transform=ax.transAxes)
     ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=2)
+
+
+def _endpoint_throughput(fig: Any, intervals: Sequence[Mapping[str, Any]],
+                         lines: Sequence[EndpointLine]) -> None:
+    """A step line of requests per second per endpoint; ``t`` ends its second, as in
+    ``charts._draw_throughput``."""
+    from loadgen.output.charts import HEADROOM, _shorten
+
+    ax = fig.subplots()
+    ax.set_title("Throughput per endpoint")
+    ax.set_xlabel("Time since start (s)")
+    ax.set_ylabel("Requests per second")
+    times = [float(i["t"]) for i in intervals]
+    xs = [max(0.0, times[0] - 1.0), *times]
+    for line in lines:
+        ax.step(xs, [line.rps[0], *line.rps], where="pre", color=line.color, linewidth=1.4,
+                label=_shorten(line.label) if len(line.names) == 1 else line.label)
+    top = max(max(line.rps) for line in lines)
+    ax.set_xlim(0, max(times) * 1.02)
+    ax.set_ylim(0, top * HEADROOM if top > 0 else 1.0)
+    _legend_below(ax)
+
+
+def _endpoint_latency(fig: Any, intervals: Sequence[Mapping[str, Any]],
+                      lines: Sequence[EndpointLine], corrected: bool) -> None:
+    """P99 solid and P50 dashed in the endpoint's colour: one legend entry per endpoint.
+    ``corrected``: the open model's figures run from the intended send time, as the run's."""
+    from loadgen.output.charts import HEADROOM, MARKERS_UP_TO, _shorten
+
+    ax = fig.subplots()
+    ax.set_title("Latency per endpoint" + (" (corrected)" if corrected else "")
+                 + ": P99 solid, P50 dashed")
+    ax.set_xlabel("Time since start (s)")
+    ax.set_ylabel("Latency (ms)")
+    times = [float(i["t"]) for i in intervals]
+    marker = "o" if len(times) <= MARKERS_UP_TO else None
+    tallest = 0.0
+    for line in lines:
+        ax.plot(times, line.p99, color=line.color, linewidth=1.6, marker=marker, markersize=3,
+                label=_shorten(line.label) if len(line.names) == 1 else line.label)
+        ax.plot(times, line.p50, color=line.color, linewidth=1.0, linestyle="--", alpha=0.8)
+        tallest = max([tallest, *(v for v in line.p99 + line.p50 if not math.isnan(v))])
+    ax.set_xlim(0, max(times) * 1.02)
+    ax.set_ylim(0, tallest * HEADROOM if tallest > 0 else 1.0)
+    _legend_below(ax)
+
+
+def _legend_below(ax: Any) -> None:
+    """Names under the axes, two columns: eight long endpoint names would hide the lines."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=7,
+              frameon=False)
+
+
+def _server_chart(fig: Any, intervals: Sequence[Mapping[str, Any]],
+                  summary: Mapping[str, Any]) -> None:
+    """``charts``' CPU panel (throughput and p99 beside it), and the memory under it on the
+    same time axis: the process tree's RSS, the host's used memory."""
+    from loadgen.output.charts import (
+        HOST_CPU_COLOR,
+        MARKERS_UP_TO,
+        PROCESS_CPU_COLOR,
+        _draw_server,
+        _no_data,
+    )
+
+    cpu_ax, memory_ax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    _draw_server(cpu_ax, intervals, summary)
+    times = [float(i["t"]) for i in intervals]
+    marker = "o" if len(times) <= MARKERS_UP_TO else None
+    memory_ax.set_title("Server memory")
+    memory_ax.set_xlabel("Time since start (s)")
+    rss = sample_series(intervals, "process", "rss_bytes")
+    used = sample_series(intervals, "host", "memory_used_percent")
+    handles: list[Any] = []
+    if not all(math.isnan(v) for v in rss):
+        top = max(v for v in rss if not math.isnan(v))
+        unit = format_bytes(top).split()[-1]    # the unit the peak reads in: MiB, GiB, ...
+        scale = 1024.0 ** BYTE_UNITS.index(unit)
+        handles += memory_ax.plot(times, [v / scale for v in rss], color=PROCESS_CPU_COLOR,
+                                  linewidth=1.6, marker=marker, markersize=3,
+                                  label=f"Server RSS, process tree ({unit})")
+        memory_ax.set_ylabel(f"RSS ({unit})")
+        memory_ax.set_ylim(0, top / scale * 1.3 if top > 0 else 1.0)
+    else:
+        memory_ax.set_yticks([])
+    if not all(math.isnan(v) for v in used):   # the host's on its own axis: GiB beside MiB
+        host_ax = memory_ax.twinx()            # would flatten the process's line
+        handles += host_ax.plot(times, used, color=HOST_CPU_COLOR, linewidth=1.6,
+                                marker=marker, markersize=3, label="Host memory used (%)")
+        host_ax.set_ylabel("Host memory used (%)")
+        host_ax.set_ylim(0, 100)
+    if not handles:
+        _no_data(memory_ax)
+        return
+    memory_ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False, ncols=2)
 
 
 def _spectrum(fig: Any, doc: Document) -> None:

@@ -106,6 +106,17 @@ def cpu_series(intervals: Sequence[Mapping[str, Any]], source: str) -> list[floa
     return values
 
 
+def sample_series(intervals: Sequence[Mapping[str, Any]], source: str, key: str) -> list[float]:
+    """One source's ``key`` (``rss_bytes``, ``memory_used_bytes``, ...) per interval; NaN (a
+    gap) where it was not sampled or failed, as ``cpu_series``."""
+    values = []
+    for interval in intervals:
+        sample = (interval.get("server") or {}).get(source)
+        value = sample.get(key) if isinstance(sample, Mapping) else None
+        values.append(float(value) if isinstance(value, (int, float)) else math.nan)
+    return values
+
+
 #: The text fields of a source's summary; every other field is a number or null.
 TEXT_FIELDS = frozenset({"name", "url"})
 
