@@ -14,13 +14,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from loadgen import __version__, errors
-from loadgen.commands.run import announce, execute, open_metrics, prepare
+from loadgen.commands.run import announce, document_files, execute, open_metrics, prepare
 from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
 from loadgen.engine.monitor import open_monitor
 from loadgen.errors import one_line
-from loadgen.output.csvfiles import CsvSink
-from loadgen.output.junit import JunitSink
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
     ChartSink,
@@ -80,14 +78,7 @@ def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
     if outputs.charts:
         sinks.append(ChartSink(draw_capacity, outputs.image, started_name("loadgen-capacity"),
                                say))
-    if outputs.html:
-        from loadgen.output.html import HtmlSink
-
-        sinks.append(HtmlSink(outputs.html, say))
-    if outputs.csv:
-        sinks.append(CsvSink(outputs.csv, say))
-    if outputs.junit:
-        sinks.append(JunitSink(outputs.junit, say))
+    sinks.extend(document_files(outputs, say))
 
     started = dt.datetime.now(dt.UTC)
     slos = ", ".join(t.text for t in config.thresholds)

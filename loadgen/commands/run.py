@@ -216,8 +216,16 @@ def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink,
         sinks.append(JsonFileSink(outputs.save, say))
     if outputs.charts:
         sinks.append(ChartSink(draw_summary, outputs.image, started_name("loadgen"), say))
+    sinks.extend(document_files(outputs, say))
+    return sinks
+
+
+def document_files(outputs: Outputs, say: Callable[[str], None]) -> list[Sink]:
+    """The files made once from the final document, in the order they are reported:
+    ``--html``, ``--csv``, ``--junit`` (``run`` and ``capacity`` alike)."""
+    sinks: list[Sink] = []
     if outputs.html:
-        from loadgen.output.html import HtmlSink
+        from loadgen.output.html import HtmlSink  # matplotlib: only when asked for
 
         sinks.append(HtmlSink(outputs.html, say))
     if outputs.csv:

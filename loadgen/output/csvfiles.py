@@ -22,14 +22,11 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import click
 import numpy as np
 
-from loadgen import errors
-from loadgen.errors import InputError, error_line
 from loadgen.output.files import write_bytes
 from loadgen.output.results import interval_endpoints
-from loadgen.output.sinks import Say, Snapshot
+from loadgen.output.sinks import FileSink
 from loadgen.schema import INTERVAL_LATENCY_KEYS, LATENCY_KEYS
 
 Document = Mapping[str, Any]
@@ -168,30 +165,14 @@ def _second_cells(figures: Mapping[str, Any]) -> Row:
             *(latency.get(key) for key in INTERVAL_LATENCY_KEYS)]
 
 
-class CsvSink:
-    """``--csv PREFIX`` as a sink: both files from the final document.
+class CsvSink(FileSink):
+    """``--csv PREFIX`` as a sink: both files from the final document."""
 
-    ``run`` and ``capacity`` treat files they cannot write as a broken record (one
-    line, exit 3: the load happened); ``report`` as bad input (exit 2).
-    """
+    what = "CSV"
 
-    def __init__(self, prefix: str, say: Say, input_error: bool = False) -> None:
-        self.prefix = prefix
-        self.say = say
-        self.input_error = input_error
+    def write(self, doc: Document) -> str:
+        written = write_csv(self.path or "", doc)
+        return f"{written[0]} and {written[1]}"
 
-    def on_update(self, snapshot: Snapshot) -> None:
-        pass
-
-    def on_finish(self, doc: Document) -> int | None:
-        try:
-            written = write_csv(self.prefix, doc)
-        except OSError as exc:
-            message = (f"cannot write CSV to {exc.filename or self.prefix}: "
-                       f"{exc.strerror or exc}")
-            if self.input_error:
-                raise InputError(message) from None
-            click.echo(error_line(message), err=True)
-            return errors.BROKEN
-        self.say(f"CSV saved to {written[0]} and {written[1]}")
-        return None
+    def failed_path(self, exc: OSError, doc: Document) -> str:
+        return str(exc.filename or self.path)   # which of the two files

@@ -33,10 +33,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import click
-
-from loadgen import errors
-from loadgen.errors import InputError, error_line
 from loadgen.output.files import write_bytes
 from loadgen.output.results import interval_endpoints
 from loadgen.output.server import (
@@ -47,6 +43,7 @@ from loadgen.output.server import (
     samples_line,
     server_lines,
 )
+from loadgen.output.sinks import FileSink
 from loadgen.output.table import (
     ALL_ENDPOINTS,
     HEADERS,
@@ -1070,30 +1067,11 @@ def write_html(path: str, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-class HtmlSink:
-    """``--html FILE``: the page, rendered from the final document.
+class HtmlSink(FileSink):
+    """``--html FILE``: the page, rendered from the final document."""
 
-    As ``ChartSink``: ``run`` and ``capacity`` treat a page they cannot write as a
-    broken record (one line, exit 3: the load happened); ``report`` as bad input
-    (exit 2: nothing was run).
-    """
+    what = "HTML report"
 
-    def __init__(self, path: str, say: Say, input_error: bool = False) -> None:
-        self.path = path
-        self.say = say
-        self.input_error = input_error
-
-    def on_update(self, snapshot: Any) -> None:
-        pass
-
-    def on_finish(self, doc: Document) -> int | None:
-        try:
-            write_html(self.path, render_html(doc))
-        except OSError as exc:
-            message = f"cannot write HTML report to {self.path}: {exc.strerror or exc}"
-            if self.input_error:
-                raise InputError(message) from None
-            click.echo(error_line(message), err=True)
-            return errors.BROKEN
-        self.say(f"HTML report saved to {self.path}")
-        return None
+    def write(self, doc: Document) -> str:
+        write_html(self.path or "", render_html(doc))
+        return self.path or ""

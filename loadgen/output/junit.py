@@ -29,12 +29,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import click
-
-from loadgen import errors
-from loadgen.errors import InputError, error_line
+from loadgen.errors import InputError
 from loadgen.output.files import write_bytes
-from loadgen.output.sinks import Say, Snapshot
+from loadgen.output.sinks import FileSink
 from loadgen.stats.thresholds import evaluate, format_actual, parse_threshold, parse_thresholds
 
 Document = Mapping[str, Any]
@@ -230,29 +227,11 @@ def _timestamp(doc: Document) -> str:
     return started.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-class JunitSink:
-    """``--junit FILE`` as a sink: the XML from the final document.
+class JunitSink(FileSink):
+    """``--junit FILE`` as a sink: the XML from the final document."""
 
-    ``run`` and ``capacity`` treat a file they cannot write as a broken record (one
-    line, exit 3: the load happened); ``report`` as bad input (exit 2).
-    """
+    what = "JUnit XML"
 
-    def __init__(self, path: str, say: Say, input_error: bool = False) -> None:
-        self.path = path
-        self.say = say
-        self.input_error = input_error
-
-    def on_update(self, snapshot: Snapshot) -> None:
-        pass
-
-    def on_finish(self, doc: Document) -> int | None:
-        try:
-            write_junit(self.path, doc)
-        except OSError as exc:
-            message = f"cannot write JUnit XML to {self.path}: {exc.strerror or exc}"
-            if self.input_error:
-                raise InputError(message) from None
-            click.echo(error_line(message), err=True)
-            return errors.BROKEN
-        self.say(f"JUnit XML saved to {self.path}")
-        return None
+    def write(self, doc: Document) -> str:
+        write_junit(self.path or "", doc)
+        return self.path or ""

@@ -200,38 +200,64 @@ def started_name(prefix: str) -> Callable[[Document], str]:
     return name
 
 
-class ChartSink:
-    """The PNG, drawn from the final document.
+class FileSink:
+    """A file made from the final document, written once at the end: the chart, the CSV
+    files, the JUnit XML, the HTML report.
 
-    ``run`` and ``capacity`` treat a chart they cannot write as a broken
-    record (one line, exit 3: the load happened); ``report`` as bad input
-    (``input_error``: exit 2, nothing was run).
+    ``run`` and ``capacity`` treat a file they cannot write as a broken record (one
+    line, exit 3: the load happened); ``report`` as bad input (``input_error``: exit 2,
+    nothing was run).  A subclass writes it (``write``: what it wrote, as the "saved to"
+    line names it) and says what it is (``what``: "chart", "CSV", ...).
     """
 
-    def __init__(self, draw: Callable[[Document, str], str], path: str | None,
-                 default: Callable[[Document], str], say: Say,
-                 input_error: bool = False) -> None:
-        self.draw = draw
+    what = "file"
+
+    def __init__(self, path: str | None, say: Say, input_error: bool = False) -> None:
         self.path = path
-        self.default = default
         self.say = say
         self.input_error = input_error
 
     def on_update(self, snapshot: Snapshot) -> None:
         pass
 
+    def write(self, doc: Document) -> str:
+        raise NotImplementedError
+
+    def failed_path(self, exc: OSError, doc: Document) -> str:
+        """The path a failure names (the one given, unless a subclass knows better)."""
+        return self.path or str(exc.filename or "")
+
     def on_finish(self, doc: Document) -> int | None:
-        path = self.path or self.default(doc)
         try:
-            written = self.draw(doc, path)
+            written = self.write(doc)
         except OSError as exc:
-            message = f"cannot write chart to {path}: {exc.strerror or exc}"
+            message = (f"cannot write {self.what} to {self.failed_path(exc, doc)}: "
+                       f"{exc.strerror or exc}")
             if self.input_error:
                 raise InputError(message) from None
             click.echo(error_line(message), err=True)
             return errors.BROKEN
-        self.say(f"Chart saved to {written}")
+        self.say(f"{self.what[:1].upper()}{self.what[1:]} saved to {written}")
         return None
+
+
+class ChartSink(FileSink):
+    """The PNG, drawn from the final document (its default name from the run's start)."""
+
+    what = "chart"
+
+    def __init__(self, draw: Callable[[Document, str], str], path: str | None,
+                 default: Callable[[Document], str], say: Say,
+                 input_error: bool = False) -> None:
+        super().__init__(path, say, input_error)
+        self.draw = draw
+        self.default = default
+
+    def write(self, doc: Document) -> str:
+        return self.draw(doc, self.path or self.default(doc))
+
+    def failed_path(self, exc: OSError, doc: Document) -> str:
+        return self.path or self.default(doc)
 
 
 def draw_summary(doc: Document, path: str) -> str:
