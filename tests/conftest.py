@@ -134,6 +134,17 @@ def target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetSe
         stop_target_server(server)
 
 
+@pytest.fixture(scope="module")
+def short_ttl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetServer]:
+    """A built-in target whose login tokens live 1 s (``--token-ttl 1``), for one module."""
+    server = start_target_server(tmp_path_factory.mktemp("ttl") / "server.log",
+                                 args=("--token-ttl", "1"))
+    try:
+        yield server
+    finally:
+        stop_target_server(server)
+
+
 @pytest.fixture(scope="session")
 def good_results(target_server: TargetServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real results document (open model, two endpoints, 2 s), written once per session."""

@@ -9,13 +9,10 @@ Every assertion compares loadgen's rows with what the server counted (``/__stats
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.conftest import TargetServer, start_target_server, stop_target_server
+from tests.conftest import TargetServer
 from tests.helpers import REPO, loadgen
 
 LOGIN = "shopper: POST /api/auth/login"
@@ -136,16 +133,6 @@ def test_open_model_journey_one_iteration_per_arrival(target_server: TargetServe
     assert stats["orders"]["created"] == 30 and stats["orders"]["refused"] == 0
     assert stats["logins"]["issued"] == users
     assert sorted(stats["logins_by_user"].values()) == [1] * users
-
-
-@pytest.fixture(scope="module")
-def short_ttl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetServer]:
-    server = start_target_server(tmp_path_factory.mktemp("ttl") / "server.log",
-                                 args=("--token-ttl", "1"))
-    try:
-        yield server
-    finally:
-        stop_target_server(server)
 
 
 def test_refresh_on_401_logs_in_again_and_retries(short_ttl_server: TargetServer,

@@ -221,16 +221,6 @@ def test_peak_connections(target_server: TargetServer, client: Client) -> None:
     assert connections() == {"open": 1, "peak": 8, "accepted": 7}
 
 
-@pytest.fixture(scope="module")
-def short_ttl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetServer]:
-    server = start_target_server(tmp_path_factory.mktemp("ttl") / "server.log",
-                                 args=("--token-ttl", "1"))
-    try:
-        yield server
-    finally:
-        stop_target_server(server)
-
-
 def test_tokens_expire_after_token_ttl(short_ttl_server: TargetServer) -> None:
     client = Client(short_ttl_server.port)
     try:

@@ -176,21 +176,12 @@ def run_body(doc: Document, level: int = 2, charts: bool = True) -> str:
              f"<{h}>What was run</{h}>", _config(doc),
              f"<{h}>Endpoints</{h}>", _endpoint_tables(doc),
              f"<{h}>Failures</{h}>", _failures(doc)]
-    checks = _checks(doc)
-    if checks:
-        parts += [f"<{h}>Checks failed</{h}>", checks]
-    journeys = _journeys(doc)
-    if journeys:
-        parts += [f"<{h}>Journeys</{h}>", journeys]
-    phases = _phases(doc)
-    if phases:
-        parts += [f"<{h}>Phases</{h}>", phases]
-    more = _more(doc)
-    if more:
-        parts += [f"<{h}>Connections, logins, nodes</{h}>", more]
-    server = _server(doc)
-    if server:
-        parts += [f"<{h}>Server</{h}>", server]
+    for title, section in (("Checks failed", _checks), ("Journeys", _journeys),
+                           ("Phases", _phases), ("Connections, logins, nodes", _more),
+                           ("Server", _server)):
+        body = section(doc)   # "" when the run has none: no heading either
+        if body:
+            parts += [f"<{h}>{title}</{h}>", body]
     if charts:
         parts += [f"<{h}>Charts</{h}>", _charts(run_figures(doc))]
         series = _endpoint_series(doc)
