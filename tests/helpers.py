@@ -15,6 +15,8 @@ from typing import Any, Self
 import orjson
 
 REPO = Path(__file__).resolve().parent.parent
+#: The worker-loop harness: a monkey-patched interpreter of its own (tests/workerharness.py).
+HARNESS = Path(__file__).resolve().parent / "workerharness.py"
 
 
 @dataclass
@@ -237,3 +239,15 @@ class RefusingPort:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_harness(scenarios: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every scenario through ``tests/workerharness.py``, in one interpreter (each with its
+    own scripted server, workers and pipes); the results by scenario name."""
+    proc = subprocess.run([sys.executable, str(HARNESS)], input=orjson.dumps(scenarios).decode(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout
+    result: dict[str, dict[str, Any]] = orjson.loads(lines[0])
+    return result

@@ -22,6 +22,7 @@ import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 from journeyplans import shop_journey, two_kinds  # tests/ is sys.path[0] in the harness
+from rawservers import read_body, read_head
 
 from loadgen.config.model import RunConfig, plan_workers
 from loadgen.engine.channel import Channel
@@ -153,29 +154,17 @@ class ShopServer:
 
     @staticmethod
     def _read(conn: socket.socket, buffer: bytearray, slot: int) -> Request | None:
-        while b"\r\n\r\n" not in buffer:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            buffer += chunk
-        end = buffer.index(b"\r\n\r\n")
-        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-        del buffer[:end + 4]
+        raw = read_head(conn, buffer)
+        if raw is None:
+            return None
+        lines = raw.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ")
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
             lower = name.strip().lower()
             headers[lower] = (headers[lower] + "; " if lower in headers else "") + value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(buffer) < length:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            buffer += chunk
-        body = bytes(buffer[:length])
-        del buffer[:length]
-        return Request(method, target, headers, body, slot)
+        return Request(method, target, headers, read_body(conn, buffer, raw), slot)
 
     def finish(self) -> None:
         self.server.stop(timeout=0)

@@ -13,14 +13,12 @@ processes, pickled plans) against ``loadgen.target``'s shop.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import TargetServer
+from helpers import run_harness
 from journeyplans import journey_config, step
 
 from loadgen.config.feeder import PER_USER, from_rows
@@ -28,7 +26,6 @@ from loadgen.config.journey import UserKind
 from loadgen.config.model import plan_workers
 from loadgen.engine.coordinator import Coordinator
 
-HARNESS = Path(__file__).resolve().parent / "workerharness.py"
 LOGIN, ITEMS, ORDER = "shopper: POST /login", "shopper: GET /items", \
     "shopper: POST /orders/{{ item }}"
 BROWSE = "browser: GET /browse/{{ seq }}"
@@ -78,12 +75,7 @@ SCENARIOS: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict[str, Any]]:
-    proc = subprocess.run([sys.executable, str(HARNESS)], input=json.dumps(SCENARIOS),
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1, proc.stdout
-    return json.loads(lines[0])
+    return run_harness(SCENARIOS)
 
 
 def scenario(results: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:

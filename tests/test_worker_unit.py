@@ -13,15 +13,10 @@ a measured speed.  The deadlines here only catch a hang.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-HARNESS = Path(__file__).resolve().parent / "workerharness.py"
+from helpers import run_harness
 
 RATE = 100.0                # open model: requests per second ...
 OPEN_S = 0.3                # ... for this long: request k is due at k / RATE, k = 0..29
@@ -70,12 +65,7 @@ SCENARIOS: list[dict[str, Any]] = [
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict[str, Any]]:
     """Every scenario, in one interpreter (each with its own server, worker and pipe)."""
-    proc = subprocess.run([sys.executable, str(HARNESS)], input=json.dumps(SCENARIOS),
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert len(lines) == 1, proc.stdout
-    return json.loads(lines[0])
+    return run_harness(SCENARIOS)
 
 
 def scenario(results: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:

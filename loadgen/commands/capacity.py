@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from loadgen import __version__, errors
-from loadgen.commands.run import announce, document_files, execute, open_metrics, prepare
+from loadgen.commands.run import announce, execute, open_metrics, prepare
 from loadgen.config.model import RunConfig
 from loadgen.config.options import CapacitySettings, Credentials, Outputs
 from loadgen.engine.monitor import open_monitor
@@ -25,6 +25,7 @@ from loadgen.output.sinks import (
     JsonFileSink,
     Sink,
     Snapshot,
+    document_files,
     draw_capacity,
     echo,
     finish,
@@ -78,7 +79,7 @@ def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
     if outputs.charts:
         sinks.append(ChartSink(draw_capacity, outputs.image, started_name("loadgen-capacity"),
                                say))
-    sinks.extend(document_files(outputs, say))
+    sinks.extend(document_files(outputs.html, outputs.csv, outputs.junit, say))
 
     started = dt.datetime.now(dt.UTC)
     slos = ", ".join(t.text for t in config.thresholds)

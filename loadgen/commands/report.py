@@ -18,11 +18,9 @@ import orjson
 from loadgen import errors
 from loadgen.config.guards import check_csv_prefix, check_output
 from loadgen.errors import InputError
-from loadgen.output.csvfiles import CsvSink
 from loadgen.output.files import STDOUT
-from loadgen.output.junit import JunitSink
 from loadgen.output.results import read_document
-from loadgen.output.sinks import ChartSink, Sink, TextSink, draw_summary, finish
+from loadgen.output.sinks import ChartSink, Sink, TextSink, document_files, draw_summary, finish
 from loadgen.output.table import render_table
 from loadgen.output.validate import check_document
 
@@ -48,15 +46,8 @@ def report_command(path: str, visualize: bool, output_image: str | None,
     if charts:
         sinks.append(ChartSink(draw_summary, output_image, lambda _: default_image_path(path),
                                _print_err if as_json else _print, input_error=True))
-    say = _print_err if as_json else _print
-    if html is not None:
-        from loadgen.output.html import HtmlSink
-
-        sinks.append(HtmlSink(html, say, input_error=True))
-    if csv is not None:
-        sinks.append(CsvSink(csv, say, input_error=True))
-    if junit is not None:
-        sinks.append(JunitSink(junit, say, input_error=True))
+    sinks.extend(document_files(html, csv, junit, _print_err if as_json else _print,
+                                input_error=True))
     finish(sinks, doc)
     return errors.OK
 

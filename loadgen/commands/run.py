@@ -22,8 +22,6 @@ from loadgen.engine.coordinator import Coordinator
 from loadgen.engine.monitor import Monitor, Sampler, open_monitor
 from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login
 from loadgen.engine.renewal import Renewal
-from loadgen.output.csvfiles import CsvSink
-from loadgen.output.junit import JunitSink
 from loadgen.output.progress import Progress
 from loadgen.output.results import build_document
 from loadgen.output.sinks import (
@@ -33,6 +31,7 @@ from loadgen.output.sinks import (
     Sink,
     Snapshot,
     TextSink,
+    document_files,
     draw_summary,
     echo,
     end_progress,
@@ -216,22 +215,7 @@ def run_sinks(config: RunConfig, outputs: Outputs, thresholds: Sink,
         sinks.append(JsonFileSink(outputs.save, say))
     if outputs.charts:
         sinks.append(ChartSink(draw_summary, outputs.image, started_name("loadgen"), say))
-    sinks.extend(document_files(outputs, say))
-    return sinks
-
-
-def document_files(outputs: Outputs, say: Callable[[str], None]) -> list[Sink]:
-    """The files made once from the final document, in the order they are reported:
-    ``--html``, ``--csv``, ``--junit`` (``run`` and ``capacity`` alike)."""
-    sinks: list[Sink] = []
-    if outputs.html:
-        from loadgen.output.html import HtmlSink  # matplotlib: only when asked for
-
-        sinks.append(HtmlSink(outputs.html, say))
-    if outputs.csv:
-        sinks.append(CsvSink(outputs.csv, say))
-    if outputs.junit:
-        sinks.append(JunitSink(outputs.junit, say))
+    sinks.extend(document_files(outputs.html, outputs.csv, outputs.junit, say))
     return sinks
 
 

@@ -260,6 +260,27 @@ class ChartSink(FileSink):
         return self.path or self.default(doc)
 
 
+def document_files(html: str | None, csv: str | None, junit: str | None, say: Say,
+                   input_error: bool = False) -> list[Sink]:
+    """The files made once from the final document, in the order they are reported:
+    ``--html``, ``--csv``, ``--junit`` (``run``, ``capacity`` and ``report`` alike).
+    Their modules are imported only when asked for (matplotlib, csv, xml: start-up)."""
+    sinks: list[Sink] = []
+    if html:
+        from loadgen.output.html import HtmlSink
+
+        sinks.append(HtmlSink(html, say, input_error))
+    if csv:
+        from loadgen.output.csvfiles import CsvSink
+
+        sinks.append(CsvSink(csv, say, input_error))
+    if junit:
+        from loadgen.output.junit import JunitSink
+
+        sinks.append(JunitSink(junit, say, input_error))
+    return sinks
+
+
 def draw_summary(doc: Document, path: str) -> str:
     """``charts.draw_summary``, imported only when a chart is drawn (matplotlib is slow to load)."""
     from loadgen.output.charts import draw_summary as draw
