@@ -24,9 +24,9 @@ def process_main(conn: Connection, plan: WorkerPlan) -> None:
     raise_open_files()   # inherited from the coordinator locally; a cluster node may differ
     if "urllib3" in sys.modules:  # pragma: no cover - a packaging mistake, not a user error
         raise RuntimeError("urllib3 was imported before gevent patched the worker")
-    from gevent import monkey
+    from loadgen.engine.patch import patch_all
 
-    monkey.patch_all()
+    patch_all()
     from loadgen.engine.worker import run_worker
 
     try:

@@ -27,8 +27,6 @@ import time
 from collections.abc import Callable
 from typing import Self
 
-import jwt
-
 from loadgen.schema import AuthSummary
 
 #: Log in again at least this long before ``exp`` (at most half the token's life): the
@@ -52,7 +50,13 @@ Headers = tuple[tuple[str, str], ...]
 
 
 def token_times(token: str) -> tuple[float | None, float | None]:
-    """The token's ``exp`` and ``iat`` claims (None when absent or not a JWT), unverified."""
+    """The token's ``exp`` and ``iat`` claims (None when absent or not a JWT), unverified.
+
+    PyJWT (and the cryptography it loads, ~75 ms) is imported here, by runs that log in,
+    not by every run's start-up.
+    """
+    import jwt
+
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except (jwt.InvalidTokenError, ValueError, TypeError):   # not a JWT: renew after 401s

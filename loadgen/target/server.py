@@ -99,9 +99,9 @@ def serve(host: str, port: int, token_ttl_s: int | None = None) -> None:
     that line as the readiness event. Returns normally on a signal so the
     process exits with status 0.
     """
-    from gevent import monkey
+    from loadgen.engine.patch import patch_all
 
-    monkey.patch_all()
+    patch_all()
 
     import gevent
     from gevent.event import Event
