@@ -45,8 +45,10 @@ from rawservers import (
     truncated,
 )
 
-#: timing-sensitive (verdicts, stalls, rates): run alone, after the parallel tests
-pytestmark = pytest.mark.serial
+#: Timing-sensitive: a run that must end within its duration plus the timeout, or per-second
+#: counts, run alone after the parallel tests.  The others here (a killed worker, Ctrl-C, a
+#: trickle within its timeout, a 1 GiB body) hold on a busy machine and run in parallel.
+timed = pytest.mark.serial
 
 DURATION_S, TIMEOUT_S = 1.5, 0.5
 TIMED = ("--duration", f"{DURATION_S}s", "--timeout", f"{TIMEOUT_S * 1000:.0f}ms",
@@ -90,6 +92,7 @@ def assert_counts_add_up(doc: dict) -> None:
 # --- the target misbehaves --------------------------------------------------------------------
 
 
+@timed
 @pytest.mark.parametrize("handler,kind", [
     (resets, "read"),             # RST after reading the request
     (malformed, "protocol"),      # Content-Length: nope
@@ -115,6 +118,7 @@ def test_target_fault_is_counted_by_kind_and_the_run_ends_on_time(tmp_path: Path
     assert_on_time(run, after_running)
 
 
+@timed
 @pytest.mark.parametrize("handler,model", [(closes_every(3), ()),
                                            (resets_every(3), ("--rate", "40"))],
                          ids=["closes-every-3", "resets-every-3"])
@@ -148,6 +152,7 @@ def test_trickled_response_within_the_timeout_succeeds(tmp_path: Path) -> None:
     assert summary["latency_ms"]["min"] >= 400
 
 
+@timed
 def test_killed_target_becomes_connect_errors(tmp_path: Path) -> None:
     target = start_target_server(tmp_path / "target.log")
     try:
@@ -167,6 +172,7 @@ def test_killed_target_becomes_connect_errors(tmp_path: Path) -> None:
     assert_on_time(run, after_running)
 
 
+@timed
 @pytest.mark.parametrize("model", [(), ("--rate", "300")], ids=["closed", "open"])
 def test_stalled_target_times_out_and_the_run_still_ends_on_time(tmp_path: Path,
                                                                  model: tuple[str, ...]) -> None:
@@ -263,6 +269,7 @@ def test_killed_worker_is_named_and_the_others_data_kept(target_server, tmp_path
     assert_counts_add_up(doc)
 
 
+@timed
 def test_silent_worker_is_killed_after_five_seconds(target_server, tmp_path: Path) -> None:
     save = tmp_path / "r.json"
     proc = start_loadgen("run", "--url", target_server.url, "--rate", "100", "--duration", "2s",
@@ -293,6 +300,7 @@ def test_silent_worker_is_killed_after_five_seconds(target_server, tmp_path: Pat
 # --- the coordinator dies or is interrupted ---------------------------------------------------
 
 
+@timed
 def test_killed_coordinator_leaves_no_process_and_a_complete_document(target_server,
                                                                       tmp_path: Path) -> None:
     save = tmp_path / "r.json"
