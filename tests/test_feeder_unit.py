@@ -13,7 +13,7 @@ import pickle
 from collections import Counter
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from loadgen.config.feeder import PER_USER, RANDOM, SEQUENTIAL, from_rows, load
@@ -203,6 +203,27 @@ def test_values_unfit_for_a_path_or_header_are_found_at_load(tmp_path):
         with pytest.raises(ConfigError) as caught:
             f.check_use(cols, place, "--endpoint /u/{{ name }}")
         assert str(caught.value) == f"--endpoint /u/{{{{ name }}}}: feeder {path} {expected}"
+
+
+@settings(max_examples=300)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                               blacklist_characters="\x00"), max_size=6),
+                min_size=1, max_size=4))
+@example(["#"]).via("excluded from visible ASCII")
+@example(["a b", "ok"]).via("a space")
+@example(["caf\u00e9"]).via("not ASCII")
+@example(["~!\"$"]).via("the edges of the range around #")
+def test_a_row_is_looked_at_exactly_when_a_value_is_unfit(values):
+    """The one-pass byte filter at load flags a row exactly when config.template's own checks
+    would refuse one of its values in a path (a target refuses all a header refuses)."""
+    from loadgen.config.feeder import _ROW_TARGET_FIT, _Builder
+    from loadgen.config.template import header_flaw, target_flaw
+
+    blob = _Builder("f", tuple(f"c{i}" for i in range(len(values))))
+    blob.add(values, 2)
+    unfit = any(target_flaw(v) or header_flaw(v) for v in values)
+    assert bool("\x00".join(values).encode().translate(None, _ROW_TARGET_FIT)) == unfit
+    assert bool(blob.unfit) == unfit
 
 
 def test_rows_feed_a_compiled_request(tmp_path):

@@ -28,7 +28,6 @@ import csv
 import json
 import os
 import random
-import re
 import stat
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,10 +41,12 @@ MODES = (SEQUENTIAL, RANDOM, PER_USER)
 
 _SEP = "\x00"
 _SEP_B = b"\x00"
-#: config.template's check for a request target, with NUL (the field separator) allowed: one
-#: search per row finds whether any of its values could not go into a path (and, as a target
-#: refuses every character a header refuses, into a header).
-_ROW_TARGET_BAD = re.compile(r"[^\x00\x21-\x7e]|#")
+#: The bytes config.template allows in a request target (visible ASCII but ``#``), plus NUL
+#: (the field separator).  Deleting them from a row's UTF-8 leaves something exactly when one
+#: of its values could not go into a path (and, as a target refuses every character a header
+#: refuses, into a header).  ``bytes.translate`` does it at memory speed: a regular expression
+#: took 17 us per 1 KiB row, 1.2 s of a 64 MiB feeder's load.
+_ROW_TARGET_FIT = bytes([0x00, 0x21, 0x22, *range(0x24, 0x7F)])
 
 #: A row picker: (request index in the run, virtual user index) -> the row's values.
 Picker = Callable[[int, int], list[str]]
@@ -277,9 +278,10 @@ class _Builder:
                               f"expected {len(self.columns)}")
         if _SEP in joined and joined.count(_SEP) != len(values) - 1:
             raise ConfigError(f"feeder {self.name} line {line}: contains a NUL character")
-        if _ROW_TARGET_BAD.search(joined):    # rare: find which values, and why
+        encoded = joined.encode()
+        if encoded.translate(None, _ROW_TARGET_FIT):   # rare: find which values, and why
             self._note(values, line)
-        self.blob += joined.encode()
+        self.blob += encoded
         self.offsets.append(len(self.blob))
 
     def _note(self, values: Sequence[str], line: int) -> None:
