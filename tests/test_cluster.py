@@ -26,11 +26,8 @@ import pytest
 from conftest import start_target_server, stop_target_server
 from helpers import REPO, loadgen, one_line_error, wait_for_status
 
-#: One xdist worker runs this module (``--dist loadgroup``), so the cluster fixture starts
-#: once in the parallel phase.  Two tests judge timing (seconds lined up across nodes, a
-#: connect timeout) and run alone after the parallel tests, with a cluster of their own.
-pytestmark = pytest.mark.xdist_group("dask")
-timed = pytest.mark.serial
+#: timing-sensitive (verdicts, stalls, rates): run alone, after the parallel tests
+pytestmark = pytest.mark.serial
 
 HAVE_DASK = importlib.util.find_spec("distributed") is not None
 needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="needs loadgen[cluster] (distributed)")
@@ -180,7 +177,6 @@ def test_renewed_logins_reach_every_node(dask_cluster, tmp_path: Path) -> None:
     assert "Bearer" not in logs and "Bearer" not in (tmp_path / "r.json").read_text()
 
 
-@timed
 @needs_dask
 def test_open_model_seconds_line_up_from_a_scenario_file(dask_cluster, target_server,
                                                           tmp_path: Path) -> None:
@@ -312,7 +308,6 @@ expect = {{ status = [201] }}
     assert [n["requests"] for n in run.doc["nodes"]] == [20, 20]
 
 
-@timed
 @needs_dask
 def test_unreachable_scheduler_is_one_line_and_exit_2(target_server, tmp_path: Path) -> None:
     import socket
