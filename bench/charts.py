@@ -252,7 +252,7 @@ def main() -> int:
     parser.add_argument("--before", type=Path, help="directory holding the base loadgen/")
     parser.add_argument("--after", type=Path, default=REPO,
                         help="directory holding the changed loadgen/ [this checkout]")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds (0: --check only)")
     parser.add_argument("--seconds", type=float, default=3.0, help="the real run's length [3]")
     parser.add_argument("--doc", type=Path, help="a saved run to use instead of a real run")
     parser.add_argument("--check", type=Path, help="write and compare every output here")
@@ -291,6 +291,8 @@ def main() -> int:
                     c.time(job)
         for c in copies:
             c.close()
+    if args.rounds < 1:
+        return 0 if same else 1
     print(f"\nCPU seconds per call, median of {args.rounds} interleaved rounds "
           "(+gc: with the gc.collect() of its garbage)")
     header = "| job | " + " | ".join(f"{c.name} | {c.name} +gc" for c in copies)

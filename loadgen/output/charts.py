@@ -181,7 +181,8 @@ def laid_out(fig: Any, fmt: str) -> None:
     places every axes where ``savefig`` would, and the figure, left without an engine, is
     drawn once: the same bytes (``bench/charts.py --check`` compares them).  A
     ``ValueError`` leaves the axes where they are, as ``Figure.draw`` does; the rc_context
-    keeps a matplotlibrc's ``figure.autolayout`` from putting an engine back.
+    keeps a matplotlibrc's ``figure.autolayout`` from putting an engine back.  A PNG must
+    then be saved at the figure's own dpi (``DPI`` everywhere here), the one laid out at.
     """
     import matplotlib
     from matplotlib.backend_bases import get_registered_canvas_class
