@@ -827,15 +827,15 @@ def _svg(name: str, draw: Callable[[Any], None], size: tuple[float, float] = PAN
     import matplotlib
     from matplotlib.figure import Figure
 
+    from loadgen.output.charts import laid_out
+
     with matplotlib.rc_context({"svg.hashsalt": f"loadgen-{name}", "text.parse_math": False,
                                 "svg.fonttype": "path"}):
         fig = Figure(figsize=size, dpi=SVG_DPI, layout="constrained")
-        try:
-            draw(fig)
-            buffer = io.StringIO()
-            fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-        finally:
-            fig.clear()
+        draw(fig)
+        laid_out(fig, "svg")    # the layout once, one draw (see there); no fig.clear (_save)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     return text[text.index("<svg"):]   # drop the XML declaration and DOCTYPE
 
