@@ -14,14 +14,14 @@ import click
 from click.core import ParameterSource
 
 from loadgen import __version__, errors
-from loadgen.config.model import ConfigError
-from loadgen.config.options import (
+from loadgen.commands.inputs import (
     DEFAULT_CONCURRENCY,
     DEFAULT_ITERATIONS,
     DEFAULT_REQUESTS,
     capacity_inputs,
     run_inputs,
 )
+from loadgen.config.model import ConfigError
 
 
 def status_of(command: Callable[..., int], *args: Any, **kwargs: Any) -> int:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from loadgen.commands.inputs import build_config
 from loadgen.config.checks import parse_rules
 from loadgen.config.feeder import PER_USER, from_rows
 from loadgen.config.journey import Journeys, UserKind
 from loadgen.config.model import DEFAULT_EXPECT_STATUS, Endpoint, RunConfig
-from loadgen.config.options import build_config
 from loadgen.config.template import RequestTemplates, parse, static
 
 

@@ -88,7 +88,7 @@ def test_capacity_options_become_the_first_step_config() -> None:
     """``capacity_inputs`` (what cli.py calls): the first step is --start-rate for
     --step-duration, the SLOs are its thresholds, and the search derives every other step."""
     from loadgen.cli import capacity as capacity_cli
-    from loadgen.config.options import CapacitySettings, capacity_inputs
+    from loadgen.commands.inputs import CapacitySettings, capacity_inputs
 
     args = ["--url", "http://127.0.0.1:9", "--slo", "p99<100ms", "--slo", "errors<1%",
             "--start-rate", "20", "--step-duration", "3s", "--concurrency", "4", "--save", "c.json"]

@@ -24,10 +24,10 @@ import pytest
 from helpers import one_line_error, run_in_process
 from synthetic import WALL_START, iso, journey_run, message, new_aggregate, synthetic_run, tally
 
-from loadgen.config.guards import check_csv_prefix
 from loadgen.config.model import ConfigError
 from loadgen.output.csvfiles import cell_text, intervals_table, stats_table, write_csv
 from loadgen.output.junit import render
+from loadgen.output.paths import check_csv_prefix
 from loadgen.output.results import ResultsError, build_document, interval_endpoints
 from loadgen.output.validate import check_document
 from loadgen.stats.metrics import latency_ms, new_histogram

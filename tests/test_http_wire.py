@@ -20,6 +20,7 @@ from helpers import loadgen, one_line_error, run_in_process
 from nginx import private_nginx
 from rawservers import RawServer
 
+from loadgen.commands.inputs import build_config
 from loadgen.config.model import (
     DEFAULT_EXPECT_STATUS,
     ConfigError,
@@ -29,7 +30,6 @@ from loadgen.config.model import (
     normalize_path,
     parse_status_set,
 )
-from loadgen.config.options import build_config
 from loadgen.config.scenario import parse_scenario
 from loadgen.config.settings import EndpointSpec, Settings
 from loadgen.engine.client import build_request

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loadgen.commands.inputs import DEFAULT_ITERATIONS, build_config
 from loadgen.config.checks import parse_rules
 from loadgen.config.journey import Journeys, UserKind
 from loadgen.config.model import ConfigError, Endpoint, plan_workers, worker_connections
-from loadgen.config.options import DEFAULT_ITERATIONS, build_config
 from loadgen.config.scenario import load_scenario
 from loadgen.config.settings import EndpointSpec, Settings, UserSpec
 from loadgen.config.template import RequestTemplates, parse

@@ -229,7 +229,7 @@ def test_outputs_refused_before_the_run(refusing: RefusingPort, tmp_path: Path,
 def test_json_and_png_cannot_share_stdout(refusing: RefusingPort, tmp_path: Path) -> None:
     link = tmp_path / "out"
     link.symlink_to(os.devnull)
-    with mock.patch("loadgen.output.files.is_stdout", lambda path: path in ("-", str(link))):
+    with mock.patch("loadgen.output.paths.is_stdout", lambda path: path in ("-", str(link))):
         run = run_in_process("run", "--url", refusing.url, "--save", "-",
                              "--output-image", str(link))
     assert run.status == 2 and "both go to stdout" in run.stderr, run.stderr

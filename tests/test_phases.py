@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from synthetic import message, new_aggregate, synthetic_run, tally
 
 from loadgen.cli import status_of
+from loadgen.commands.inputs import build_config
 from loadgen.commands.report import report_command as _report_command
 from loadgen.config.model import ConfigError, asks_to_close, check_keepalive
-from loadgen.config.options import build_config
 from loadgen.config.scenario import parse_scenario
 from loadgen.config.settings import EndpointSpec, Settings
 from loadgen.engine.client import build_request

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from loadgen.config.model import ConfigError
+from loadgen.config.model import ConfigError, users_of_worker
 from loadgen.config.stages import parse_user_stage
-from loadgen.engine.population import build_user_schedule, users_of_worker
+from loadgen.engine.population import build_user_schedule
 
 RAMP = build_user_schedule(0, [(2.0, 6), (2.0, 6), (1.0, 0)])
 
@@ -93,8 +93,8 @@ def options(**given: object) -> dict[str, object]:
 def test_config_of_a_ramp() -> None:
     """The stages end the run (a shorter --duration sooner); concurrency is the peak; the
     first stage starts from --concurrency only when it was given; workers at most the peak."""
+    from loadgen.commands.inputs import build_config
     from loadgen.config.model import plan_workers
-    from loadgen.config.options import build_config
 
     config = build_config(options(user_stages=("2s:6", "1s:0"), workers=4))
     assert (config.duration_s, config.requests, config.concurrency) == (3.0, None, 6)

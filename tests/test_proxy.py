@@ -27,8 +27,8 @@ from helpers import RefusingPort, loadgen, one_line_error, run_in_process
 from rawservers import OK, RawServer, read_request
 from tlscerts import Pki
 
+from loadgen.commands.inputs import build_config
 from loadgen.config.model import ConfigError, Proxy, Target, plan_workers
-from loadgen.config.options import build_config
 from loadgen.config.proxy import (
     DEFAULT_PORT,
     bypassed,

@@ -95,7 +95,7 @@ def test_plain_shipped_configs_build_with_the_cli(path: Path) -> None:
     """Laid under Click's defaults, build_config takes the file's typed values."""
     from dataclasses import replace
 
-    from loadgen.config.options import build_config
+    from loadgen.commands.inputs import build_config
 
     opts = replace(load_scenario(str(path)), thresholds=None)
     config = build_config(click_params([]), opts)

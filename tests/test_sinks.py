@@ -16,14 +16,14 @@ import orjson
 import pytest
 
 from loadgen import errors
-from loadgen.config.model import ConfigError
-from loadgen.config.options import (
+from loadgen.commands.inputs import (
     CapacitySettings,
     Credentials,
     Outputs,
     capacity_settings,
     outputs,
 )
+from loadgen.config.model import ConfigError
 from loadgen.errors import InputError
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import (

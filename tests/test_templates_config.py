@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from loadgen.commands.inputs import build_config
 from loadgen.config.model import ConfigError, plan_workers
-from loadgen.config.options import build_config
 from loadgen.config.scenario import parse_scenario
 from loadgen.config.settings import Settings
 from loadgen.config.templated import MAX_CLUSTER_FEEDER, load_feeder

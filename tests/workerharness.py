@@ -46,8 +46,8 @@ from gevent.server import StreamServer
 from hdrh.histogram import HdrHistogram
 from rawservers import read_request  # tests/ is sys.path[0]: this file runs as a script
 
+from loadgen.commands.inputs import build_config
 from loadgen.config.model import plan_workers
-from loadgen.config.options import build_config
 from loadgen.engine.channel import Channel
 from loadgen.engine.worker import Worker
 from loadgen.stats.aggregate import Aggregate, WorkerState

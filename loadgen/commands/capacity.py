@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from loadgen import __version__, errors
+from loadgen.commands.inputs import CapacitySettings, Credentials, Outputs
 from loadgen.commands.run import announce, execute, open_metrics, prepare
 from loadgen.config.model import RunConfig
-from loadgen.config.options import CapacitySettings, Credentials, Outputs
 from loadgen.engine.monitor import open_monitor
 from loadgen.errors import one_line
 from loadgen.output.progress import Progress

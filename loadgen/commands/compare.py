@@ -9,9 +9,9 @@ import click
 import orjson
 
 from loadgen import errors
-from loadgen.config.guards import check_output
 from loadgen.errors import InputError
 from loadgen.output.files import STDOUT
+from loadgen.output.paths import check_output
 from loadgen.output.validate import check_document
 from loadgen.stats.compare import (
     TESTED_METRICS,

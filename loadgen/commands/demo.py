@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from loadgen.config.options import run_inputs
+from loadgen.commands.inputs import run_inputs
 from loadgen.config.settings import Settings
 from loadgen.config.stages import StageSpec
 from loadgen.errors import BrokenRun

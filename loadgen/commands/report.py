@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from loadgen import errors
-from loadgen.config.guards import check_csv_prefix, check_output
 from loadgen.errors import InputError
 from loadgen.output.files import STDOUT
+from loadgen.output.paths import check_csv_prefix, check_output
 from loadgen.output.results import read_document
 from loadgen.output.sinks import ChartSink, Sink, TextSink, document_files, draw_summary, finish
 from loadgen.output.table import render_table

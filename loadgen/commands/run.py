@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from loadgen import errors
+from loadgen.commands.inputs import Credentials, Outputs
 from loadgen.config.model import RunConfig, plan_workers
-from loadgen.config.options import Credentials, Outputs
 from loadgen.engine.coordinator import Coordinator
 from loadgen.engine.monitor import Monitor, Sampler, open_monitor
 from loadgen.engine.preflight import INSECURE_WARNING, PreflightError, check_before_load, login

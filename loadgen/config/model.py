@@ -12,13 +12,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from loadgen.errors import InputError
-
-if TYPE_CHECKING:   # engine.schedule imports this module: only the type, never at run time
-    from loadgen.engine.schedule import SendSchedule, StageDescription
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -421,6 +418,30 @@ def _describe_journeys(journeys: Any, endpoints: tuple[Endpoint, ...]) -> list[d
             for k in journeys.kinds]
 
 
+#: One stretch of a schedule as the results document records it (``config.schedule``):
+#: a linear ramp; ``duration_s`` None = open-ended, until stopped.
+StageDescription = dict[str, float | None]
+
+
+class SendSchedule(Protocol):
+    """What the worker and the report need of a schedule, and nothing more.
+
+    Defined with the model that holds it (``RunConfig.schedule``, ``WorkerPlan``); built
+    by ``engine.schedule``.
+
+    ``time_of`` must be exact and pure (a function of ``k`` alone), so every
+    worker and every node computes the same global stream without talking;
+    ``describe`` is what the results document records of it, so the report and
+    charts never reach into a schedule's internals (its stages).
+    """
+
+    def time_of(self, k: int) -> float | None:
+        """Seconds after the start when global request ``k`` is due; None once past the end."""
+
+    def describe(self) -> list[StageDescription]:
+        """The rate profile as the results document's ``config.schedule``."""
+
+
 def _describe_schedule(schedule: SendSchedule | None) -> list[StageDescription] | None:
     """The schedule as the document records it: its own ``describe()`` (engine.schedule's
     SendSchedule protocol), so this module never depends on how a schedule is built."""
@@ -458,6 +479,12 @@ def split(total: int, parts: int) -> list[int]:
     """Divide ``total`` into ``parts`` integers that differ by at most one and sum exactly."""
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def users_of_worker(total: int, worker: int, workers: int) -> int:
+    """How many of users ``0 .. total-1`` worker ``worker`` of ``workers`` owns: user u is
+    worker ``u % workers``'s (``engine.population`` starts and stops them by that rule)."""
+    return max(0, (total - worker + workers - 1) // workers)
 
 
 @dataclass(frozen=True)
@@ -502,8 +529,6 @@ def worker_connections(config: RunConfig) -> list[tuple[int, int]]:
     n = config.workers
     users = config.user_schedule
     if users is not None:   # each user its own connection: those at the start, the most at once
-        from loadgen.engine.population import users_of_worker
-
         return [(users_of_worker(users.start_users, i, n), users_of_worker(users.peak, i, n))
                 for i in range(n)]
     conns = split(config.concurrency, n)

@@ -2,7 +2,7 @@
 
 A ``Settings`` is one layer of a run's input: each field is named like the
 Click parameter of ``loadgen run`` it stands for, holds the parsed value, and
-is None when that layer does not say it.  ``config.options.build_config`` lays
+is None when that layer does not say it.  ``commands.inputs.build_config`` lays
 Click's values over it: an option given on the command line (or through its
 environment variable) wins, a field set here beats Click's default.  So a
 scenario file is parsed once, into these values, and never turned back into

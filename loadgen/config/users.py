@@ -7,7 +7,7 @@ Two stages, as for every other key of a scenario file:
   a ``config.settings.UserSpec`` (its steps ``EndpointSpec``s, as ``[[endpoints]]``
   tables are), every error one line naming the file and the table
   (``[[users]] 'shopper' step #2``);
-- ``build_journeys`` (called by ``config.options`` once the layers are merged): the
+- ``build_journeys`` (called by ``commands.inputs`` once the layers are merged): the
   kinds' feeders loaded, every step's templates parsed against its kind's feeder
   columns *and* the values extracted before it, and the steps laid out as the run's
   endpoints: kind 0's ``on_start`` steps, kind 0's steps, kind 1's ``on_start`` ...,
@@ -213,7 +213,7 @@ def row_name(spec: EndpointSpec) -> str:
     return spec.name or f"{spec.method} {spec.path}"
 
 
-# -- building the run's journeys (config.options) ------------------------------------------
+# -- building the run's journeys (commands.inputs) ------------------------------------------
 
 
 def build_journeys(kinds: tuple[UserSpec, ...], run_headers: tuple[tuple[str, str], ...],

@@ -104,11 +104,6 @@ class UserSchedule:
                  "end_users": s.end_users} for s in self.stages]
 
 
-def users_of_worker(total: int, worker: int, workers: int) -> int:
-    """How many of users ``0 .. total-1`` worker ``worker`` of ``workers`` owns."""
-    return max(0, (total - worker + workers - 1) // workers)
-
-
 def _first_at_or_above(n: int, worker: int, workers: int) -> int:
     """The smallest user index >= n that belongs to ``worker``."""
     return n + (worker - n) % workers

@@ -1,6 +1,6 @@
 """Keeping ``--auth``'s one login fresh for a whole run (issue 12, section 4).
 
-The password never leaves the coordinator (``config.options.Credentials``), so
+The password never leaves the coordinator (``commands.inputs.Credentials``), so
 the coordinator logs in again, in a thread of its own (a login can take up to
 ``--timeout``; the collect loop must keep reading the workers' pipes meanwhile),
 and the collect loop (``engine.collector``) hands each new bearer header to the

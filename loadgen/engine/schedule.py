@@ -13,32 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
-from loadgen.config.model import ConfigError
+from loadgen.config.model import ConfigError, StageDescription
 from loadgen.config.stages import MAX_RATE, StageSpec  # parsed there, built into a schedule here
-
-#: One stretch of a schedule as the results document records it (``config.schedule``):
-#: a linear ramp; ``duration_s`` None = open-ended, until stopped.
-StageDescription = dict[str, float | None]
-
-
-class SendSchedule(Protocol):
-    """What the worker and the report need of a schedule, and nothing more.
-
-    ``time_of`` must be exact and pure (a function of ``k`` alone), so every
-    worker and every node computes the same global stream without talking;
-    ``describe`` is what the results document records of it, so the report and
-    charts never reach into a schedule's internals (its stages).
-    """
-
-    def time_of(self, k: int) -> float | None:
-        """Seconds after the start when global request ``k`` is due; None once past the end."""
-        ...
-
-    def describe(self) -> list[StageDescription]:
-        """The rate profile as the results document's ``config.schedule``."""
-        ...
 
 
 @dataclass(frozen=True)

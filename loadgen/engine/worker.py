@@ -46,7 +46,7 @@ import gevent
 from gevent.event import Event
 from gevent.queue import SimpleQueue
 
-from loadgen.config.model import Endpoint, WorkerPlan, asks_to_close, merge_headers
+from loadgen.config.model import Endpoint, SendSchedule, WorkerPlan, asks_to_close, merge_headers
 from loadgen.engine.channel import Channel, ChannelClosed
 from loadgen.engine.checks import Outcome, evaluate
 from loadgen.engine.client import (
@@ -59,7 +59,6 @@ from loadgen.engine.client import (
     proxy_form,
 )
 from loadgen.engine.render import compile_endpoint
-from loadgen.engine.schedule import SendSchedule
 from loadgen.stats.metrics import HIGHEST_US, Tally, encode_histogram, new_histogram
 from loadgen.stats.phases import PhaseRecorder
 

@@ -363,7 +363,7 @@ def _reason(exc: BaseException | None) -> str:
 
 
 def _most_workers(config: RunConfig) -> int:
-    """The most worker processes the run can use, as ``config.options`` caps a local run:
+    """The most worker processes the run can use, as ``commands.inputs`` caps a local run:
     no more than its users (or requests); with journeys, no more than its iterations, and in
     the open model few enough that each worker's pool holds a user of every kind."""
     journeys = config.journeys

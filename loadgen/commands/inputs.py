@@ -1,5 +1,9 @@
 """From Click's option values (over a scenario file's typed values) to a validated RunConfig.
 
+Here, under ``commands``, not in ``config``: building the run's schedule, its
+thresholds and its TLS context needs ``engine`` and ``stats``, and ``config``
+holds only what the user asked for (standard library, ``errors``, ``jmespath``).
+
 Kept apart from the Click declarations so that ``run``, ``capacity`` and
 ``demo`` build their configs the same way: ``cli.py`` collects the options
 and calls ``run_inputs`` or ``capacity_inputs``.  A scenario file arrives
@@ -16,13 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from loadgen.config.guards import (
-    ask_password,
-    check_csv_prefix,
-    check_output,
-    check_outputs,
-    read_body_file,
-)
+from loadgen.config.guards import ask_password, read_body_file
 from loadgen.config.journey import Journeys
 from loadgen.config.model import (
     DEFAULT_EXPECT_STATUS,
@@ -47,6 +45,10 @@ from loadgen.config.settings import EndpointSpec, Settings, UserSpec
 from loadgen.config.stages import MAX_RATE, parse_stage, parse_user_stage
 from loadgen.config.templated import load_feeder, template_endpoints, templated_path
 from loadgen.config.users import build_journeys
+from loadgen.engine.population import build_user_schedule
+from loadgen.engine.schedule import build_schedule
+from loadgen.output.paths import check_csv_prefix, check_output, check_outputs
+from loadgen.stats.thresholds import check_endpoints, parse_thresholds
 
 DEFAULT_REQUESTS = 100
 DEFAULT_ITERATIONS = 100     # a journey run without --iterations, --duration or a schedule
@@ -424,8 +426,6 @@ def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:
     """Parsed now, so a typo is bad input before any load, not a failure after it."""
     if not texts:
         return ()
-    from loadgen.stats.thresholds import check_endpoints, parse_thresholds
-
     parsed = tuple(parse_thresholds(texts))
     check_endpoints(parsed, [e.name for e in endpoints])
     return parsed
@@ -436,8 +436,6 @@ def _schedule(given: _Layers, requests: int | None, duration: float | None,
     """The open model's send schedule, or None for the closed model.
 
     ``requests``: what bounds the run's count (``--iterations`` for ``journeys``)."""
-    from loadgen.engine.schedule import build_schedule
-
     stages = list(given.get("stages", lambda texts: [parse_stage(t) for t in texts]) or ())
     rate = given.get("rate")
     if rate is None and not stages:
@@ -463,8 +461,6 @@ def _user_schedule(given: _Layers) -> Any:
     if given.get("rate") is not None or given.get("stages"):
         raise ConfigError("--user-stage ramps users (closed model): it cannot be combined "
                           "with --rate or --stage (open model)")
-    from loadgen.engine.population import build_user_schedule
-
     return build_user_schedule(given.get("concurrency") or 0, stages)
 
 
