@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import pytest
 
+from loadgen.commands.compare import load_for_compare
 from loadgen.config.model import ConfigError
 from loadgen.output.results import ResultsError
 from loadgen.stats.combine import combine_runs
@@ -27,7 +28,6 @@ from loadgen.stats.compare import (
     compare_documents,
     default_labels,
     full_intervals,
-    load_for_compare,
     regressions,
     render_comparison,
     significance,

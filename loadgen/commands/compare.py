@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 import orjson
 
 from loadgen import errors
+from loadgen.config.model import ConfigError
 from loadgen.errors import InputError
 from loadgen.output.files import STDOUT
 from loadgen.output.paths import check_output
+from loadgen.output.results import read_document
 from loadgen.output.validate import check_document
 from loadgen.stats.compare import (
     TESTED_METRICS,
     compare_documents,
     default_labels,
-    load_for_compare,
     regressions,
     render_comparison,
 )
+
+
+def load_for_compare(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Read every results file (ResultsError on the first bad one); at least two are needed.
+
+    Here, not in ``stats.compare``: that module works on documents, never on files."""
+    if len(paths) < 2:
+        raise ConfigError(f"compare needs at least two results files, got {len(paths)}")
+    return [read_document(p) for p in paths]
 
 
 def compare_command(files: list[str], labels: list[str], visualize: bool,

@@ -41,9 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from loadgen.config.model import ConfigError
-from loadgen.output.results import read_document
-
 ALPHA = 0.05
 MIN_INTERVALS = 5
 FULL_INTERVAL_S = 0.9
@@ -84,13 +81,6 @@ CONFIG_KEYS = ("url", "endpoints", "model", "rate", "concurrency", "keepalive")
 
 def _latency(summary: dict[str, Any], key: str) -> float | None:
     return (summary.get("latency_ms") or {}).get(key)
-
-
-def load_for_compare(paths: Sequence[str]) -> list[dict[str, Any]]:
-    """Read every results file (ResultsError on the first bad one); at least two are needed."""
-    if len(paths) < 2:
-        raise ConfigError(f"compare needs at least two results files, got {len(paths)}")
-    return [read_document(p) for p in paths]
 
 
 def default_labels(paths: Sequence[str]) -> list[str]:
