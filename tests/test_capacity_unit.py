@@ -10,13 +10,14 @@ when a step that met the SLOs still did not hold its rate.
 from __future__ import annotations
 
 import pytest
-from test_verdict_unit import BASE, doc, p99_slo, rate_of, server
+from test_verdict_unit import BASE, doc, p99_slo, rate_of, server, steps
 
+from loadgen.commands.capacity import step_config
 from loadgen.stats import capacity
 
 
 def test_a_step_is_a_constant_open_model_rate_for_the_step_length() -> None:
-    config = capacity.step_config(BASE, 250.0, 3.0)
+    config = step_config(BASE, 250.0, 3.0)
     assert config.model == "open"
     assert rate_of(config) == 250.0 and config.duration_s == 3.0
     assert config.requests is None   # a step is bounded by its length, not a request count
@@ -54,16 +55,15 @@ def test_a_step_with_no_requests_has_no_failure_share() -> None:
 def test_each_step_is_reported_as_it_ends_in_the_order_tried() -> None:
     run_step, asked = server(limit=330.0)
     reported: list[capacity.Step] = []
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=50, max_rate=10_000,
-                            step_s=1.0, precision=0.05, on_step=reported.append)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=50, max_rate=10_000,
+                            precision=0.05, on_step=reported.append)
     assert [s.rate for s in reported] == asked
     assert reported == found.steps
 
 
 def test_the_start_rate_is_capped_at_the_max_rate() -> None:
     run_step, asked = server(limit=10_000.0)
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=500, max_rate=300,
-                            step_s=1.0)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=500, max_rate=300)
     assert asked == [300]
     assert found.capacity == 300 and "--max-rate 300" in found.verdict
 
@@ -71,12 +71,12 @@ def test_the_start_rate_is_capped_at_the_max_rate() -> None:
 def test_bisection_stops_within_the_precision() -> None:
     run_step, asked = server(limit=330.0)
 
-    coarse = capacity.search(BASE, run_step, p99_slo(), start_rate=50, max_rate=10_000,
-                             step_s=1.0, precision=0.25)
+    coarse = capacity.search(steps(run_step), p99_slo(), start_rate=50, max_rate=10_000,
+                             precision=0.25)
     tried_coarse = len(asked)
     asked.clear()
-    fine = capacity.search(BASE, run_step, p99_slo(), start_rate=50, max_rate=10_000,
-                           step_s=1.0, precision=0.01)
+    fine = capacity.search(steps(run_step), p99_slo(), start_rate=50, max_rate=10_000,
+                           precision=0.01)
     assert tried_coarse < len(asked)
     for found in (coarse, fine):
         assert found.capacity is not None and found.capacity <= 330
@@ -99,5 +99,5 @@ def test_capacity_options_become_the_first_step_config() -> None:
     assert config.model == "open" and rate_of(config) == 20.0 and config.duration_s == 3.0
     assert config.requests is None and config.concurrency == 4 and config.max_connections == 1000
     assert [t.text for t in config.thresholds] == ["p99<100ms", "errors<1%"]
-    assert capacity.step_config(config, 20.0, 3.0) == config
+    assert step_config(config, 20.0, 3.0) == config
     assert (login.username, outputs.save) == ("user", "c.json")

@@ -389,8 +389,8 @@ def test_capacity_interrupted_between_steps(target_server: Any, tmp_path: Path) 
     save = tmp_path / "cap.json"
     step_doc = orjson.loads(orjson.dumps(_result_doc(status="complete")))
 
-    def fake_search(config: Any, run_step: Any, evaluate: Any, start: float, top: float,
-                    step_s: float, precision: float, on_step: Any) -> Any:
+    def fake_search(run_step: Any, evaluate: Any, start: float, top: float, precision: float,
+                    on_step: Any) -> Any:
         on_step(judge(start, step_doc, []))
         raise KeyboardInterrupt
 
@@ -417,8 +417,8 @@ def test_capacity_save_failure_is_one_line_exit_3(target_server: Any, tmp_path: 
     save = folder / "cap.json"
     step_doc = _result_doc(status="complete")
 
-    def fake_search(config: Any, run_step: Any, evaluate: Any, start: float, top: float,
-                    step_s: float, precision: float, on_step: Any) -> Any:
+    def fake_search(run_step: Any, evaluate: Any, start: float, top: float, precision: float,
+                    on_step: Any) -> Any:
         shutil.rmtree(folder)
         on_step(judge(start, step_doc, []))
         return Search(capacity=start, verdict="capacity ≈ 10 req/s")

@@ -10,6 +10,7 @@ rules are checked without a single request.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -237,6 +238,15 @@ def p99_slo(limit_ms: float = 100.0) -> capacity.Evaluate:
     return evaluate
 
 
+def steps(run_step: Callable[[RunConfig], dict[str, Any]], step_s: float = 1.0
+          ) -> Callable[[float], dict[str, Any]]:
+    """The search's ``run_step(rate)``: each rate made into a step's config, as
+    ``commands.capacity`` makes it, then run by ``run_step``."""
+    from loadgen.commands.capacity import step_config
+
+    return lambda rate: run_step(step_config(BASE, rate, step_s))
+
+
 def rate_of(config: RunConfig) -> float:
     (stage,) = config.schedule.describe()
     assert stage["start_rate"] == stage["end_rate"] and config.duration_s == stage["duration_s"]
@@ -259,8 +269,8 @@ def server(limit: float, limited_from: float | None = None,
 
 def test_capacity_of_a_server_with_a_known_limit() -> None:
     run_step, asked = server(limit=330.0)
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=50, max_rate=10_000,
-                            step_s=1.0, precision=0.05)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=50, max_rate=10_000,
+                            precision=0.05)
     assert asked[:4] == [50, 100, 200, 400]   # doubling until a step fails, then bisecting
     assert found.capacity is not None and 330 * 0.95 <= found.capacity <= 330
     assert found.generator_limited is False
@@ -270,8 +280,8 @@ def test_capacity_of_a_server_with_a_known_limit() -> None:
 
 def test_a_passing_generator_limited_step_does_not_stop_the_search() -> None:
     run_step, asked = server(limit=330.0, limited_from=200.0)
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=50, max_rate=10_000,
-                            step_s=1.0, precision=0.05)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=50, max_rate=10_000,
+                            precision=0.05)
     # 200 held although loadgen was strained; 400 failed while strained: stop there
     assert asked == [50, 100, 200, 400]
     step200 = found.steps[2]
@@ -291,8 +301,8 @@ def test_a_failed_limited_step_stops_the_search_at_the_highest_held() -> None:
             d["summary"]["rps"] = 0.8 * rate_of(config)
         return d
 
-    found = capacity.search(BASE, failing_when_strained, p99_slo(), start_rate=100,
-                            max_rate=10_000, step_s=1.0)
+    found = capacity.search(steps(failing_when_strained), p99_slo(), start_rate=100,
+                            max_rate=10_000)
     assert asked == [100, 200, 400]
     assert found.capacity == 200 and found.generator_limited is True
     assert not found.steps[-1].passed and found.steps[-1].note == ""
@@ -309,8 +319,8 @@ def test_a_saturated_server_behind_a_full_pool_is_the_servers_failure() -> None:
             return doc(rate, 10.0, service_mean_ms=5.0)
         return doc(rate, 800.0, service_mean_ms=40.0, achieved=0.7 * rate, causes=("pool",))
 
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=100, max_rate=10_000,
-                            step_s=1.0, precision=0.05)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=100, max_rate=10_000,
+                            precision=0.05)
     assert found.generator_limited is False
     assert found.capacity is not None and 300 * 0.95 <= found.capacity <= 300
     saturated = [s for s in found.steps if s.generator_limited]
@@ -326,8 +336,7 @@ def test_a_pool_limited_step_without_saturation_stops_the_search() -> None:
         # the service time barely moved: the pool was loadgen's limit
         return doc(rate, 800.0, service_mean_ms=6.0, causes=("pool",))
 
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=100, max_rate=10_000,
-                            step_s=1.0)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=100, max_rate=10_000)
     assert found.generator_limited is True and found.capacity == 200
     assert [s.rate for s in found.steps] == [100, 200, 400]
 
@@ -339,8 +348,7 @@ def test_pool_and_another_cause_is_not_read_as_saturation() -> None:
             return doc(rate, 10.0, service_mean_ms=5.0)
         return doc(rate, 800.0, service_mean_ms=40.0, causes=("pool", "cpu"))
 
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=100, max_rate=10_000,
-                            step_s=1.0)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=100, max_rate=10_000)
     assert found.generator_limited is True and found.capacity == 200
 
 
@@ -349,8 +357,7 @@ def test_a_broken_step_stops_the_search() -> None:
         rate = rate_of(config)
         return doc(rate, 10.0, status="complete" if rate < 400 else "failed")
 
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=100, max_rate=10_000,
-                            step_s=1.0)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=100, max_rate=10_000)
     assert found.capacity == 200 and "the run failed" in found.verdict
 
 
@@ -358,8 +365,7 @@ def test_a_broken_step_stops_the_search() -> None:
 def test_search_ends_at_max_rate_or_at_the_start_rate(limit: float,
                                                       expected: float | None) -> None:
     run_step, _ = server(limit=limit)
-    found = capacity.search(BASE, run_step, p99_slo(), start_rate=100, max_rate=800,
-                            step_s=1.0)
+    found = capacity.search(steps(run_step), p99_slo(), start_rate=100, max_rate=800)
     assert found.capacity == expected
     assert ("--max-rate" if expected else "--start-rate") in found.verdict
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from loadgen import __version__, errors
@@ -18,6 +19,7 @@ from loadgen.commands.inputs import CapacitySettings, Credentials, Outputs
 from loadgen.commands.run import announce, execute, open_metrics, prepare
 from loadgen.config.model import RunConfig
 from loadgen.engine.monitor import open_monitor
+from loadgen.engine.schedule import build_schedule
 from loadgen.errors import one_line
 from loadgen.output.progress import Progress
 from loadgen.output.sinks import (
@@ -46,6 +48,12 @@ if TYPE_CHECKING:
 
 class _Interrupted(Exception):
     """Ctrl-C ended a step: stop the search here, whatever its rules would do next."""
+
+
+def step_config(base: RunConfig, rate: float, step_s: float) -> RunConfig:
+    """One step of the search: ``base`` as a constant ``rate`` for ``step_s`` seconds."""
+    return replace(base, schedule=build_schedule(rate, [], step_s), duration_s=step_s,
+                   requests=None)
 
 
 def capacity_command(config: RunConfig, credentials: Credentials, outputs: Outputs,
@@ -113,9 +121,9 @@ def _capacity(config: RunConfig, credentials: Credentials, outputs: Outputs,
             raise _Interrupted
 
     try:
-        found = search(config, run_step, lambda doc: _slo_failures(config, doc),
-                       settings.start_rate, settings.max_rate, settings.step_s,
-                       settings.precision, on_step)
+        found = search(lambda rate: run_step(step_config(config, rate, settings.step_s)),
+                       lambda doc: _slo_failures(config, doc), settings.start_rate,
+                       settings.max_rate, settings.precision, on_step)
         found.steps = steps
         status = "complete"
     except (_Interrupted, KeyboardInterrupt):   # a second Ctrl-C, or one between steps

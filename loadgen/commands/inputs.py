@@ -155,7 +155,7 @@ def capacity_inputs(opts: Mapping[str, Any]
     """``loadgen capacity``'s search settings and the config of its first step.
 
     The step is a constant rate (``--start-rate``) for ``--step-duration`` with
-    the SLOs as thresholds; ``stats.capacity.step_config`` derives the others.
+    the SLOs as thresholds; ``commands.capacity.step_config`` derives the others.
     """
     settings = capacity_settings(opts)
     step = Settings(rate=settings.start_rate, duration=settings.step_s, thresholds=settings.slos)

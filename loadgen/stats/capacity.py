@@ -20,11 +20,9 @@ keeps its pace (ratio ~1).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from loadgen.config.model import RunConfig
-from loadgen.engine.schedule import build_schedule
 from loadgen.schema import CapacityStep
 
 ACHIEVED_SHARE = 0.95
@@ -63,12 +61,9 @@ class Search:
 
 
 Evaluate = Callable[[Mapping[str, Any]], list[str]]   # a step's document -> SLO failures
-RunStep = Callable[[RunConfig], Mapping[str, Any]]
-
-
-def step_config(base: RunConfig, rate: float, step_s: float) -> RunConfig:
-    return replace(base, schedule=build_schedule(rate, [], step_s), duration_s=step_s,
-                   requests=None)
+#: Runs one step at the given rate (requests/s) and returns its results document.  The
+#: caller (``commands.capacity``) makes the step's config: the search only chooses rates.
+RunStep = Callable[[float], Mapping[str, Any]]
 
 
 def judge(rate: float, doc: Mapping[str, Any], slo_failures: list[str]) -> Step:
@@ -85,14 +80,13 @@ def judge(rate: float, doc: Mapping[str, Any], slo_failures: list[str]) -> Step:
                 doc=doc)
 
 
-def search(base: RunConfig, run_step: RunStep, evaluate: Evaluate, start_rate: float,
-           max_rate: float, step_s: float, precision: float = 0.05,
-           on_step: Callable[[Step], None] | None = None) -> Search:
+def search(run_step: RunStep, evaluate: Evaluate, start_rate: float, max_rate: float,
+           precision: float = 0.05, on_step: Callable[[Step], None] | None = None) -> Search:
     """Raise ×2 until a step fails (or ``max_rate``), then bisect to ``precision``."""
     result = Search()
 
     def attempt(rate: float) -> Step | None:
-        doc = run_step(step_config(base, rate, step_s))
+        doc = run_step(rate)
         step = judge(rate, doc, evaluate(doc))
         if step.generator_limited:
             paced = [s for s in result.steps if s.passed and s.service_mean_ms]
