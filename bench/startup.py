@@ -29,16 +29,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
-
-
-def start_target() -> tuple[subprocess.Popen[str], str]:
-    """The built-in target on a free port; its URL is the one line it prints when ready."""
-    proc = subprocess.Popen([sys.executable, "-m", "loadgen.target.server", "--host",
-                             "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE, text=True,
-                            cwd=HERE)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    return proc, line.rsplit(" ", 1)[-1].strip()
+sys.path.insert(0, str(HERE / "bench"))
+import cost  # bench/ is not a package: cost.py is found as a sibling
 
 
 def one_run(copy: str | None, url: str, workers: int) -> tuple[float, float]:
@@ -68,9 +60,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    target, url = start_target()
     sides: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
-    try:
+    with cost.builtin_target(pin=False) as (url, _, _):
         for k in range(args.rounds):
             order = ["before", "after"] if k % 2 == 0 or not args.before else ["after", "before"]
             for side in order:
@@ -78,9 +69,6 @@ def main() -> None:
                     continue
                 sides[side].append(one_run(args.before if side == "before" else None, url,
                                            args.workers))
-    finally:
-        target.terminate()
-        target.wait(10)
     print(f"loadgen run --requests 5 --workers {args.workers}: {args.rounds} rounds, "
           f"medians (CPU of the coordinator and its workers, wall)")
     for side, runs in sides.items():

@@ -45,10 +45,7 @@ from loadgen.config.settings import EndpointSpec, Settings, UserSpec
 from loadgen.config.stages import MAX_RATE, parse_stage, parse_user_stage
 from loadgen.config.templated import load_feeder, template_endpoints, templated_path
 from loadgen.config.users import build_journeys
-from loadgen.engine.population import build_user_schedule
-from loadgen.engine.schedule import build_schedule
 from loadgen.output.paths import check_csv_prefix, check_output, check_outputs
-from loadgen.stats.thresholds import check_endpoints, parse_thresholds
 
 DEFAULT_REQUESTS = 100
 DEFAULT_ITERATIONS = 100     # a journey run without --iterations, --duration or a schedule
@@ -426,6 +423,8 @@ def _thresholds(texts: Any, endpoints: tuple[Endpoint, ...]) -> tuple[Any, ...]:
     """Parsed now, so a typo is bad input before any load, not a failure after it."""
     if not texts:
         return ()
+    from loadgen.stats.thresholds import check_endpoints, parse_thresholds  # start-up: when used
+
     parsed = tuple(parse_thresholds(texts))
     check_endpoints(parsed, [e.name for e in endpoints])
     return parsed
@@ -445,6 +444,8 @@ def _schedule(given: _Layers, requests: int | None, duration: float | None,
     if not stages and requests is None and duration is None:
         raise ConfigError("--rate needs --duration or "
                           f"{'--iterations' if journeys else '--requests'} to end the run")
+    from loadgen.engine.schedule import build_schedule  # start-up: the open model only
+
     return build_schedule(rate, stages, duration)
 
 
@@ -461,6 +462,8 @@ def _user_schedule(given: _Layers) -> Any:
     if given.get("rate") is not None or given.get("stages"):
         raise ConfigError("--user-stage ramps users (closed model): it cannot be combined "
                           "with --rate or --stage (open model)")
+    from loadgen.engine.population import build_user_schedule  # start-up: ramps only
+
     return build_user_schedule(given.get("concurrency") or 0, stages)
 
 

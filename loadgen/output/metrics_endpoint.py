@@ -156,18 +156,12 @@ def families(state: State) -> list[Metric]:
         for quantile, key in QUANTILES:
             if key in figures:
                 latency.add_metric([name, quantile], figures[key])
-    run_latency = GaugeMetricFamily("loadgen_run_latency_seconds",
-                                    "Latency of the last second, all endpoints "
-                                    "(quantile 1: the max).", labels=["quantile"])
-    for quantile, key in QUANTILES:
-        if key in state.run_latency_s:
-            run_latency.add_metric([quantile], state.run_latency_s[key])
-    lateness = GaugeMetricFamily("loadgen_generator_lateness_seconds",
-                                 "Open model: intended send time to bytes written, "
-                                 "last second.", labels=["quantile"])
-    for quantile, key in LATENESS_QUANTILES:
-        if key in state.lateness_s:
-            lateness.add_metric([quantile], state.lateness_s[key])
+    run_latency = _quantile_gauge("loadgen_run_latency_seconds",
+                                  "Latency of the last second, all endpoints "
+                                  "(quantile 1: the max).", QUANTILES, state.run_latency_s)
+    lateness = _quantile_gauge("loadgen_generator_lateness_seconds",
+                               "Open model: intended send time to bytes written, last second.",
+                               LATENESS_QUANTILES, state.lateness_s)
     out += [latency, run_latency, lateness]
 
     gauges = (
@@ -403,3 +397,13 @@ def _sum(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _quantile_gauge(name: str, doc: str, quantiles: Sequence[tuple[str, str]],
+                    figures: Mapping[str, float]) -> GaugeMetricFamily:
+    """One gauge labelled by quantile, from the figures of the last second that have one."""
+    gauge = GaugeMetricFamily(name, doc, labels=["quantile"])
+    for quantile, key in quantiles:
+        if key in figures:
+            gauge.add_metric([quantile], figures[key])
+    return gauge
